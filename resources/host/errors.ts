@@ -1,0 +1,54 @@
+/**
+ * Errors of the remote side. Each names the host and, for commands, the command, its exit code and
+ * its stderr, as pulumi-command's provider does, so a failed `pulumi up` says what went wrong where.
+ * None of them ever holds connection secrets: they are built from host, port, user and command only.
+ */
+
+/** How much of a command to quote in an error: scripts can be long, the first lines say enough. */
+const COMMAND_EXCERPT = 400;
+
+function excerpt(text: string, max = COMMAND_EXCERPT): string {
+    const t = text.trim();
+    return t.length <= max ? t : t.slice(0, max) + ` … (${t.length - max} more characters)`;
+}
+
+export class RemoteCommandError extends Error {
+    constructor(
+        public readonly host: string,
+        public readonly command: string,
+        public readonly exitCode: number | null,
+        public readonly stderr: string,
+        public readonly stdout: string = "",
+    ) {
+        super(
+            `command failed on ${host} (exit ${exitCode === null ? "signal" : exitCode}): ${excerpt(command)}` +
+                (stderr.trim() ? `\nstderr: ${excerpt(stderr, 2000)}` : ""),
+        );
+        this.name = "RemoteCommandError";
+    }
+}
+
+export class HostKeyMismatchError extends Error {
+    constructor(
+        public readonly host: string,
+        public readonly expected: string,
+        public readonly presented: string,
+    ) {
+        super(
+            `host key of ${host} does not match the pinned key: expected ${expected}, the host presented ${presented}. ` +
+                `Refusing to connect. If the host was rebuilt, update hostKey after checking the new key out of band.`,
+        );
+        this.name = "HostKeyMismatchError";
+    }
+}
+
+export class ConnectError extends Error {
+    constructor(
+        public readonly host: string,
+        public readonly attempts: number,
+        public readonly reason: string,
+    ) {
+        super(`cannot connect to ${host} after ${attempts} attempt(s): ${reason}`);
+        this.name = "ConnectError";
+    }
+}

@@ -1,0 +1,245 @@
+/**
+ * Host facts: what a host has, read in one round trip (one script, one SSH channel). Resources
+ * check inputs against these before they change anything: a node or page size the host lacks,
+ * a PF without SR-IOV, a scheduler a disk does not offer.
+ */
+import { buildDumpScript, Dump, parseBracketChoice, parseCpuList, parseDump } from "./sysfs";
+import { Remote, runScript } from "./remote";
+
+/** Huge page sizes as users write them: `2M`, `1G` (from the kernel's `hugepages-2048kB`). */
+export type PageSize = string;
+
+export interface HugepagePool {
+    total: number;
+    free: number;
+    surplus: number;
+}
+
+export interface NumaNodeFacts {
+    id: number;
+    cpus: number[];
+    memoryMiB: number;
+    /** Pools of this node by page size. */
+    hugepages: Record<PageSize, HugepagePool>;
+}
+
+export interface BlockDeviceFacts {
+    /** Kernel name: `vdb`, `sda`, `nvme0n1`. */
+    name: string;
+    /** Stable names resolving to it: `/dev/disk/by-id/...`, `/dev/disk/by-path/...`. */
+    ids: string[];
+    paths: string[];
+    scheduler: string | null;
+    schedulers: string[];
+    rotational: boolean;
+    sizeBytes: number;
+    nrRequests: number | null;
+    readAheadKb: number | null;
+}
+
+export interface NicFacts {
+    name: string;
+    mac: string | null;
+    /** PCI address (`0000:01:00.0`) when the NIC is a PCI function. */
+    pciAddress: string | null;
+    driver: string | null;
+    numaNode: number | null;
+    sriovTotalVfs: number | null;
+    sriovNumVfs: number | null;
+    /** The PF's PCI address when this NIC is itself a virtual function. */
+    physfn: string | null;
+}
+
+export interface HostFactsData {
+    hostname: string;
+    machineId: string;
+    kernel: string;
+    cmdline: string;
+    cpusOnline: number[];
+    /** Sizes the kernel supports, smallest first. */
+    hugepageSizes: PageSize[];
+    numaNodes: NumaNodeFacts[];
+    blockDevices: BlockDeviceFacts[];
+    nics: NicFacts[];
+    vhostNet: { device: boolean; moduleLoaded: boolean };
+    libvirt: { version: string | null; active: boolean };
+}
+
+const NODE = "/sys/devices/system/node";
+const NET = "/sys/class/net";
+
+/** The read script: kept as data so a host's facts always come from one round trip. */
+export const FACTS_SCRIPT = buildDumpScript({
+    files: [
+        "/etc/hostname",
+        "/etc/machine-id",
+        "/proc/sys/kernel/osrelease",
+        "/proc/cmdline",
+        "/sys/devices/system/cpu/online",
+        `${NODE}/node*/cpulist`,
+        `${NODE}/node*/meminfo`,
+        `${NODE}/node*/hugepages/hugepages-*/nr_hugepages`,
+        `${NODE}/node*/hugepages/hugepages-*/free_hugepages`,
+        `${NODE}/node*/hugepages/hugepages-*/surplus_hugepages`,
+        "/sys/block/*/queue/scheduler",
+        "/sys/block/*/queue/rotational",
+        "/sys/block/*/queue/nr_requests",
+        "/sys/block/*/queue/read_ahead_kb",
+        "/sys/block/*/size",
+        `${NET}/*/address`,
+        `${NET}/*/device/numa_node`,
+        `${NET}/*/device/sriov_totalvfs`,
+        `${NET}/*/device/sriov_numvfs`,
+    ],
+    links: [
+        "/dev/disk/by-id/*",
+        "/dev/disk/by-path/*",
+        `${NET}/*/device`,
+        `${NET}/*/device/driver`,
+        `${NET}/*/device/physfn`,
+    ],
+    commands: {
+        hugepageSizes: "ls -1 /sys/kernel/mm/hugepages",
+        vhostNet: "test -c /dev/vhost-net && echo device; test -d /sys/module/vhost_net && echo module",
+        libvirtVersion: "virsh --version",
+        libvirtActive: "systemctl is-active libvirtd || systemctl is-active virtqemud",
+    },
+});
+
+export async function gatherFacts(remote: Remote): Promise<HostFactsData> {
+    // Privileged: some sysfs files (sriov_*) are root-only on some kernels.
+    return parseFacts(parseDump(await runScript(remote, FACTS_SCRIPT)));
+}
+
+/** `2048kB` -> `2M`, `1048576kB` -> `1G`. */
+export function pageSizeName(kB: number): PageSize {
+    if (kB % (1024 * 1024) === 0) return `${kB / (1024 * 1024)}G`;
+    if (kB % 1024 === 0) return `${kB / 1024}M`;
+    return `${kB}K`;
+}
+
+/** `2M` -> 2048 (kB), the inverse of pageSizeName. */
+export function pageSizeKb(size: PageSize): number {
+    const m = /^(\d+)([KMG])$/.exec(size);
+    if (!m) throw new Error(`not a page size: ${size}`);
+    return Number(m[1]) * { K: 1, M: 1024, G: 1024 * 1024 }[m[2] as "K" | "M" | "G"];
+}
+
+function int(text: string | undefined): number | null {
+    if (text === undefined) return null;
+    const n = Number(text.trim());
+    return Number.isFinite(n) && text.trim() !== "" ? n : null;
+}
+
+/** Groups file paths matching `prefix<key>suffix` by key. */
+function byPattern(files: Map<string, string>, re: RegExp): Array<{ m: RegExpExecArray; value: string }> {
+    const out: Array<{ m: RegExpExecArray; value: string }> = [];
+    for (const [path, value] of files) {
+        const m = re.exec(path);
+        if (m) out.push({ m, value });
+    }
+    return out;
+}
+
+export function parseFacts(dump: Dump): HostFactsData {
+    const f = dump.files;
+    const nodes = new Map<number, NumaNodeFacts>();
+    const node = (id: number): NumaNodeFacts => {
+        let n = nodes.get(id);
+        if (!n) nodes.set(id, (n = { id, cpus: [], memoryMiB: 0, hugepages: {} }));
+        return n;
+    };
+    for (const { m, value } of byPattern(f, /^\/sys\/devices\/system\/node\/node(\d+)\/cpulist$/)) {
+        node(Number(m[1])).cpus = parseCpuList(value);
+    }
+    for (const { m, value } of byPattern(f, /^\/sys\/devices\/system\/node\/node(\d+)\/meminfo$/)) {
+        const total = /MemTotal:\s+(\d+) kB/.exec(value);
+        node(Number(m[1])).memoryMiB = total ? Math.floor(Number(total[1]) / 1024) : 0;
+    }
+    const poolRe = /^\/sys\/devices\/system\/node\/node(\d+)\/hugepages\/hugepages-(\d+)kB\/(nr|free|surplus)_hugepages$/;
+    for (const { m, value } of byPattern(f, poolRe)) {
+        const size = pageSizeName(Number(m[2]));
+        const pools = node(Number(m[1])).hugepages;
+        const pool = (pools[size] ??= { total: 0, free: 0, surplus: 0 });
+        const n = int(value) ?? 0;
+        if (m[3] === "nr") pool.total = n;
+        else if (m[3] === "free") pool.free = n;
+        else pool.surplus = n;
+    }
+
+    const sizesOut = dump.commands.get("hugepageSizes")?.stdout ?? "";
+    const hugepageSizes = [...sizesOut.matchAll(/hugepages-(\d+)kB/g)]
+        .map((m) => Number(m[1]))
+        .sort((a, b) => a - b)
+        .map(pageSizeName);
+
+    const blockDevices: BlockDeviceFacts[] = [];
+    for (const { m, value } of byPattern(f, /^\/sys\/block\/([^/]+)\/queue\/scheduler$/)) {
+        const name = m[1];
+        const sizeBytes = (int(f.get(`/sys/block/${name}/size`)) ?? 0) * 512;
+        if (sizeBytes === 0) continue; // unbound loop devices and empty drives are not disks yet
+        const { active, available } = parseBracketChoice(value);
+        const stable = (dir: string) =>
+            [...dump.links.entries()]
+                .filter(([link, target]) => link.startsWith(dir) && target === `/dev/${name}`)
+                .map(([link]) => link)
+                .sort();
+        blockDevices.push({
+            name,
+            ids: stable("/dev/disk/by-id/"),
+            paths: stable("/dev/disk/by-path/"),
+            scheduler: active,
+            schedulers: available,
+            rotational: f.get(`/sys/block/${name}/queue/rotational`)?.trim() === "1",
+            sizeBytes,
+            nrRequests: int(f.get(`/sys/block/${name}/queue/nr_requests`)),
+            readAheadKb: int(f.get(`/sys/block/${name}/queue/read_ahead_kb`)),
+        });
+    }
+    blockDevices.sort((a, b) => a.name.localeCompare(b.name));
+
+    const nics: NicFacts[] = [];
+    for (const { m, value } of byPattern(f, /^\/sys\/class\/net\/([^/]+)\/address$/)) {
+        const name = m[1];
+        const device = dump.links.get(`${NET}/${name}/device`);
+        if (!device) continue; // lo, bridges, taps: not hardware
+        const pci = /\/([0-9a-f]{4}:[0-9a-f]{2}:[0-9a-f]{2}\.[0-7])$/.exec(device);
+        const driver = dump.links.get(`${NET}/${name}/device/driver`);
+        const physfn = dump.links.get(`${NET}/${name}/device/physfn`);
+        const numa = int(f.get(`${NET}/${name}/device/numa_node`));
+        nics.push({
+            name,
+            mac: value.trim() || null,
+            pciAddress: pci ? pci[1] : null,
+            driver: driver ? driver.slice(driver.lastIndexOf("/") + 1) : null,
+            numaNode: numa === null || numa < 0 ? null : numa,
+            sriovTotalVfs: int(f.get(`${NET}/${name}/device/sriov_totalvfs`)),
+            sriovNumVfs: int(f.get(`${NET}/${name}/device/sriov_numvfs`)),
+            physfn: physfn ? physfn.slice(physfn.lastIndexOf("/") + 1) : null,
+        });
+    }
+    nics.sort((a, b) => a.name.localeCompare(b.name));
+
+    const vhost = dump.commands.get("vhostNet")?.stdout ?? "";
+    const libvirtVersion = dump.commands.get("libvirtVersion");
+    const osrelease = f.get("/proc/sys/kernel/osrelease");
+    if (osrelease === undefined) {
+        throw new Error("host facts: the read script returned no kernel release; is this a Linux host with /proc?");
+    }
+    return {
+        hostname: (f.get("/etc/hostname") ?? "").trim(),
+        machineId: (f.get("/etc/machine-id") ?? "").trim(),
+        kernel: osrelease.trim(),
+        cmdline: (f.get("/proc/cmdline") ?? "").trim(),
+        cpusOnline: parseCpuList(f.get("/sys/devices/system/cpu/online") ?? ""),
+        hugepageSizes,
+        numaNodes: [...nodes.values()].sort((a, b) => a.id - b.id),
+        blockDevices,
+        nics,
+        vhostNet: { device: /^device$/m.test(vhost), moduleLoaded: /^module$/m.test(vhost) },
+        libvirt: {
+            version: libvirtVersion && libvirtVersion.code === 0 ? libvirtVersion.stdout.trim() || null : null,
+            active: /^active$/m.test(dump.commands.get("libvirtActive")?.stdout ?? ""),
+        },
+    };
+}

@@ -1,0 +1,45 @@
+/**
+ * What resources need from a host: run a command, get its output. The SSH pool implements it; so
+ * does a local shell (tests run the same scripts on this machine to check the parsers).
+ */
+import { RemoteCommandError } from "./errors";
+
+export interface ExecOptions {
+    /** Fed to the command's standard input (how scripts are sent: no length limit, no quoting). */
+    stdin?: string;
+    /** Needs root: as a non-root user with `sudo` set, runs through `sudo -n`. */
+    privileged?: boolean;
+}
+
+export interface ExecResult {
+    stdout: string;
+    stderr: string;
+    /** Exit code, or null when the command died of a signal or the channel was cut. */
+    code: number | null;
+}
+
+export interface Remote {
+    /** Names the host in messages (user@host:port); never carries a secret. */
+    readonly name: string;
+    /** Runs a command; a non-zero exit is a result, not an error. */
+    exec(command: string, options?: ExecOptions): Promise<ExecResult>;
+}
+
+/** Runs a command and returns its stdout; a non-zero exit throws with the command and stderr. */
+export async function run(remote: Remote, command: string, options?: ExecOptions): Promise<string> {
+    const r = await remote.exec(command, options);
+    if (r.code !== 0) {
+        throw new RemoteCommandError(remote.name, describeCommand(command, options), r.code, r.stderr, r.stdout);
+    }
+    return r.stdout;
+}
+
+/** Runs a shell script sent on stdin (`sh -s`), privileged unless told otherwise. */
+export function runScript(remote: Remote, script: string, options: { privileged?: boolean } = {}): Promise<string> {
+    return run(remote, "sh -s", { stdin: script, privileged: options.privileged ?? true });
+}
+
+/** A script is shown by its text in errors, since `sh -s` alone says nothing. */
+function describeCommand(command: string, options?: ExecOptions): string {
+    return options?.stdin !== undefined && command === "sh -s" ? `sh -s <<script\n${options.stdin}\nscript` : command;
+}

@@ -1,0 +1,214 @@
+/**
+ * One SSH connection per (user, host, port) per process, shared by every resource on that host.
+ *
+ * Why: a fresh SSH connection costs a key exchange (0.6 s against an emulated lab host, more over a
+ * WAN) and sshd limits unauthenticated connections (MaxStartups). Pulumi runs every resource of a
+ * deployment in one provider process, so a process-wide pool gives one connection per host per
+ * deployment. Commands are queued below sshd's MaxSessions (10 by default) so parallel resources
+ * share the connection without being refused a channel.
+ */
+import type { NodeSSH } from "node-ssh";
+import { Connection, connectionKey, describeHost } from "./connection";
+import { ConnectError, HostKeyMismatchError } from "./errors";
+import { fingerprintOf, parseHostKeyPin } from "./hostKey";
+import { shellQuote } from "./quote";
+import type { ExecOptions, ExecResult, Remote } from "./remote";
+
+/** Channels open at once on one connection: below sshd's default MaxSessions of 10. */
+export const MAX_CHANNELS = 8;
+/** Connection attempts before giving up, and the first back-off (doubled each time). */
+const CONNECT_ATTEMPTS = 3;
+const FIRST_BACKOFF_MS = 1000;
+
+/** Counters per host, read by benchmarks and tests that check connection reuse. */
+export interface HostStats {
+    connections: number;
+    commands: number;
+}
+
+/** A small FIFO semaphore: at most `limit` holders at once. */
+class Semaphore {
+    private active = 0;
+    private readonly waiting: Array<() => void> = [];
+    constructor(private readonly limit: number) {}
+    async acquire(): Promise<void> {
+        if (this.active < this.limit) {
+            this.active++;
+            return;
+        }
+        await new Promise<void>((resolve) => this.waiting.push(resolve));
+    }
+    release(): void {
+        const next = this.waiting.shift();
+        if (next) {
+            next(); // the slot passes straight to the next waiter
+        } else {
+            this.active--;
+        }
+    }
+}
+
+class PooledHost implements Remote {
+    readonly name: string;
+    private ssh: Promise<NodeSSH> | undefined;
+    private readonly channels = new Semaphore(MAX_CHANNELS);
+    private inFlight = 0;
+    readonly stats: HostStats = { connections: 0, commands: 0 };
+
+    constructor(private connection: Connection) {
+        this.name = describeHost(connection);
+    }
+
+    /** A later resource may carry a fresher key or timeout for the same host: use the newest. */
+    update(connection: Connection): void {
+        this.connection = connection;
+    }
+
+    async exec(command: string, options: ExecOptions = {}): Promise<ExecResult> {
+        const wrapped = this.wrap(command, options.privileged ?? false);
+        await this.channels.acquire();
+        this.hold();
+        try {
+            const ssh = await this.connected();
+            this.stats.commands++;
+            const r = await ssh.execCommand(wrapped, { stdin: options.stdin, noTrim: true });
+            return { stdout: r.stdout, stderr: r.stderr, code: r.code };
+        } catch (err) {
+            // A cut connection fails every command on it; forget it so the next command reconnects.
+            this.forget();
+            throw err;
+        } finally {
+            this.release();
+            this.channels.release();
+        }
+    }
+
+    close(): void {
+        const ssh = this.ssh;
+        this.ssh = undefined;
+        ssh?.then((s) => s.dispose()).catch(() => undefined);
+    }
+
+    /** Privileged commands of a non-root user go through sudo; -n makes a password prompt an error. */
+    private wrap(command: string, privileged: boolean): string {
+        if (privileged && this.connection.sudo && this.connection.user !== "root") {
+            return `sudo -n -- sh -c ${shellQuote(command)}`;
+        }
+        return command;
+    }
+
+    private connected(): Promise<NodeSSH> {
+        if (!this.ssh) {
+            const attempt = this.connectWithRetry();
+            this.ssh = attempt;
+            attempt.catch(() => {
+                if (this.ssh === attempt) this.ssh = undefined;
+            });
+        }
+        return this.ssh;
+    }
+
+    private forget(): void {
+        const ssh = this.ssh;
+        if (!ssh) return;
+        ssh.then((s) => {
+            if (!s.isConnected()) {
+                if (this.ssh === ssh) this.ssh = undefined;
+                s.dispose();
+            }
+        }).catch(() => undefined);
+    }
+
+    private async connectWithRetry(): Promise<NodeSSH> {
+        let lastError = "";
+        for (let attempt = 1; attempt <= CONNECT_ATTEMPTS; attempt++) {
+            try {
+                return await this.connectOnce();
+            } catch (err) {
+                // A wrong host key or a refused key will not get better by trying again.
+                if (err instanceof HostKeyMismatchError) throw err;
+                lastError = err instanceof Error ? err.message : String(err);
+                if (/authentication methods failed|permission denied/i.test(lastError)) break;
+                if (attempt < CONNECT_ATTEMPTS) {
+                    await new Promise((r) => setTimeout(r, FIRST_BACKOFF_MS * 2 ** (attempt - 1)));
+                }
+            }
+        }
+        throw new ConnectError(this.name, CONNECT_ATTEMPTS, lastError);
+    }
+
+    private async connectOnce(): Promise<NodeSSH> {
+        const { NodeSSH } = await import("node-ssh");
+        const c = this.connection;
+        const pin = parseHostKeyPin(c.hostKey);
+        if ("error" in pin) throw new Error(`hostKey of ${this.name}: ${pin.error}`);
+        let mismatch: HostKeyMismatchError | undefined;
+        const ssh = new NodeSSH();
+        try {
+            await ssh.connect({
+                host: c.host,
+                port: c.port,
+                username: c.user,
+                privateKey: c.privateKey,
+                readyTimeout: c.connectTimeoutSeconds * 1000,
+                keepaliveInterval: 15000,
+                // Ask for the pinned key's type when we know it, so the host presents that key.
+                algorithms: pin.keyType ? { serverHostKey: [pin.keyType as never] } : undefined,
+                hostVerifier: (key: Buffer) => {
+                    const presented = fingerprintOf(key);
+                    if (presented === pin.fingerprint) return true;
+                    mismatch = new HostKeyMismatchError(this.name, pin.fingerprint, presented);
+                    return false;
+                },
+            });
+        } catch (err) {
+            ssh.dispose();
+            throw mismatch ?? err;
+        }
+        this.stats.connections++;
+        const client = ssh.connection;
+        client?.on("close", () => this.forget());
+        client?.on("error", () => this.forget());
+        this.socketRef(ssh, this.inFlight > 0);
+        return ssh;
+    }
+
+    /** An idle connection must not keep a process alive: unref its socket while nothing runs. */
+    private hold(): void {
+        if (this.inFlight++ === 0) this.ssh?.then((s) => this.socketRef(s, true)).catch(() => undefined);
+    }
+    private release(): void {
+        if (--this.inFlight === 0) this.ssh?.then((s) => this.socketRef(s, false)).catch(() => undefined);
+    }
+    private socketRef(ssh: NodeSSH, ref: boolean): void {
+        const sock = (ssh.connection as unknown as { _sock?: { ref(): void; unref(): void } } | null)?._sock;
+        if (ref) sock?.ref();
+        else sock?.unref();
+    }
+}
+
+const pool = new Map<string, PooledHost>();
+
+/** The shared connection to a host: created on first use, reused after. */
+export function remoteFor(connection: Connection): Remote {
+    const key = connectionKey(connection);
+    let host = pool.get(key);
+    if (host) {
+        host.update(connection);
+    } else {
+        host = new PooledHost(connection);
+        pool.set(key, host);
+    }
+    return host;
+}
+
+/** Connections and commands per host since the process started (or since `closeAll`). */
+export function poolStats(): Record<string, HostStats> {
+    return Object.fromEntries([...pool.entries()].map(([k, h]) => [k, { ...h.stats }]));
+}
+
+/** Closes every pooled connection (tests; the provider process simply exits). */
+export function closeAll(): void {
+    for (const host of pool.values()) host.close();
+    pool.clear();
+}

@@ -1,0 +1,12 @@
+/**
+ * kvmtune's public API: Pulumi resources that put a KVM host into its tuned state over SSH.
+ */
+export { HostFacts, HostFactsArgs } from "./hostFacts";
+export { ConnectionInput } from "./connectionInput";
+export type {
+    HostFactsData,
+    NumaNodeFacts,
+    BlockDeviceFacts,
+    NicFacts,
+    HugepagePool as HugepagePoolFacts,
+} from "./host/facts";

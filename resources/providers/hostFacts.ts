@@ -1,0 +1,83 @@
+/**
+ * HostFacts' provider: reads, never writes. The id is the host's machine id, so moving a host to a
+ * new address (a connection change) updates the resource in place rather than replacing it.
+ */
+import type * as pulumi from "@pulumi/pulumi";
+import { z } from "zod";
+import { connectionSchema } from "../host/connection";
+import { gatherFacts, HostFactsData } from "../host/facts";
+import { remoteFor } from "../host/sshPool";
+import { parseOrThrow, validate } from "../validate";
+
+export const hostFactsSchema = z.object({ connection: connectionSchema }).strict();
+type Inputs = z.output<typeof hostFactsSchema>;
+
+/** The outputs: the facts in one object, and the fields programs use most often beside it. */
+function outputs(inputs: Inputs, facts: HostFactsData) {
+    return {
+        ...inputs,
+        facts,
+        hostname: facts.hostname,
+        kernel: facts.kernel,
+        numaNodes: facts.numaNodes,
+        hugepageSizes: facts.hugepageSizes,
+        blockDevices: facts.blockDevices,
+        nics: facts.nics,
+        vhostNet: facts.vhostNet.device,
+        libvirtVersion: facts.libvirt.version,
+    };
+}
+
+function idOf(facts: HostFactsData): string {
+    return facts.machineId ? `${facts.hostname}/${facts.machineId}` : facts.hostname;
+}
+
+async function readHost(inputs: Inputs) {
+    const facts = await gatherFacts(remoteFor(inputs.connection));
+    return { id: idOf(facts), outs: outputs(inputs, facts) };
+}
+
+/** Inputs of a resource: only what the user declared, not the facts stored beside it. */
+function inputsOf(props: Record<string, unknown>): Inputs {
+    return parseOrThrow(hostFactsSchema, { connection: props.connection }, "HostFacts inputs");
+}
+
+export const provider = {
+    async check(_olds: unknown, news: Record<string, unknown>): Promise<pulumi.dynamic.CheckResult> {
+        const r = validate(hostFactsSchema, { connection: news.connection });
+        return r.ok ? { inputs: r.value } : { failures: r.failures };
+    },
+
+    async diff(_id: string, olds: Record<string, unknown>, news: Inputs): Promise<pulumi.dynamic.DiffResult> {
+        // Only the connection is an input, and a new address is the same host: update, never replace.
+        const changed = Object.keys(news.connection).filter(
+            (k) => JSON.stringify((olds.connection as Record<string, unknown>)?.[k]) !== JSON.stringify((news.connection as Record<string, unknown>)[k]),
+        );
+        return {
+            changes: changed.length > 0,
+            replaces: [],
+            deleteBeforeReplace: false,
+        };
+    },
+
+    async create(inputs: Inputs): Promise<pulumi.dynamic.CreateResult> {
+        return readHost(inputs);
+    },
+
+    async read(id: string, props: Record<string, unknown>): Promise<pulumi.dynamic.ReadResult> {
+        const { id: current, outs } = await readHost(inputsOf(props));
+        // Another machine behind the same address is not the host this resource describes.
+        if (id && current !== id) {
+            throw new Error(`HostFacts ${id}: the connection now reaches another host (${current}); fix the connection or re-create the resource`);
+        }
+        return { id: current, props: outs };
+    },
+
+    async update(_id: string, _olds: unknown, news: Inputs): Promise<pulumi.dynamic.UpdateResult> {
+        return { outs: (await readHost(news)).outs };
+    },
+
+    async delete(): Promise<void> {
+        // Read-only: nothing on the host belongs to this resource.
+    },
+};

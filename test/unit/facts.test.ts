@@ -1,0 +1,126 @@
+import * as assert from "assert";
+import * as fs from "fs";
+import * as os from "os";
+import { FACTS_SCRIPT, gatherFacts, pageSizeKb, pageSizeName, parseFacts } from "../../resources/host/facts";
+import { buildDumpScript, formatCpuList, parseBracketChoice, parseCpuList, parseDump } from "../../resources/host/sysfs";
+import { LocalRemote } from "../helpers/localRemote";
+
+describe("sysfs helpers", () => {
+    it("parses and formats CPU lists", () => {
+        assert.deepStrictEqual(parseCpuList("0-3,8,10-11\n"), [0, 1, 2, 3, 8, 10, 11]);
+        assert.strictEqual(formatCpuList([11, 0, 1, 2, 3, 8, 10]), "0-3,8,10-11");
+        assert.throws(() => parseCpuList("zero"), /not a CPU list/);
+    });
+
+    it("reads bracketed choices", () => {
+        assert.deepStrictEqual(parseBracketChoice("[none] mq-deadline kyber\n"), {
+            active: "none",
+            available: ["none", "mq-deadline", "kyber"],
+        });
+        assert.deepStrictEqual(parseBracketChoice("none"), { active: null, available: ["none"] });
+    });
+
+    it("names page sizes both ways", () => {
+        assert.strictEqual(pageSizeName(2048), "2M");
+        assert.strictEqual(pageSizeName(1048576), "1G");
+        assert.strictEqual(pageSizeKb("1G"), 1048576);
+    });
+
+    it("round-trips files, links and commands through a real shell", async () => {
+        const script = buildDumpScript({
+            files: ["/proc/sys/kernel/osrelease", "/nonexistent/*"],
+            links: ["/proc/self/exe"],
+            commands: { ok: "echo hello; echo world", fails: "exit 3" },
+        });
+        const out = await new LocalRemote().exec("sh -s", { stdin: script });
+        const dump = parseDump(out.stdout);
+        assert.strictEqual(dump.files.get("/proc/sys/kernel/osrelease"), os.release());
+        assert.strictEqual(dump.files.size, 1);
+        assert.match(dump.links.get("/proc/self/exe") ?? "", /^\//);
+        assert.deepStrictEqual(dump.commands.get("ok"), { stdout: "hello\nworld", code: 0 });
+        assert.deepStrictEqual(dump.commands.get("fails"), { stdout: "", code: 3 });
+    });
+});
+
+describe("host facts", () => {
+    it("reads this machine's kernel, CPUs and NUMA nodes in one script", async () => {
+        // Node's own view of the machine is the independent reference.
+        const facts = await gatherFacts(new LocalRemote());
+        assert.strictEqual(facts.kernel, os.release());
+        assert.strictEqual(facts.cpusOnline.length, os.cpus().length);
+        assert.ok(facts.numaNodes.length >= 1, "no NUMA node read");
+        const cpusInNodes = facts.numaNodes.flatMap((n) => n.cpus).sort((a, b) => a - b);
+        assert.deepStrictEqual(cpusInNodes, facts.cpusOnline);
+        // Per-node memory as the kernel reports it, read here with fs rather than the script.
+        // (Not os.totalmem(): memory hot-plugged into a VM shows in /proc/meminfo but not per node.)
+        for (const node of facts.numaNodes) {
+            const meminfo = fs.readFileSync(`/sys/devices/system/node/node${node.id}/meminfo`, "utf8");
+            const kb = Number(/MemTotal:\s+(\d+) kB/.exec(meminfo)![1]);
+            assert.strictEqual(node.memoryMiB, Math.floor(kb / 1024));
+        }
+        assert.ok(facts.hugepageSizes.includes("2M"));
+    });
+
+    it("parses a two-node host with SR-IOV, disks and pools", () => {
+        const F = (path: string, body: string) => `\x1eF\x1f${path}\n${body}\n`;
+        const L = (path: string, target: string) => `\x1eL\x1f${path}\n${target}\n`;
+        const C = (name: string, out: string, code = 0) => `\x1eC\x1f${name}\n${out}\n\x1eX\x1f${name}\n${code}\n`;
+        const n = "/sys/devices/system/node";
+        const text = [
+            F("/etc/hostname", "lab1"),
+            F("/etc/machine-id", "abc"),
+            F("/proc/sys/kernel/osrelease", "6.1.0-28-amd64"),
+            F("/proc/cmdline", "BOOT_IMAGE=/boot/vmlinuz root=UUID=x hugepagesz=1G hugepages=1"),
+            F("/sys/devices/system/cpu/online", "0-3"),
+            F(`${n}/node0/cpulist`, "0-1"),
+            F(`${n}/node1/cpulist`, "2-3"),
+            F(`${n}/node0/meminfo`, "Node 0 MemTotal:        1531920 kB\nNode 0 MemFree:  1000 kB"),
+            F(`${n}/node1/meminfo`, "Node 1 MemTotal:        1548288 kB"),
+            F(`${n}/node1/hugepages/hugepages-2048kB/nr_hugepages`, "64"),
+            F(`${n}/node1/hugepages/hugepages-2048kB/free_hugepages`, "32"),
+            F(`${n}/node1/hugepages/hugepages-2048kB/surplus_hugepages`, "0"),
+            F(`${n}/node0/hugepages/hugepages-1048576kB/nr_hugepages`, "0"),
+            F("/sys/block/vdb/queue/scheduler", "[mq-deadline] kyber bfq none"),
+            F("/sys/block/vdb/queue/rotational", "0"),
+            F("/sys/block/vdb/queue/nr_requests", "256"),
+            F("/sys/block/vdb/queue/read_ahead_kb", "128"),
+            F("/sys/block/vdb/size", "2097152"),
+            F("/sys/block/loop0/queue/scheduler", "[none] mq-deadline"),
+            F("/sys/block/loop0/size", "0"),
+            L("/dev/disk/by-id/virtio-data1", "/dev/vdb"),
+            L("/dev/disk/by-path/pci-0000:00:05.0", "/dev/vdb"),
+            L("/dev/disk/by-id/virtio-data1-part1", "/dev/vdb1"),
+            F("/sys/class/net/enp1s0/address", "52:54:00:12:34:56"),
+            L("/sys/class/net/enp1s0/device", "/sys/devices/pci0000:00/0000:00:02.0/0000:01:00.0"),
+            L("/sys/class/net/enp1s0/device/driver", "/sys/bus/pci/drivers/igb"),
+            F("/sys/class/net/enp1s0/device/numa_node", "1"),
+            F("/sys/class/net/enp1s0/device/sriov_totalvfs", "7"),
+            F("/sys/class/net/enp1s0/device/sriov_numvfs", "0"),
+            F("/sys/class/net/lo/address", "00:00:00:00:00:00"),
+            C("hugepageSizes", "hugepages-1048576kB\nhugepages-2048kB"),
+            C("vhostNet", "device\nmodule"),
+            C("libvirtVersion", "9.0.0"),
+            C("libvirtActive", "active"),
+        ].join("");
+        const facts = parseFacts(parseDump(text));
+        assert.deepStrictEqual(facts.hugepageSizes, ["2M", "1G"]);
+        assert.deepStrictEqual(facts.numaNodes.map((x) => [x.id, x.cpus, x.memoryMiB]), [[0, [0, 1], 1496], [1, [2, 3], 1512]]);
+        assert.deepStrictEqual(facts.numaNodes[1].hugepages["2M"], { total: 64, free: 32, surplus: 0 });
+        assert.deepStrictEqual(facts.blockDevices.map((b) => b.name), ["vdb"], "empty loop devices are not disks");
+        assert.deepStrictEqual(facts.blockDevices[0].ids, ["/dev/disk/by-id/virtio-data1"]);
+        assert.strictEqual(facts.blockDevices[0].scheduler, "mq-deadline");
+        assert.deepStrictEqual(facts.nics, [
+            { name: "enp1s0", mac: "52:54:00:12:34:56", pciAddress: "0000:01:00.0", driver: "igb", numaNode: 1, sriovTotalVfs: 7, sriovNumVfs: 0, physfn: null },
+        ]);
+        assert.deepStrictEqual(facts.vhostNet, { device: true, moduleLoaded: true });
+        assert.deepStrictEqual(facts.libvirt, { version: "9.0.0", active: true });
+    });
+
+    it("says what is wrong when the script returned nothing usable", () => {
+        assert.throws(() => parseFacts(parseDump("")), /no kernel release/);
+    });
+
+    it("is one script", () => {
+        assert.ok(FACTS_SCRIPT.startsWith("#!/bin/sh"));
+    });
+});

@@ -1,0 +1,31 @@
+/**
+ * Pulumi stores each dynamic resource's provider as serialized JavaScript and runs that copy for
+ * delete and refresh. Each provider must survive serializeFunction and still work after it.
+ */
+import * as assert from "assert";
+import * as pulumi from "@pulumi/pulumi";
+import { lazyProvider } from "../../resources/lazyProvider";
+import { goodConnection, throwawayKey } from "../helpers/fixtures";
+// eslint-disable-next-line @typescript-eslint/no-require-imports
+const requireFromString: (code: string) => { handler: () => pulumi.dynamic.ResourceProvider } = require("require-from-string");
+
+const PROVIDERS = ["hostFacts"];
+
+describe("provider serialization", () => {
+    for (const name of PROVIDERS) {
+        it(`${name}: serializes small, without zod or keys, and checks after deserialization`, async () => {
+            const shim = lazyProvider(`kvmtune/providers/${name}`);
+            const serialized = await pulumi.runtime.serializeFunction(() => shim, { allowSecrets: false });
+            assert.ok(serialized.text.length < 4096, `serialized provider is ${serialized.text.length} bytes`);
+            assert.ok(!/zod|node-ssh|ssh2/.test(serialized.text), "heavy modules captured in the provider closure");
+            assert.ok(!serialized.text.includes(throwawayKey().privateKey.split("\n")[1]));
+
+            // Exactly what the dynamic provider host does with the stored text.
+            const revived = requireFromString(serialized.text).handler();
+            const bad = await revived.check!({}, { connection: goodConnection({ port: 0 }) });
+            assert.strictEqual(bad.failures?.[0]?.property, "connection.port");
+            const good = await revived.check!({}, { connection: goodConnection() });
+            assert.strictEqual(good.failures, undefined);
+        });
+    }
+});
