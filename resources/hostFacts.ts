@@ -41,7 +41,8 @@ export class HostFacts extends pulumi.dynamic.Resource {
                 libvirtVersion: undefined,
             },
             opts,
-            "kvmtune:index:HostFacts",
+            "kvmtune",
+            "HostFacts",
         );
     }
 }

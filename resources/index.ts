@@ -10,3 +10,4 @@ export type {
     NicFacts,
     HugepagePool as HugepagePoolFacts,
 } from "./host/facts";
+export { HugepagePool, HugepagePoolArgs, HugepagePoolCounts } from "./hugepagePool";

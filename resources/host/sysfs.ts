@@ -6,6 +6,7 @@
  * Patterns are the library's own constants (globs the shell expands). A pattern that carries a
  * user value must build it with `globLiteral`, after the schema has validated the value.
  */
+import { shellQuote } from "./quote";
 
 /** Record marker: ASCII RS, then a kind letter and ASCII US. Never seen in sysfs or procfs text. */
 const RS = "\x1e";
@@ -112,4 +113,18 @@ export function parseBracketChoice(text: string): { active: string | null; avail
         active: active ? active.slice(1, -1) : null,
         available: words.map((w) => w.replace(/^\[|\]$/g, "")),
     };
+}
+
+/**
+ * A script that writes each value with a single write (sysfs acts on each write(2) on its own),
+ * stopping at the first refusal with the path, the value and the kernel's reason on stderr.
+ * Paths are built by the library from validated values; they are quoted all the same.
+ */
+export function writeSysfsScript(entries: ReadonlyArray<{ path: string; value: string | number }>): string {
+    return entries
+        .map(({ path, value }) => {
+            const [p, v] = [shellQuote(path), shellQuote(String(value))];
+            return `printf '%s' ${v} > ${p} || { printf 'the kernel refused %s for %s\\n' ${v} ${p} >&2; exit 1; }`;
+        })
+        .join("\n");
 }

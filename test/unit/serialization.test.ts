@@ -9,10 +9,14 @@ import { goodConnection, throwawayKey } from "../helpers/fixtures";
 // eslint-disable-next-line @typescript-eslint/no-require-imports
 const requireFromString: (code: string) => { handler: () => pulumi.dynamic.ResourceProvider } = require("require-from-string");
 
-const PROVIDERS = ["hostFacts"];
+/** Each provider with inputs it accepts (the connection is added). */
+const PROVIDERS: Record<string, Record<string, unknown>> = {
+    hostFacts: {},
+    hugepagePool: { pageSize: "2M", nodes: { "0": 8 } },
+};
 
 describe("provider serialization", () => {
-    for (const name of PROVIDERS) {
+    for (const [name, valid] of Object.entries(PROVIDERS)) {
         it(`${name}: serializes small, without zod or keys, and checks after deserialization`, async () => {
             const shim = lazyProvider(`kvmtune/providers/${name}`);
             const serialized = await pulumi.runtime.serializeFunction(() => shim, { allowSecrets: false });
@@ -22,9 +26,9 @@ describe("provider serialization", () => {
 
             // Exactly what the dynamic provider host does with the stored text.
             const revived = requireFromString(serialized.text).handler();
-            const bad = await revived.check!({}, { connection: goodConnection({ port: 0 }) });
-            assert.strictEqual(bad.failures?.[0]?.property, "connection.port");
-            const good = await revived.check!({}, { connection: goodConnection() });
+            const bad = await revived.check!({}, { ...valid, connection: goodConnection({ port: 0 }) });
+            assert.deepStrictEqual(bad.failures?.map((f) => f.property), ["connection.port"]);
+            const good = await revived.check!({}, { ...valid, connection: goodConnection() });
             assert.strictEqual(good.failures, undefined);
         });
     }

@@ -1,0 +1,373 @@
+/**
+ * HugepagePool's provider: a huge page pool of one page size, per NUMA node or as a total the
+ * kernel spreads, read back after every write because the kernel may allocate fewer pages than
+ * asked (fragmentation, a node short of free memory) without failing the write.
+ *
+ * Persistence: 2 MiB pools are set at boot by a oneshot systemd unit ordered before libvirt, so
+ * guests find their pages; 1 GiB pools go on the kernel command line (GRUB), since they can only
+ * be had reliably before memory fragments. A hugetlbfs mount is persisted as a systemd mount unit.
+ */
+import type * as pulumi from "@pulumi/pulumi";
+import { z } from "zod";
+import { connectionSchema } from "../host/connection";
+import { gatherFacts, HostFactsData, pageSizeKb } from "../host/facts";
+import { atomicWriteScript, managedHeader, removeFileScript } from "../host/files";
+import { shellQuote } from "../host/quote";
+import { Remote, runScript } from "../host/remote";
+import { remoteFor } from "../host/sshPool";
+import { buildDumpScript, parseDump, writeSysfsScript } from "../host/sysfs";
+import { changedFields, diffResult, FieldPolicy } from "../policy";
+import { parseOrThrow, validate } from "../validate";
+
+const MOUNT_PATH = /^\/(?:[A-Za-z0-9_.-]+\/)*[A-Za-z0-9_.-]+$/;
+
+export const hugepagePoolSchema = z
+    .object({
+        connection: connectionSchema,
+        pageSize: z.enum(["2M", "1G"]),
+        /** Pages per NUMA node: `{"0": 512, "1": 512}`. Nodes not named are left alone. */
+        nodes: z.record(z.string().regex(/^\d{1,3}$/, "must be a NUMA node number"), z.number().int().min(0).max(4_194_304)).optional(),
+        /** Or one total the kernel spreads over the nodes. */
+        total: z.number().int().min(0).max(4_194_304).optional(),
+        /** A hugetlbfs mount point for this page size (created when missing). */
+        mount: z.string().regex(MOUNT_PATH, "must be an absolute path of plain names").optional(),
+        persist: z.boolean().default(true),
+        /** Accept fewer pages than asked; the outputs then show what the kernel gave. */
+        allowPartial: z.boolean().default(false),
+    })
+    .strict()
+    .refine((i) => (i.nodes === undefined) !== (i.total === undefined), {
+        message: "set exactly one of nodes (pages per NUMA node) and total",
+        path: ["nodes"],
+    });
+
+export type HugepagePoolInputs = z.output<typeof hugepagePoolSchema>;
+
+const POLICY: FieldPolicy<HugepagePoolInputs> = {
+    connection: "state",
+    pageSize: "replace",
+    nodes: "live",
+    total: "live",
+    mount: "live",
+    persist: "live",
+    allowPartial: "state",
+};
+
+interface PoolCounts {
+    total: number;
+    free: number;
+    surplus: number;
+}
+
+/** What the host had before create: restored on delete. */
+interface Original {
+    nodes: Record<string, number>;
+    mountWasThere: boolean;
+}
+
+const pageDir = (size: string) => `hugepages-${pageSizeKb(size)}kB`;
+const nodePath = (node: string, size: string, file = "nr_hugepages") =>
+    `/sys/devices/system/node/node${node}/hugepages/${pageDir(size)}/${file}`;
+const globalPath = (size: string) => `/sys/kernel/mm/hugepages/${pageDir(size)}/nr_hugepages`;
+const bootUnitName = (size: string) => `kvmtune-hugepages-${size}.service`;
+const bootUnitPath = (size: string) => `/etc/systemd/system/${bootUnitName(size)}`;
+const grubFragmentPath = "/etc/default/grub.d/kvmtune-hugepages.cfg";
+
+/** systemd's name for a mount unit: `/dev/hugepages` -> `dev-hugepages.mount`. */
+export function mountUnitName(path: string): string {
+    const escaped = path
+        .replace(/^\/+|\/+$/g, "")
+        .split("/")
+        .map((part) => part.replace(/[^A-Za-z0-9:_.]|^\./g, (c) => `\\x${c.charCodeAt(0).toString(16).padStart(2, "0")}`))
+        .join("-");
+    return `${escaped}.mount`;
+}
+
+/** Checks the inputs against what the host has, before anything changes. */
+export function checkAgainstHost(i: HugepagePoolInputs, facts: HostFactsData): string[] {
+    const problems: string[] = [];
+    if (!facts.hugepageSizes.includes(i.pageSize)) {
+        problems.push(
+            `pageSize: got "${i.pageSize}"; ${facts.hostname} offers ${facts.hugepageSizes.join(", ") || "no huge pages"}` +
+                (i.pageSize === "1G" ? " (1G pages need a CPU with pdpe1gb)" : ""),
+        );
+        return problems;
+    }
+    const mib = pageSizeKb(i.pageSize) / 1024;
+    for (const [id, pages] of Object.entries(i.nodes ?? {})) {
+        const node = facts.numaNodes.find((n) => String(n.id) === id);
+        if (!node) {
+            problems.push(`nodes.${id}: ${facts.hostname} has no NUMA node ${id}; it has ${facts.numaNodes.map((n) => n.id).join(", ")}`);
+        } else if (pages * mib > node.memoryMiB) {
+            problems.push(`nodes.${id}: ${pages} pages of ${i.pageSize} are ${pages * mib} MiB, more than node ${id}'s ${node.memoryMiB} MiB`);
+        }
+    }
+    const memory = facts.numaNodes.reduce((s, n) => s + n.memoryMiB, 0);
+    if (i.total !== undefined && i.total * mib > memory) {
+        problems.push(`total: ${i.total} pages of ${i.pageSize} are ${i.total * mib} MiB, more than ${facts.hostname}'s ${memory} MiB`);
+    }
+    return problems;
+}
+
+/** Reads every node's pool of one size, and the mount, in one round trip. */
+async function readPools(remote: Remote, i: Pick<HugepagePoolInputs, "pageSize" | "mount">) {
+    const dump = parseDump(
+        await runScript(
+            remote,
+            buildDumpScript({
+                files: [`/sys/devices/system/node/node*/hugepages/${pageDir(i.pageSize)}/*_hugepages`, "/proc/cmdline"],
+                commands: i.mount ? { mount: `findmnt -n -o FSTYPE,OPTIONS --mountpoint ${shellQuote(i.mount)}` } : {},
+            }),
+        ),
+    );
+    const pools: Record<string, PoolCounts> = {};
+    for (const [path, value] of dump.files) {
+        const m = /node(\d+)\/hugepages\/[^/]+\/(nr|free|surplus)_hugepages$/.exec(path);
+        if (!m) continue;
+        const p = (pools[m[1]] ??= { total: 0, free: 0, surplus: 0 });
+        const n = Number(value.trim());
+        if (m[2] === "nr") p.total = n;
+        else if (m[2] === "free") p.free = n;
+        else p.surplus = n;
+    }
+    const mountLine = dump.commands.get("mount")?.stdout.trim() ?? "";
+    const mounted = /^hugetlbfs\s/.test(mountLine) && new RegExp(`pagesize=${i.pageSize}\\b`).test(mountLine);
+    return { pools, mounted, mountLine, cmdline: dump.files.get("/proc/cmdline")?.trim() ?? "" };
+}
+
+/** The kernel command line fragment for 1G pools. */
+export function bootArgs(i: HugepagePoolInputs): string {
+    const count = i.nodes
+        ? Object.entries(i.nodes)
+              .sort(([a], [b]) => Number(a) - Number(b))
+              .map(([n, c]) => `${n}:${c}`)
+              .join(",")
+        : String(i.total);
+    return `hugepagesz=${i.pageSize} hugepages=${count}`;
+}
+
+function bootUnit(owner: string, i: HugepagePoolInputs): string {
+    const writes = i.nodes
+        ? Object.entries(i.nodes).map(([n, c]) => `ExecStart=/bin/sh -c 'echo ${c} > ${nodePath(n, i.pageSize)}'`)
+        : [`ExecStart=/bin/sh -c 'echo ${i.total} > ${globalPath(i.pageSize)}'`];
+    return (
+        managedHeader(owner) +
+        [
+            "[Unit]",
+            `Description=kvmtune: ${i.pageSize} huge page pool (${owner})`,
+            "DefaultDependencies=no",
+            "After=systemd-sysctl.service",
+            "Before=sysinit.target libvirtd.service virtqemud.service libvirt-guests.service",
+            "",
+            "[Service]",
+            "Type=oneshot",
+            "RemainAfterExit=yes",
+            ...writes,
+            "",
+            "[Install]",
+            "WantedBy=sysinit.target",
+            "",
+        ].join("\n")
+    );
+}
+
+function mountUnit(owner: string, i: HugepagePoolInputs): string {
+    return (
+        managedHeader(owner) +
+        [
+            "[Unit]",
+            `Description=kvmtune: hugetlbfs for ${i.pageSize} pages (${owner})`,
+            "DefaultDependencies=no",
+            "Before=sysinit.target libvirtd.service virtqemud.service",
+            "",
+            "[Mount]",
+            "What=hugetlbfs",
+            `Where=${i.mount}`,
+            "Type=hugetlbfs",
+            `Options=pagesize=${i.pageSize},mode=1770,gid=kvm`,
+            "",
+            "[Install]",
+            "WantedBy=sysinit.target",
+            "",
+        ].join("\n")
+    );
+}
+
+/** Writes the persistence files for the inputs, or removes them when persist is off. */
+function persistScript(owner: string, i: HugepagePoolInputs): string {
+    const steps: string[] = [];
+    if (i.persist && i.pageSize === "2M") {
+        steps.push(atomicWriteScript(bootUnitPath(i.pageSize), bootUnit(owner, i)));
+        steps.push(`systemctl daemon-reload && systemctl enable ${bootUnitName(i.pageSize)} >/dev/null 2>&1`);
+    } else {
+        steps.push(`systemctl disable ${bootUnitName(i.pageSize)} >/dev/null 2>&1 || true`, removeFileScript(bootUnitPath(i.pageSize)));
+    }
+    if (i.persist && i.pageSize === "1G") {
+        steps.push(atomicWriteScript(grubFragmentPath, managedHeader(owner) + `GRUB_CMDLINE_LINUX="$GRUB_CMDLINE_LINUX ${bootArgs(i)}"\n`));
+        steps.push("update-grub >/dev/null 2>&1");
+    } else if (i.pageSize === "1G") {
+        steps.push(`if [ -f ${grubFragmentPath} ]; then ${removeFileScript(grubFragmentPath)} && update-grub >/dev/null 2>&1; fi`);
+    }
+    if (i.mount && i.persist) {
+        const unit = `/etc/systemd/system/${mountUnitName(i.mount)}`;
+        steps.push(atomicWriteScript(unit, mountUnit(owner, i)));
+        steps.push(`systemctl daemon-reload && systemctl enable ${shellQuote(mountUnitName(i.mount))} >/dev/null 2>&1 || true`);
+    }
+    steps.push("systemctl daemon-reload");
+    return steps.join("\n");
+}
+
+function unpersistScript(i: HugepagePoolInputs): string {
+    const steps = [
+        `systemctl disable ${bootUnitName(i.pageSize)} >/dev/null 2>&1 || true`,
+        removeFileScript(bootUnitPath(i.pageSize)),
+    ];
+    if (i.pageSize === "1G") {
+        steps.push(`if [ -f ${grubFragmentPath} ]; then ${removeFileScript(grubFragmentPath)} && update-grub >/dev/null 2>&1; fi`);
+    }
+    if (i.mount) {
+        const name = mountUnitName(i.mount);
+        steps.push(`if grep -q 'Managed by kvmtune' /etc/systemd/system/${shellQuote(name)} 2>/dev/null; then systemctl disable ${shellQuote(name)} >/dev/null 2>&1 || true; ${removeFileScript(`/etc/systemd/system/${name}`)}; fi`);
+    }
+    steps.push("systemctl daemon-reload");
+    return steps.join("\n");
+}
+
+/** Sets the pool, reads it back, and undoes the write when the kernel gave less than asked. */
+async function applyPool(remote: Remote, i: HugepagePoolInputs, restoreTo: Record<string, number>): Promise<Record<string, PoolCounts>> {
+    const writes = i.nodes
+        ? Object.entries(i.nodes).map(([n, c]) => ({ path: nodePath(n, i.pageSize), value: c }))
+        : [{ path: globalPath(i.pageSize), value: i.total as number }];
+    await runScript(remote, writes.length ? writeSysfsScript(writes) : "true");
+    const { pools } = await readPools(remote, i);
+    const short: string[] = [];
+    if (i.nodes) {
+        for (const [n, want] of Object.entries(i.nodes)) {
+            const got = pools[n]?.total ?? 0;
+            if (got < want) short.push(`node ${n}: asked ${want}, got ${got}`);
+        }
+    } else {
+        const got = Object.values(pools).reduce((s, p) => s + p.total, 0);
+        if (got < (i.total ?? 0)) short.push(`all nodes: asked ${i.total}, got ${got}`);
+    }
+    if (short.length && !i.allowPartial) {
+        // Put every node back as it was, so a failed apply changes nothing.
+        await runScript(remote, writeSysfsScript(Object.entries(restoreTo).map(([n, c]) => ({ path: nodePath(n, i.pageSize), value: c }))));
+        throw new Error(
+            `the kernel allocated fewer ${i.pageSize} huge pages than asked (${short.join("; ")}): ` +
+                `memory on the node is too fragmented or too little is free. The pool was put back as it was. ` +
+                `Free memory on the node, ask for fewer pages, or set allowPartial: true to accept what the kernel gives.`,
+        );
+    }
+    return pools;
+}
+
+async function ensureMount(remote: Remote, i: HugepagePoolInputs): Promise<void> {
+    if (!i.mount) return;
+    const { mounted, mountLine } = await readPools(remote, i);
+    if (mounted) return;
+    if (mountLine) {
+        throw new Error(`mount: ${i.mount} is already mounted (${mountLine}), not as hugetlbfs with pagesize=${i.pageSize}`);
+    }
+    await runScript(remote, `mkdir -p ${shellQuote(i.mount)} && mount -t hugetlbfs -o pagesize=${i.pageSize} hugetlbfs ${shellQuote(i.mount)}`);
+}
+
+function outputs(i: HugepagePoolInputs, owner: string, pools: Record<string, PoolCounts>, original: Original, cmdline: string) {
+    return {
+        ...i,
+        owner,
+        pools,
+        totalPages: Object.values(pools).reduce((s, p) => s + p.total, 0),
+        freePages: Object.values(pools).reduce((s, p) => s + p.free, 0),
+        original,
+        // 1G pools persist on the kernel command line: until a reboot, the running kernel lacks it.
+        rebootRequired: i.pageSize === "1G" && i.persist && !cmdline.includes(bootArgs(i)),
+    };
+}
+
+function inputsOf(props: Record<string, unknown>): HugepagePoolInputs {
+    const { connection, pageSize, nodes, total, mount, persist, allowPartial } = props;
+    return parseOrThrow(hugepagePoolSchema, { connection, pageSize, nodes, total, mount, persist, allowPartial }, "HugepagePool inputs");
+}
+
+export const provider = {
+    async check(_olds: unknown, news: Record<string, unknown>): Promise<pulumi.dynamic.CheckResult> {
+        const { owner: _owner, ...rest } = news;
+        const r = validate(hugepagePoolSchema, rest);
+        return r.ok ? { inputs: { ...r.value, owner: news.owner } } : { failures: r.failures };
+    },
+
+    async diff(_id: string, olds: Record<string, unknown>, news: Record<string, unknown>): Promise<pulumi.dynamic.DiffResult> {
+        return diffResult(changedFields(inputsOf(olds), inputsOf(news), POLICY));
+    },
+
+    async create(props: Record<string, unknown>): Promise<pulumi.dynamic.CreateResult> {
+        const i = inputsOf(props);
+        const owner = String(props.owner ?? "HugepagePool");
+        const remote = remoteFor(i.connection);
+        const facts = await gatherFacts(remote);
+        const problems = checkAgainstHost(i, facts);
+        if (problems.length) throw new Error(`HugepagePool on ${facts.hostname}: ${problems.join("; ")}`);
+        const before = await readPools(remote, i);
+        const original: Original = {
+            nodes: Object.fromEntries(Object.entries(before.pools).map(([n, p]) => [n, p.total])),
+            mountWasThere: before.mounted,
+        };
+        const pools = await applyPool(remote, i, original.nodes);
+        await ensureMount(remote, i);
+        await runScript(remote, persistScript(owner, i));
+        const after = await readPools(remote, i);
+        return { id: `${facts.hostname}/hugepages-${i.pageSize}`, outs: outputs(i, owner, pools, original, after.cmdline) };
+    },
+
+    async read(id: string, props: Record<string, unknown>): Promise<pulumi.dynamic.ReadResult> {
+        const i = inputsOf(props);
+        const { pools, cmdline } = await readPools(remoteFor(i.connection), i);
+        if (Object.keys(pools).length === 0) {
+            // The host no longer offers this page size at all: the pool is gone.
+            return { id: "", props: {} };
+        }
+        // Report the live counts as the inputs, so refresh shows a pool changed behind our back.
+        const live = i.nodes
+            ? { ...i, nodes: Object.fromEntries(Object.keys(i.nodes).map((n) => [n, pools[n]?.total ?? 0])) }
+            : { ...i, total: Object.values(pools).reduce((s, p) => s + p.total, 0) };
+        const original = props.original as Original;
+        return { id, props: outputs(live, String(props.owner), pools, original, cmdline) };
+    },
+
+    async update(_id: string, olds: Record<string, unknown>, news: Record<string, unknown>): Promise<pulumi.dynamic.UpdateResult> {
+        const i = inputsOf(news);
+        const owner = String(news.owner ?? olds.owner);
+        const remote = remoteFor(i.connection);
+        const facts = await gatherFacts(remote);
+        const problems = checkAgainstHost(i, facts);
+        if (problems.length) throw new Error(`HugepagePool on ${facts.hostname}: ${problems.join("; ")}`);
+        const original = olds.original as Original;
+        const oldInputs = inputsOf(olds);
+        // Nodes the pool no longer names go back to what they had before this pool existed.
+        const dropped = Object.keys(oldInputs.nodes ?? {}).filter((n) => !(n in (i.nodes ?? original.nodes)));
+        if (dropped.length) {
+            await runScript(remote, writeSysfsScript(dropped.map((n) => ({ path: nodePath(n, i.pageSize), value: original.nodes[n] ?? 0 }))));
+        }
+        const before = await readPools(remote, i);
+        const pools = await applyPool(remote, i, Object.fromEntries(Object.entries(before.pools).map(([n, p]) => [n, p.total])));
+        if (oldInputs.mount && oldInputs.mount !== i.mount) await runScript(remote, unpersistScript({ ...oldInputs, pageSize: i.pageSize }));
+        await ensureMount(remote, i);
+        await runScript(remote, persistScript(owner, i));
+        const after = await readPools(remote, i);
+        return { outs: outputs(i, owner, pools, original, after.cmdline) };
+    },
+
+    async delete(_id: string, props: Record<string, unknown>): Promise<void> {
+        const i = inputsOf(props);
+        const remote = remoteFor(i.connection);
+        const original = props.original as Original;
+        // Give back exactly the nodes this pool set, to their counts from before create.
+        const nodes = i.nodes ? Object.keys(i.nodes) : Object.keys(original.nodes);
+        await runScript(remote, unpersistScript(i));
+        await runScript(remote, writeSysfsScript(nodes.map((n) => ({ path: nodePath(n, i.pageSize), value: original.nodes[n] ?? 0 }))));
+        if (i.mount && !original.mountWasThere) {
+            await runScript(remote, `umount ${shellQuote(i.mount)} 2>/dev/null || true`);
+        }
+    },
+};

@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# npm start: the main job. Builds kvmtune, boots the lab when the stack configures no hosts, then
+# converges the program with `pulumi up`. The stack is `lab` unless KVMTUNE_STACK names another.
+set -euo pipefail
+repo=$(cd -- "$(dirname -- "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$repo"
+stack=${KVMTUNE_STACK:-lab}
+
+[ -d node_modules ] || npm ci
+npm run build --silent
+
+pulumi() { bash scripts/pulumi.sh "$@"; }
+pulumi stack select --create "$stack" --non-interactive >/dev/null
+
+if ! pulumi config get kvmtune:hosts --stack "$stack" >/dev/null 2>&1; then
+  echo "kvmtune: stack '$stack' configures no hosts (kvmtune:hosts): using the lab" >&2
+  bash lab/lab.sh up
+fi
+
+pulumi up --yes --stack "$stack" --non-interactive
+echo "kvmtune: stack '$stack' is up. Stop the lab with: npm run lab -- down" >&2
