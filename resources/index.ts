@@ -11,3 +11,4 @@ export type {
     HugepagePool as HugepagePoolFacts,
 } from "./host/facts";
 export { HugepagePool, HugepagePoolArgs, HugepagePoolCounts } from "./hugepagePool";
+export { BlockElevator, BlockElevatorArgs, SchedulerName } from "./blockElevator";

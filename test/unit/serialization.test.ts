@@ -13,6 +13,7 @@ const requireFromString: (code: string) => { handler: () => pulumi.dynamic.Resou
 const PROVIDERS: Record<string, Record<string, unknown>> = {
     hostFacts: {},
     hugepagePool: { pageSize: "2M", nodes: { "0": 8 } },
+    blockElevator: { device: "vdb", scheduler: "mq-deadline", tunables: { read_expire: 100 } },
 };
 
 describe("provider serialization", () => {

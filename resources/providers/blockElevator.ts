@@ -1,0 +1,301 @@
+/**
+ * BlockElevator's provider: a disk's I/O scheduler, its tunables and queue settings, applied to
+ * sysfs live and persisted as a udev rule that matches the disk by the name the user gave (a
+ * stable /dev/disk/by-id or by-path link, or the kernel name), so the setting comes back at boot
+ * and on hot-plug.
+ */
+import type * as pulumi from "@pulumi/pulumi";
+import { z } from "zod";
+import { connectionSchema } from "../host/connection";
+import { BlockDeviceFacts, gatherFacts } from "../host/facts";
+import { atomicWriteScript, managedHeader, removeFileScript } from "../host/files";
+import { Remote, runScript } from "../host/remote";
+import { remoteFor } from "../host/sshPool";
+import { buildDumpScript, parseBracketChoice, parseDump, writeSysfsScript } from "../host/sysfs";
+import { changedFields, diffResult, FieldPolicy } from "../policy";
+import { parseOrThrow, validate } from "../validate";
+
+export const SCHEDULERS = ["mq-deadline", "bfq", "kyber", "none"] as const;
+export type Scheduler = (typeof SCHEDULERS)[number];
+
+/** Single-queue names from before blk-mq, and what replaced them. */
+export const LEGACY_SCHEDULERS: Record<string, Scheduler> = { deadline: "mq-deadline", cfq: "bfq", noop: "none" };
+
+/** Tunables each scheduler has under queue/iosched (Linux 6.1). */
+export const TUNABLES: Record<Scheduler, readonly string[]> = {
+    "mq-deadline": ["read_expire", "write_expire", "writes_starved", "front_merges", "fifo_batch", "async_depth", "prio_aging_expire"],
+    bfq: [
+        "slice_idle", "slice_idle_us", "low_latency", "strict_guarantees", "timeout_sync", "max_budget",
+        "back_seek_max", "back_seek_penalty", "fifo_expire_async", "fifo_expire_sync",
+    ],
+    kyber: ["read_lat_nsec", "write_lat_nsec"],
+    none: [],
+};
+
+/** Kernel modules that provide each scheduler, loaded when a disk does not list it yet. */
+const MODULES: Record<Scheduler, string | null> = { "mq-deadline": "mq-deadline", bfq: "bfq", kyber: "kyber-iosched", none: null };
+
+const KERNEL_NAME = /^(?:[sv]d[a-z]{1,3}|xvd[a-z]{1,3}|nvme\d{1,3}n\d{1,3}|mmcblk\d{1,3}|loop\d{1,4}|md\d{1,4}|dm-\d{1,4}|nbd\d{1,4}|rbd\d{1,4}|zd\d{1,4})$/;
+const STABLE_PATH = /^\/dev\/disk\/by-(?:id|path)\/[A-Za-z0-9:._+@-]{1,200}$/;
+
+export const blockElevatorSchema = z
+    .object({
+        connection: connectionSchema,
+        /** A kernel name (`vdb`, `nvme0n1`) or a stable path (`/dev/disk/by-id/...`, `/dev/disk/by-path/...`). */
+        device: z.string().refine((d) => KERNEL_NAME.test(d) || STABLE_PATH.test(d), {
+            message: "must be a whole-disk kernel name (vdb, sda, nvme0n1, ...) or a /dev/disk/by-id/ or /dev/disk/by-path/ link",
+        }),
+        /** The legacy names deadline, cfq and noop are accepted and mapped. */
+        scheduler: z
+            .string()
+            .transform((s) => LEGACY_SCHEDULERS[s] ?? s)
+            .pipe(z.enum(SCHEDULERS, { message: `must be one of ${SCHEDULERS.join(", ")} (or legacy deadline, cfq, noop)` })),
+        tunables: z.record(z.string(), z.number().int().min(0).max(2 ** 31 - 1)).default({}),
+        nrRequests: z.number().int().min(4).max(65536).optional(),
+        readAheadKb: z.number().int().min(0).max(1048576).optional(),
+        persist: z.boolean().default(true),
+    })
+    .strict()
+    .superRefine((i, ctx) => {
+        const allowed = TUNABLES[i.scheduler];
+        for (const name of Object.keys(i.tunables)) {
+            if (!allowed.includes(name)) {
+                ctx.addIssue({
+                    code: "custom",
+                    path: ["tunables", name],
+                    message: allowed.length
+                        ? `${i.scheduler} has no tunable ${name}; it has ${allowed.join(", ")}`
+                        : `${i.scheduler} has no tunables`,
+                });
+            }
+        }
+    });
+
+export type BlockElevatorInputs = z.output<typeof blockElevatorSchema>;
+
+const POLICY: FieldPolicy<BlockElevatorInputs> = {
+    connection: "state",
+    device: "replace",
+    scheduler: "live",
+    tunables: "live",
+    nrRequests: "live",
+    readAheadKb: "live",
+    persist: "live",
+};
+
+/** A disk's queue as read from sysfs. */
+export interface QueueState {
+    scheduler: string | null;
+    available: string[];
+    tunables: Record<string, number>;
+    nrRequests: number | null;
+    readAheadKb: number | null;
+}
+
+/** What the disk had before create: restored on delete. */
+interface Original {
+    scheduler: string | null;
+    tunables: Record<string, number>;
+    nrRequests: number | null;
+    readAheadKb: number | null;
+}
+
+const queue = (disk: string) => `/sys/block/${disk}/queue`;
+
+/** Finds the disk a device input names, among the host's disks. */
+export function resolveDevice(device: string, disks: BlockDeviceFacts[], hostname: string): BlockDeviceFacts {
+    const disk = device.startsWith("/dev/")
+        ? disks.find((d) => d.ids.includes(device) || d.paths.includes(device))
+        : disks.find((d) => d.name === device);
+    if (!disk) {
+        const known = disks.map((d) => [d.name, ...d.ids, ...d.paths].join(" = ")).join("; ");
+        throw new Error(`device: ${hostname} has no whole disk ${device}. Its disks: ${known || "none"}`);
+    }
+    return disk;
+}
+
+export async function readQueue(remote: Remote, disk: string): Promise<QueueState> {
+    const dump = parseDump(
+        await runScript(
+            remote,
+            buildDumpScript({ files: [`${queue(disk)}/scheduler`, `${queue(disk)}/nr_requests`, `${queue(disk)}/read_ahead_kb`, `${queue(disk)}/iosched/*`] }),
+        ),
+    );
+    const sched = dump.files.get(`${queue(disk)}/scheduler`);
+    if (sched === undefined) throw new Error(`/sys/block/${disk} is gone`);
+    const { active, available } = parseBracketChoice(sched);
+    const tunables: Record<string, number> = {};
+    for (const [path, value] of dump.files) {
+        const m = /\/iosched\/([a-z_]+)$/.exec(path);
+        if (m && /^\d+$/.test(value.trim())) tunables[m[1]] = Number(value.trim());
+    }
+    const num = (p: string) => (dump.files.has(p) ? Number(dump.files.get(p)!.trim()) : null);
+    return { scheduler: active, available, tunables, nrRequests: num(`${queue(disk)}/nr_requests`), readAheadKb: num(`${queue(disk)}/read_ahead_kb`) };
+}
+
+/** Writes scheduler, queue settings and tunables, in the order the kernel needs, in one script. */
+function applyScript(disk: string, s: { scheduler: string | null; tunables: Record<string, number>; nrRequests?: number | null; readAheadKb?: number | null }): string {
+    const writes: Array<{ path: string; value: string | number }> = [];
+    if (s.scheduler) writes.push({ path: `${queue(disk)}/scheduler`, value: s.scheduler });
+    // After the scheduler: switching schedulers resets the queue depth and the iosched folder.
+    if (s.nrRequests !== undefined && s.nrRequests !== null) writes.push({ path: `${queue(disk)}/nr_requests`, value: s.nrRequests });
+    if (s.readAheadKb !== undefined && s.readAheadKb !== null) writes.push({ path: `${queue(disk)}/read_ahead_kb`, value: s.readAheadKb });
+    for (const [name, value] of Object.entries(s.tunables)) writes.push({ path: `${queue(disk)}/iosched/${name}`, value });
+    return writeSysfsScript(writes);
+}
+
+/** Differences between what was asked and what the kernel kept, each naming both values. */
+export function mismatches(i: BlockElevatorInputs, q: QueueState): string[] {
+    const out: string[] = [];
+    if (q.scheduler !== i.scheduler) out.push(`scheduler: asked ${i.scheduler}, the disk runs ${q.scheduler}`);
+    for (const [name, want] of Object.entries(i.tunables)) {
+        if (q.tunables[name] !== want) out.push(`tunables.${name}: asked ${want}, the kernel kept ${q.tunables[name]}`);
+    }
+    if (i.nrRequests !== undefined && q.nrRequests !== i.nrRequests) out.push(`nrRequests: asked ${i.nrRequests}, the kernel kept ${q.nrRequests}`);
+    if (i.readAheadKb !== undefined && q.readAheadKb !== i.readAheadKb) out.push(`readAheadKb: asked ${i.readAheadKb}, the kernel kept ${q.readAheadKb}`);
+    return out;
+}
+
+/** The udev match for the device as the user named it: a stable link survives renumbering. */
+export function udevMatch(device: string, kernelName: string): string {
+    if (device.startsWith("/dev/disk/")) return `SYMLINK=="${device.slice("/dev/".length)}"`;
+    return `KERNEL=="${kernelName}"`;
+}
+
+export function udevRule(owner: string, i: BlockElevatorInputs, kernelName: string): string {
+    const assigns = [`ATTR{queue/scheduler}="${i.scheduler}"`];
+    if (i.nrRequests !== undefined) assigns.push(`ATTR{queue/nr_requests}="${i.nrRequests}"`);
+    if (i.readAheadKb !== undefined) assigns.push(`ATTR{queue/read_ahead_kb}="${i.readAheadKb}"`);
+    for (const [name, value] of Object.entries(i.tunables)) assigns.push(`ATTR{queue/iosched/${name}}="${value}"`);
+    return (
+        managedHeader(owner) +
+        `ACTION=="add|change", SUBSYSTEM=="block", ENV{DEVTYPE}=="disk", ${udevMatch(i.device, kernelName)}, ${assigns.join(", ")}\n`
+    );
+}
+
+/** One rule file per disk: the name comes from the kernel name, which the schema keeps plain. */
+const rulePath = (kernelName: string) => `/etc/udev/rules.d/61-kvmtune-elevator-${kernelName}.rules`;
+
+async function ensureOffered(remote: Remote, disk: string, scheduler: Scheduler, q: QueueState, hostname: string): Promise<void> {
+    if (q.available.includes(scheduler)) return;
+    const module = MODULES[scheduler];
+    if (module) await remote.exec(`modprobe ${module}`, { privileged: true });
+    const again = await readQueue(remote, disk);
+    if (!again.available.includes(scheduler)) {
+        throw new Error(`scheduler: ${disk} on ${hostname} does not offer ${scheduler}${module ? ` (even after modprobe ${module})` : ""}; it offers ${again.available.join(", ")}`);
+    }
+}
+
+async function converge(remote: Remote, i: BlockElevatorInputs, disk: string, owner: string, hostname: string): Promise<QueueState> {
+    const before = await readQueue(remote, disk);
+    await ensureOffered(remote, disk, i.scheduler, before, hostname);
+    try {
+        await runScript(remote, applyScript(disk, i));
+    } catch (err) {
+        await runScript(remote, applyScript(disk, { scheduler: before.scheduler, tunables: {}, nrRequests: before.nrRequests, readAheadKb: before.readAheadKb })).catch(() => undefined);
+        throw err;
+    }
+    const after = await readQueue(remote, disk);
+    const wrong = mismatches(i, after);
+    if (wrong.length) {
+        throw new Error(`${disk} on ${hostname} did not take the settings: ${wrong.join("; ")}`);
+    }
+    await runScript(
+        remote,
+        (i.persist ? atomicWriteScript(rulePath(disk), udevRule(owner, i, disk)) : removeFileScript(rulePath(disk))) +
+            "\nudevadm control --reload 2>/dev/null || true",
+    );
+    return after;
+}
+
+function outputs(i: BlockElevatorInputs, owner: string, kernelName: string, q: QueueState, original: Original) {
+    return {
+        ...i,
+        owner,
+        kernelName,
+        activeScheduler: q.scheduler,
+        availableSchedulers: q.available,
+        currentTunables: q.tunables,
+        currentNrRequests: q.nrRequests,
+        currentReadAheadKb: q.readAheadKb,
+        original,
+    };
+}
+
+function inputsOf(props: Record<string, unknown>): BlockElevatorInputs {
+    const { connection, device, scheduler, tunables, nrRequests, readAheadKb, persist } = props;
+    return parseOrThrow(blockElevatorSchema, { connection, device, scheduler, tunables, nrRequests, readAheadKb, persist }, "BlockElevator inputs");
+}
+
+export const provider = {
+    async check(_olds: unknown, news: Record<string, unknown>): Promise<pulumi.dynamic.CheckResult> {
+        const { owner: _owner, ...rest } = news;
+        const r = validate(blockElevatorSchema, rest);
+        return r.ok ? { inputs: { ...r.value, owner: news.owner } } : { failures: r.failures };
+    },
+
+    async diff(_id: string, olds: Record<string, unknown>, news: Record<string, unknown>): Promise<pulumi.dynamic.DiffResult> {
+        return diffResult(changedFields(inputsOf(olds), inputsOf(news), POLICY));
+    },
+
+    async create(props: Record<string, unknown>): Promise<pulumi.dynamic.CreateResult> {
+        const i = inputsOf(props);
+        const owner = String(props.owner ?? "BlockElevator");
+        const remote = remoteFor(i.connection);
+        const facts = await gatherFacts(remote);
+        const disk = resolveDevice(i.device, facts.blockDevices, facts.hostname).name;
+        const before = await readQueue(remote, disk);
+        // Only the tunables we set need restoring: a scheduler switch back resets the rest.
+        const original: Original = {
+            scheduler: before.scheduler,
+            tunables: before.scheduler === i.scheduler ? Object.fromEntries(Object.keys(i.tunables).map((k) => [k, before.tunables[k]])) : {},
+            nrRequests: before.nrRequests,
+            readAheadKb: before.readAheadKb,
+        };
+        const after = await converge(remote, i, disk, owner, facts.hostname);
+        return { id: `${facts.hostname}/${disk}`, outs: outputs(i, owner, disk, after, original) };
+    },
+
+    async read(id: string, props: Record<string, unknown>): Promise<pulumi.dynamic.ReadResult> {
+        const i = inputsOf(props);
+        const remote = remoteFor(i.connection);
+        const facts = await gatherFacts(remote);
+        let disk: string;
+        try {
+            disk = resolveDevice(i.device, facts.blockDevices, facts.hostname).name;
+        } catch {
+            return { id: "", props: {} }; // the disk is gone: refresh drops the resource
+        }
+        const q = await readQueue(remote, disk);
+        // Live values in the input fields, so refresh shows a change made behind our back.
+        const live: BlockElevatorInputs = {
+            ...i,
+            scheduler: (q.scheduler ?? "none") as Scheduler,
+            tunables: Object.fromEntries(Object.keys(i.tunables).map((k) => [k, q.tunables[k]])),
+            nrRequests: i.nrRequests === undefined ? undefined : (q.nrRequests ?? undefined),
+            readAheadKb: i.readAheadKb === undefined ? undefined : (q.readAheadKb ?? undefined),
+        };
+        return { id, props: outputs(live, String(props.owner), disk, q, props.original as Original) };
+    },
+
+    async update(_id: string, olds: Record<string, unknown>, news: Record<string, unknown>): Promise<pulumi.dynamic.UpdateResult> {
+        const i = inputsOf(news);
+        const owner = String(news.owner ?? olds.owner);
+        const remote = remoteFor(i.connection);
+        const facts = await gatherFacts(remote);
+        const disk = resolveDevice(i.device, facts.blockDevices, facts.hostname).name;
+        const after = await converge(remote, i, disk, owner, facts.hostname);
+        return { outs: outputs(i, owner, disk, after, olds.original as Original) };
+    },
+
+    async delete(_id: string, props: Record<string, unknown>): Promise<void> {
+        const i = inputsOf(props);
+        const remote = remoteFor(i.connection);
+        const disk = String(props.kernelName);
+        const original = props.original as Original;
+        await runScript(remote, removeFileScript(rulePath(disk)) + "\nudevadm control --reload 2>/dev/null || true");
+        const q = await readQueue(remote, disk).catch(() => undefined);
+        if (!q) return; // the disk is gone; nothing to restore
+        await runScript(remote, applyScript(disk, original));
+    },
+};

@@ -1,0 +1,63 @@
+import * as assert from "assert";
+import type { BlockDeviceFacts } from "../../resources/host/facts";
+import { blockElevatorSchema, mismatches, provider, resolveDevice, udevRule } from "../../resources/providers/blockElevator";
+import { goodConnection } from "../helpers/fixtures";
+
+const disk = (name: string, ids: string[] = [], paths: string[] = []): BlockDeviceFacts => ({
+    name, ids, paths, scheduler: "none", schedulers: ["none", "mq-deadline"], rotational: false, sizeBytes: 1 << 30, nrRequests: 256, readAheadKb: 128,
+});
+const parse = (i: Record<string, unknown>) => blockElevatorSchema.parse({ connection: goodConnection(), ...i });
+
+describe("BlockElevator inputs", () => {
+    it("maps legacy scheduler names", () => {
+        assert.strictEqual(parse({ device: "vdb", scheduler: "deadline" }).scheduler, "mq-deadline");
+        assert.strictEqual(parse({ device: "vdb", scheduler: "cfq" }).scheduler, "bfq");
+        assert.strictEqual(parse({ device: "vdb", scheduler: "noop" }).scheduler, "none");
+    });
+
+    it("refuses an unknown scheduler, naming the allowed ones", async () => {
+        const r = await provider.check({}, { connection: goodConnection(), device: "vdb", scheduler: "anticipatory" });
+        assert.strictEqual(r.failures?.[0].property, "scheduler");
+        assert.match(r.failures![0].reason, /"anticipatory".*mq-deadline, bfq, kyber, none/s);
+    });
+
+    it("checks tunable names per scheduler", async () => {
+        const r = await provider.check({}, { connection: goodConnection(), device: "vdb", scheduler: "mq-deadline", tunables: { slice_idle: 0 } });
+        assert.strictEqual(r.failures?.[0].property, "tunables.slice_idle");
+        assert.match(r.failures![0].reason, /mq-deadline has no tunable slice_idle; it has read_expire/);
+        const ok = await provider.check({}, { connection: goodConnection(), device: "vdb", scheduler: "bfq", tunables: { slice_idle: 0, low_latency: 1 } });
+        assert.strictEqual(ok.failures, undefined);
+    });
+
+    it("accepts kernel names and stable links, nothing else", async () => {
+        for (const device of ["vdb", "sda", "nvme0n1", "/dev/disk/by-id/nvme-QEMU_NVMe_Ctrl_kvmtune-nvme", "/dev/disk/by-path/pci-0000:00:05.0"]) {
+            assert.strictEqual((await provider.check({}, { connection: goodConnection(), device, scheduler: "none" })).failures, undefined, device);
+        }
+        for (const device of ["vdb1", "/dev/vdb", "../vdb", "vdb;reboot", "/dev/disk/by-id/../../sda", "nvme0n1p1"]) {
+            const r = await provider.check({}, { connection: goodConnection(), device, scheduler: "none" });
+            assert.strictEqual(r.failures?.[0].property, "device", device);
+        }
+    });
+
+    it("resolves a stable link to its disk, and lists the disks when it cannot", () => {
+        const disks = [disk("vdb", ["/dev/disk/by-id/virtio-data"]), disk("nvme0n1", ["/dev/disk/by-id/nvme-x"])];
+        assert.strictEqual(resolveDevice("/dev/disk/by-id/nvme-x", disks, "lab1").name, "nvme0n1");
+        assert.strictEqual(resolveDevice("vdb", disks, "lab1").name, "vdb");
+        assert.throws(() => resolveDevice("sdz", disks, "lab1"), /lab1 has no whole disk sdz.*vdb = \/dev\/disk\/by-id\/virtio-data/);
+    });
+
+    it("names asked and kept values when the kernel did less", () => {
+        const i = parse({ device: "vdb", scheduler: "mq-deadline", tunables: { read_expire: 100 }, nrRequests: 64 });
+        assert.deepStrictEqual(
+            mismatches(i, { scheduler: "mq-deadline", available: [], tunables: { read_expire: 500 }, nrRequests: 32, readAheadKb: 128 }),
+            ["tunables.read_expire: asked 100, the kernel kept 500", "nrRequests: asked 64, the kernel kept 32"],
+        );
+    });
+
+    it("writes a udev rule that matches the stable link the user named", () => {
+        const rule = udevRule("BlockElevator db", parse({ device: "/dev/disk/by-id/virtio-data", scheduler: "mq-deadline", tunables: { read_expire: 100 } }), "vdb");
+        assert.match(rule, /^# Managed by kvmtune for BlockElevator db\./);
+        assert.match(rule, /SYMLINK=="disk\/by-id\/virtio-data", ATTR\{queue\/scheduler\}="mq-deadline", ATTR\{queue\/iosched\/read_expire\}="100"/);
+        assert.match(udevRule("x", parse({ device: "vdb", scheduler: "none" }), "vdb"), /KERNEL=="vdb"/);
+    });
+});
