@@ -184,7 +184,7 @@ function mountUnit(owner: string, i: HugepagePoolInputs): string {
             "What=hugetlbfs",
             `Where=${i.mount}`,
             "Type=hugetlbfs",
-            `Options=pagesize=${i.pageSize},mode=1770,gid=kvm`,
+            `Options=pagesize=${i.pageSize}`,
             "",
             "[Install]",
             "WantedBy=sysinit.target",

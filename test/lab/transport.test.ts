@@ -4,23 +4,14 @@
  */
 import * as assert from "assert";
 import * as fs from "fs";
-import { Connection, connectionSchema } from "../../resources/host/connection";
 import { ConnectError, HostKeyMismatchError, RemoteCommandError } from "../../resources/host/errors";
 import { gatherFacts } from "../../resources/host/facts";
 import { run } from "../../resources/host/remote";
 import { closeAll, MAX_CHANNELS, poolStats, remoteFor } from "../../resources/host/sshPool";
+import { labConnection } from "../helpers/labConnection";
 import { LabHost, loadInventory, sshOk } from "./labHosts";
 
-function connectionTo(h: LabHost, overrides: Partial<Connection> = {}): Connection {
-    return connectionSchema.parse({
-        host: h.host,
-        port: h.port,
-        user: h.user,
-        privateKey: fs.readFileSync(h.privateKeyPath, "utf8"),
-        hostKey: h.hostKey,
-        ...overrides,
-    });
-}
+const connectionTo = labConnection;
 
 /** Established TCP connections to sshd, as the host itself counts them. */
 async function sshdConnections(h: LabHost): Promise<number> {

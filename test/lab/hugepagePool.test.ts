@@ -1,0 +1,129 @@
+/**
+ * HugepagePool's whole life on a lab host through the real engine, each step checked by reading
+ * the host with the system ssh client.
+ */
+import * as assert from "assert";
+import type { PulumiFn } from "@pulumi/pulumi/automation";
+import { HugepagePool } from "../../resources";
+import { inlineStack, InlineStack } from "../helpers/inlineStack";
+import { labConnection, rebootLabHost } from "../helpers/labConnection";
+import { loadInventory, sshOk } from "./labHosts";
+
+describe("HugepagePool on a lab host", function () {
+    this.timeout(30 * 60_000);
+    const h = loadInventory().hosts[0];
+    const connection = labConnection(h);
+    let s: InlineStack;
+    let originals: Record<string, number>;
+
+    /** Pages of a size per node, as the host's sysfs says. */
+    async function pools(size = "2048kB"): Promise<Record<string, number>> {
+        const out = await sshOk(h, `for n in /sys/devices/system/node/node*; do echo $(basename $n) $(cat $n/hugepages/hugepages-${size}/nr_hugepages); done`);
+        return Object.fromEntries(out.trim().split("\n").map((l) => [l.split(" ")[0].replace("node", ""), Number(l.split(" ")[1])]));
+    }
+    const unitState = () => sshOk(h, "systemctl is-enabled kvmtune-hugepages-2M.service 2>&1 || true").then((o) => o.trim());
+
+    const pool2M = (nodes: Record<string, number>, extra: Record<string, unknown> = {}): PulumiFn => async () => {
+        const p = new HugepagePool("pool-2m", { connection, pageSize: "2M", nodes, mount: "/dev/hugepages", ...extra });
+        return { pools: p.pools, original: p.original, rebootRequired: p.rebootRequired };
+    };
+
+    before(async () => {
+        s = await inlineStack("lab-hugepages");
+        originals = await pools();
+    });
+    after(async () => {
+        await s?.destroy().catch(() => undefined);
+        await s?.remove();
+    });
+
+    it("creates 2M pools on both nodes, persisted at boot and mounted", async () => {
+        assert.deepStrictEqual(await s.up(pool2M({ "0": 64, "1": 64 })), { create: 2 });
+        assert.deepStrictEqual(await pools(), { ...originals, "0": 64, "1": 64 });
+        assert.strictEqual(await unitState(), "enabled");
+        assert.match(await sshOk(h, "head -1 /etc/systemd/system/kvmtune-hugepages-2M.service"), /Managed by kvmtune for HugepagePool pool-2m/);
+        assert.match(await sshOk(h, "findmnt -n -o FSTYPE,OPTIONS --mountpoint /dev/hugepages"), /^hugetlbfs .*pagesize=2M/);
+        const outputs = await s.stack.outputs();
+        assert.deepStrictEqual(outputs.original.value.nodes, originals);
+        assert.strictEqual((outputs.pools.value as Record<string, { total: number }>)["1"].total, 64);
+    });
+
+    it("a second up changes nothing", async () => {
+        assert.deepStrictEqual(await s.preview(pool2M({ "0": 64, "1": 64 })), {});
+        assert.deepStrictEqual(await s.up(pool2M({ "0": 64, "1": 64 })), {});
+    });
+
+    it("finds an out-of-band change on refresh and undoes it on up", async () => {
+        await sshOk(h, "echo 10 > /sys/devices/system/node/node1/hugepages/hugepages-2048kB/nr_hugepages");
+        assert.deepStrictEqual(await s.refresh(), { update: 1 });
+        assert.deepStrictEqual(await s.up(pool2M({ "0": 64, "1": 64 })), { update: 1 });
+        assert.deepStrictEqual(await pools(), { ...originals, "0": 64, "1": 64 });
+    });
+
+    it("updates the pools in place", async () => {
+        assert.deepStrictEqual(await s.up(pool2M({ "0": 32, "1": 96 })), { update: 1 });
+        assert.deepStrictEqual(await pools(), { ...originals, "0": 32, "1": 96 });
+        assert.match(await sshOk(h, "cat /etc/systemd/system/kvmtune-hugepages-2M.service"), /echo 96 > \/sys\/devices\/system\/node\/node1\//);
+    });
+
+    it("keeps the pools across a host reboot", async () => {
+        await rebootLabHost(h);
+        assert.deepStrictEqual(await pools(), { ...originals, "0": 32, "1": 96 });
+        assert.match(await sshOk(h, "findmnt -n -o FSTYPE --mountpoint /dev/hugepages"), /hugetlbfs/);
+        assert.deepStrictEqual(await s.preview(pool2M({ "0": 32, "1": 96 })), {});
+    });
+
+    it("refuses a shortfall, naming node, asked and got, and leaves the pools as they were", async () => {
+        // 700 pages are 1400 MiB: within node 1's memory on paper, more than the kernel can free.
+        await assert.rejects(s.up(pool2M({ "0": 32, "1": 700 })), /node 1: asked 700, got \d+/);
+        assert.deepStrictEqual(await pools(), { ...originals, "0": 32, "1": 96 });
+        assert.deepStrictEqual(await s.preview(pool2M({ "0": 32, "1": 96 })), {});
+    });
+
+    it("accepts a shortfall with allowPartial and reports what the kernel gave", async () => {
+        assert.deepStrictEqual(await s.up(pool2M({ "0": 32, "1": 700 }, { allowPartial: true })), { update: 1 });
+        const got = (await pools())["1"];
+        assert.ok(got < 700 && got >= 96, `node 1 has ${got}`);
+        const outputs = await s.stack.outputs();
+        assert.strictEqual((outputs.pools.value as Record<string, { total: number }>)["1"].total, got);
+        assert.deepStrictEqual(await s.up(pool2M({ "0": 32, "1": 96 })), { update: 1 });
+        assert.deepStrictEqual(await pools(), { ...originals, "0": 32, "1": 96 });
+    });
+
+    it("refuses bad input before the host changes", async () => {
+        await assert.rejects(s.up(pool2M({ "0": 32, "7": 8 })), /no NUMA node 7; it has 0, 1/);
+        await assert.rejects(s.up(pool2M({ "0": -1 })), /nodes\.0: got -1/);
+        await assert.rejects(s.up(pool2M({ "0": 32, "1": 96 }, { mount: "hugepages" })), /mount: got "hugepages"; must be an absolute path/);
+        assert.deepStrictEqual(await pools(), { ...originals, "0": 32, "1": 96 });
+    });
+
+    it("a 1G pool goes on the kernel command line and reads back what the kernel gave", async () => {
+        const sizes = await sshOk(h, "ls /sys/kernel/mm/hugepages");
+        const program: PulumiFn = async () => {
+            new HugepagePool("pool-2m", { connection, pageSize: "2M", nodes: { "0": 32, "1": 96 }, mount: "/dev/hugepages" });
+            const g = new HugepagePool("pool-1g", { connection, pageSize: "1G", nodes: { "1": 1 }, allowPartial: true });
+            return { pools1G: g.pools, rebootRequired: g.rebootRequired };
+        };
+        if (!sizes.includes("hugepages-1048576kB")) {
+            await assert.rejects(s.up(program), /offers 2M/);
+            return;
+        }
+        assert.deepStrictEqual(await s.up(program), { create: 1 });
+        const outputs = await s.stack.outputs();
+        assert.strictEqual((outputs.pools1G.value as Record<string, { total: number }>)["1"].total, (await pools("1048576kB"))["1"]);
+        assert.strictEqual(outputs.rebootRequired.value, true);
+        assert.match(await sshOk(h, "grep -c 'hugepagesz=1G hugepages=1:1' /boot/grub/grub.cfg"), /^[1-9]/);
+        assert.deepStrictEqual(await s.up(pool2M({ "0": 32, "1": 96 })), { delete: 1 });
+        assert.strictEqual((await sshOk(h, "grep -c 'hugepagesz=1G' /boot/grub/grub.cfg || true")).trim(), "0");
+        assert.strictEqual((await pools("1048576kB"))["1"], 0);
+    });
+
+    it("destroy restores the original pools and removes what it persisted", async () => {
+        assert.deepStrictEqual(await s.destroy(), { delete: 2 });
+        assert.deepStrictEqual(await pools(), originals);
+        assert.match(await unitState(), /not-found|No such file|disabled/);
+        assert.strictEqual((await sshOk(h, "ls /etc/systemd/system | grep -c kvmtune || true")).trim(), "0");
+        // systemd's own /dev/hugepages mount was there before and stays.
+        assert.match(await sshOk(h, "findmnt -n -o FSTYPE --mountpoint /dev/hugepages"), /hugetlbfs/);
+    });
+});

@@ -1,0 +1,209 @@
+// The lab self-test: on every host of .lab/inventory.json, by SSH, the kernel and libvirt facts
+// kvmtune's lab tests rely on. Each check writes, reads back and restores; none is assumed.
+import assert from "node:assert/strict";
+import { LabHost, LabInventory, loadInventory, sshOk, sshRun } from "./labHosts";
+
+let inventory: LabInventory | undefined;
+let inventoryError: unknown;
+try {
+  inventory = loadInventory();
+} catch (e) {
+  inventoryError = e;
+}
+
+const HP = "hugepages/hugepages-2048kB";
+const nodeHp = (n: number, f: string) => `/sys/devices/system/node/node${n}/${HP}/${f}`;
+
+async function readInt(host: LabHost, file: string): Promise<number> {
+  const v = Number((await sshOk(host, `cat ${file}`)).trim());
+  assert.ok(Number.isInteger(v), `${host.name}: ${file} is not an integer`);
+  return v;
+}
+async function setPools(host: LabHost, pages: [number, number]): Promise<void> {
+  await sshOk(host, `echo ${pages[0]} > ${nodeHp(0, "nr_hugepages")} && echo ${pages[1]} > ${nodeHp(1, "nr_hugepages")}`);
+}
+
+describe("lab self-test", function () {
+  if (inventory === undefined) {
+    it("finds the lab inventory (run `npm run lab -- up` first)", function () {
+      throw inventoryError;
+    });
+    return;
+  }
+  for (const host of inventory.hosts) {
+    describe(`${host.name} (${host.host}:${host.port})`, function () {
+      it("answers SSH as root with its pinned host key", async function () {
+        assert.equal((await sshOk(host, "id -u")).trim(), "0");
+        assert.equal((await sshOk(host, "hostname")).trim(), host.name);
+      });
+
+      it("runs Debian 12 with Debian's kernel and systemd", async function () {
+        assert.match(await sshOk(host, "cat /etc/debian_version"), /^12\./);
+        assert.match(await sshOk(host, "uname -v"), /Debian/);
+        assert.equal((await sshOk(host, "ps -o comm= -p 1")).trim(), "systemd");
+      });
+
+      it("boots through GRUB on its own disk", async function () {
+        assert.match(await sshOk(host, "cat /proc/cmdline"), /BOOT_IMAGE=/);
+        await sshOk(host, "test -s /boot/grub/grub.cfg && test -f /boot/grub/i386-pc/core.img");
+        assert.match(await sshOk(host, "dd if=/dev/vda bs=512 count=1 status=none | tr -dc 'A-Z'"), /GRUB/);
+      });
+
+      it("has two NUMA nodes (CPUs 0-1, 2-3) whose 2 MiB pools allocate per node", async function () {
+        const nodes = (await sshOk(host, "ls -d /sys/devices/system/node/node[0-9]* | xargs -n1 basename")).trim().split("\n");
+        assert.deepEqual(nodes, ["node0", "node1"]);
+        assert.equal((await sshOk(host, "cat /sys/devices/system/node/node0/cpulist")).trim(), "0-1");
+        assert.equal((await sshOk(host, "cat /sys/devices/system/node/node1/cpulist")).trim(), "2-3");
+        try {
+          for (const n of [0, 1]) {
+            const want = 8 + 4 * n;
+            await sshOk(host, `echo ${want} > ${nodeHp(n, "nr_hugepages")}`);
+            assert.equal(await readInt(host, nodeHp(n, "nr_hugepages")), want, `node${n} pool`);
+            assert.equal(await readInt(host, nodeHp(n, "free_hugepages")), want, `node${n} free pages`);
+          }
+          // Each pool is per node: node0's count did not move when node1's was written.
+          assert.equal(await readInt(host, nodeHp(0, "nr_hugepages")), 8);
+        } finally {
+          await setPools(host, [0, 0]);
+        }
+        assert.equal(await readInt(host, nodeHp(0, "nr_hugepages")), 0);
+        assert.equal(await readInt(host, nodeHp(1, "nr_hugepages")), 0);
+      });
+
+      it("has igb PFs with sriov_totalvfs >= 4 whose VFs take a MAC and a VLAN", async function () {
+        const pfs = (
+          await sshOk(
+            host,
+            "for d in /sys/class/net/*; do [ -e $d/device/sriov_totalvfs ] || continue; " +
+              'printf "%s %s %s %s\\n" "${d##*/}" "$(cat $d/device/sriov_totalvfs)" ' +
+              '"$(basename "$(readlink $d/device/driver)")" "$(cat $d/device/numa_node)"; done',
+          )
+        )
+          .trim()
+          .split("\n")
+          .filter((l) => l !== "")
+          .map((l) => {
+            const [name, total, driver, numa] = l.split(" ");
+            return { name, total: Number(total), driver, numa: Number(numa) };
+          });
+        const igb = pfs.filter((p) => p.driver === "igb" && p.total >= 4);
+        assert.ok(igb.length >= 1, `${host.name}: no igb PF with sriov_totalvfs >= 4: ${JSON.stringify(pfs)}`);
+        for (const pf of igb) {
+          const dev = `/sys/class/net/${pf.name}/device`;
+          try {
+            await sshOk(host, `ip link set ${pf.name} up && echo 0 > ${dev}/sriov_numvfs && echo 4 > ${dev}/sriov_numvfs`);
+            assert.equal(await readInt(host, `${dev}/sriov_numvfs`), 4, `${pf.name} VFs`);
+            const mac = `02:6b:76:00:0${pf.numa >= 0 ? pf.numa : 9}:01`;
+            await sshOk(host, `ip link set ${pf.name} vf 0 mac ${mac} && ip link set ${pf.name} vf 0 vlan 100`);
+            const show = await sshOk(host, `ip link show ${pf.name}`);
+            assert.match(show, new RegExp(`vf 0\\s+link/ether ${mac}.*vlan 100`), show);
+            const vfs = (await sshOk(host, `ls -d ${dev}/virtfn* | wc -l`)).trim();
+            assert.equal(vfs, "4");
+          } finally {
+            await sshOk(host, `echo 0 > ${dev}/sriov_numvfs`);
+          }
+          assert.equal(await readInt(host, `${dev}/sriov_numvfs`), 0);
+        }
+      });
+
+      it("has one igb PF on each NUMA node (pxb-pcie numa_node)", async function () {
+        const out = await sshOk(
+          host,
+          "for d in /sys/class/net/*; do [ \"$(basename \"$(readlink $d/device/driver 2>/dev/null)\")\" = igb ] && cat $d/device/numa_node; done | sort -n | tr '\\n' ' '",
+        );
+        assert.deepEqual(out.trim().split(" "), ["0", "1"]);
+      });
+
+      it("has /dev/vhost-net", async function () {
+        await sshOk(host, "test -c /dev/vhost-net && lsmod | grep -q '^vhost_net '");
+      });
+
+      it("has virtio, SCSI and NVMe disks by id, each with schedulers, bfq selectable", async function () {
+        const n = host.name;
+        const disks = {
+          virtio: (await sshOk(host, `readlink -f /dev/disk/by-id/virtio-${n}-vdb`)).trim(),
+          scsi: (await sshOk(host, `readlink -f /dev/disk/by-id/scsi-*${n}-scsi`)).trim(),
+          nvme: (await sshOk(host, `readlink -f /dev/disk/by-id/nvme-*${n}-nvme | head -n1`)).trim(),
+        };
+        assert.equal(disks.virtio, "/dev/vdb");
+        assert.match(disks.scsi, /^\/dev\/sd[a-z]$/);
+        assert.equal(disks.nvme, "/dev/nvme0n1");
+        for (const [kind, devPath] of Object.entries(disks)) {
+          const q = `/sys/block/${devPath.slice(5)}/queue/scheduler`;
+          const before = (await sshOk(host, `cat ${q}`)).trim();
+          const active = /\[([^\]]+)\]/.exec(before)?.[1];
+          assert.ok(active, `${kind} ${q}: no active scheduler in "${before}"`);
+          assert.match(before, /mq-deadline/, `${kind} ${q}: ${before}`);
+          try {
+            await sshOk(host, `echo bfq > ${q}`);
+            assert.match((await sshOk(host, `cat ${q}`)).trim(), /\[bfq\]/, `${kind}: bfq not selected`);
+          } finally {
+            await sshOk(host, `echo ${active} > ${q}`);
+          }
+          assert.equal((await sshOk(host, `cat ${q}`)).trim().includes(`[${active}]`), true);
+        }
+      });
+
+      it("runs libvirtd", async function () {
+        assert.equal((await sshRun(host, "systemctl is-active libvirtd")).stdout.trim(), "active");
+        await sshOk(host, "virsh -c qemu:///system version >/dev/null");
+      });
+
+      it("starts a nested KVM guest pinned to node 1 whose huge pages come from node 1 only", async function () {
+        const dom = "kvmtune-selftest";
+        const xml = `<domain type='kvm'>
+  <name>${dom}</name>
+  <memory unit='KiB'>65536</memory>
+  <currentMemory unit='KiB'>65536</currentMemory>
+  <memoryBacking><hugepages><page size='2048' unit='KiB'/></hugepages></memoryBacking>
+  <vcpu placement='static'>2</vcpu>
+  <cputune>
+    <vcpupin vcpu='0' cpuset='2'/>
+    <vcpupin vcpu='1' cpuset='3'/>
+    <emulatorpin cpuset='2-3'/>
+  </cputune>
+  <numatune><memory mode='strict' nodeset='1'/></numatune>
+  <os><type arch='x86_64' machine='pc'>hvm</type></os>
+  <on_poweroff>destroy</on_poweroff>
+  <devices>
+    <emulator>/usr/bin/qemu-system-x86_64</emulator>
+    <memballoon model='none'/>
+  </devices>
+</domain>
+`;
+        const cleanup = `virsh destroy ${dom} >/dev/null 2>&1; virsh undefine ${dom} >/dev/null 2>&1; true`;
+        await sshOk(host, cleanup);
+        try {
+          await setPools(host, [16, 48]);
+          assert.equal(await readInt(host, nodeHp(0, "free_hugepages")), 16);
+          assert.equal(await readInt(host, nodeHp(1, "free_hugepages")), 48);
+          await sshOk(host, `cat > /tmp/${dom}.xml && virsh define /tmp/${dom}.xml >/dev/null`, { input: xml });
+          await sshOk(host, `virsh start ${dom}`);
+          assert.equal((await sshOk(host, `virsh domstate ${dom}`)).trim(), "running");
+          const free0 = await readInt(host, nodeHp(0, "free_hugepages"));
+          const free1 = await readInt(host, nodeHp(1, "free_hugepages"));
+          assert.equal(free0, 16, "node0 gave huge pages to a guest bound to node1");
+          assert.equal(48 - free1, 32, `node1 should give the guest's 32 pages (64 MiB); free ${free1} of 48`);
+          const pins = await sshOk(host, `virsh vcpupin ${dom}`);
+          assert.match(pins, /^\s*0\s+2\s*$/m);
+          assert.match(pins, /^\s*1\s+3\s*$/m);
+          assert.match(await sshOk(host, `virsh emulatorpin ${dom}`), /\*:\s+2-3/);
+          assert.match(await sshOk(host, `virsh numatune ${dom}`), /numa_mode\s*:\s*strict[\s\S]*numa_nodeset\s*:\s*1/);
+          // It really is a KVM guest (the lab host's emulated CPU has SVM).
+          assert.match(await sshOk(host, `ps -o args= -C qemu-system-x86_64`), /accel=kvm|-enable-kvm|accel kvm/);
+        } finally {
+          await sshOk(host, `${cleanup}; rm -f /tmp/${dom}.xml`);
+          await setPools(host, [0, 0]);
+        }
+        assert.equal((await sshRun(host, `virsh dominfo ${dom}`)).code === 0, false, "domain still defined");
+        assert.equal(await readInt(host, nodeHp(0, "nr_hugepages")), 0);
+        assert.equal(await readInt(host, nodeHp(1, "nr_hugepages")), 0);
+      });
+
+      it(`lets ${host.sudoUser} log in with the lab key and sudo without a password`, async function () {
+        assert.equal((await sshOk(host, "id -un", { user: host.sudoUser })).trim(), host.sudoUser);
+        assert.equal((await sshOk(host, "sudo -n id -u", { user: host.sudoUser })).trim(), "0");
+      });
+    });
+  }
+});
