@@ -9,6 +9,8 @@
  * - state:   changes how kvmtune reaches or labels the thing; nothing on the host changes.
  */
 import type * as pulumi from "@pulumi/pulumi";
+import type { z } from "zod";
+import { containsUnknown, inputsFrom } from "./validate";
 
 export type ChangeKind = "replace" | "live" | "restart" | "reboot" | "state";
 
@@ -43,4 +45,24 @@ export function diffResult(changes: Change[], deleteBeforeReplace = true): pulum
         // Two owners of one kernel knob cannot coexist, so the old one goes first.
         deleteBeforeReplace,
     };
+}
+
+/**
+ * `diff` for every provider: old inputs from state against new inputs, through the field policy.
+ * During preview a new value may be unknown (computed by another resource): it counts as changed.
+ */
+export function diffProps<S extends z.ZodObject>(
+    schema: S,
+    policy: FieldPolicy<z.output<S>>,
+    olds: Record<string, unknown>,
+    news: Record<string, unknown>,
+): pulumi.dynamic.DiffResult {
+    const before = inputsFrom(schema, olds, "previous inputs") as Partial<z.output<S>> & Record<string, unknown>;
+    if (!containsUnknown(news)) {
+        return diffResult(changedFields(before, inputsFrom(schema, news, "inputs"), policy));
+    }
+    const changes = (Object.keys(policy) as string[])
+        .filter((f) => containsUnknown(news[f]) || canonical(before[f]) !== canonical(news[f]))
+        .map((field) => ({ field, kind: (policy as Record<string, ChangeKind>)[field] }));
+    return diffResult(changes);
 }

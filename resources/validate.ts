@@ -22,22 +22,29 @@ function show(value: unknown): string {
     return text.length > 80 ? text.slice(0, 77) + "..." : text;
 }
 
-export function describeIssue(issue: z.core.$ZodIssue, input: unknown): pulumi.dynamic.CheckFailure {
+export interface Failure extends pulumi.dynamic.CheckFailure {
+    /** The value at the failing path is not known yet (preview): not a real failure. */
+    unknown?: boolean;
+}
+
+export function describeIssue(issue: z.core.$ZodIssue, input: unknown): Failure {
     const property = issue.path.map(String).join(".") || "(inputs)";
     const secret = issue.path.some((k) => typeof k === "string" && SECRET_FIELD.test(k));
-    const given = secret ? "a value" : show(valueAt(input, issue.path));
+    const value = valueAt(input, issue.path);
+    const unknown = containsUnknown(value) || issue.path.length === 0 && containsUnknown(input);
+    const given = secret ? "a value" : show(value);
     // Unknown keys are reported once for the object; name them so a typo is easy to spot.
     if (issue.code === "unrecognized_keys") {
         return { property, reason: `${property}: unknown field(s) ${issue.keys.join(", ")}` };
     }
-    return { property, reason: `${property}: got ${given}; ${issue.message}` };
+    return { property, reason: `${property}: got ${given}; ${issue.message}`, ...(unknown ? { unknown } : {}) };
 }
 
 /** Validates inputs: the parsed value (defaults filled in) or one failure per issue. */
 export function validate<S extends z.ZodType>(
     schema: S,
     input: unknown,
-): { ok: true; value: z.output<S> } | { ok: false; failures: pulumi.dynamic.CheckFailure[] } {
+): { ok: true; value: z.output<S> } | { ok: false; failures: Failure[] } {
     const result = schema.safeParse(input);
     if (result.success) return { ok: true, value: result.data };
     return { ok: false, failures: result.error.issues.map((i) => describeIssue(i, input)) };
@@ -48,4 +55,42 @@ export function parseOrThrow<S extends z.ZodType>(schema: S, input: unknown, wha
     const r = validate(schema, input);
     if (!r.ok) throw new Error(`invalid ${what}:\n  ${r.failures.map((f) => f.reason).join("\n  ")}`);
     return r.value;
+}
+
+/** The props a schema knows, from a bag that also holds outputs (state) or the owner label. */
+function pick(schema: z.ZodObject, props: Record<string, unknown>): Record<string, unknown> {
+    return Object.fromEntries(Object.keys(schema.shape).filter((k) => props[k] !== undefined).map((k) => [k, props[k]]));
+}
+
+/** A provider's inputs from its state or news: the schema's fields only, validated. */
+export function inputsFrom<S extends z.ZodObject>(schema: S, props: Record<string, unknown>, what: string): z.output<S> {
+    return parseOrThrow(schema, pick(schema, props), what);
+}
+
+/**
+ * `check` for every provider: validates the schema's fields and keeps `owner` (the label the
+ * resource class sets, naming the resource in files it writes on hosts).
+ */
+export function checkInputs(schema: z.ZodObject, news: Record<string, unknown>): pulumi.dynamic.CheckResult {
+    // Keys the schema does not know are typos, except the engine's and the resource class's own.
+    const strays = Object.keys(news).filter((k) => !RESERVED.has(k) && !(k in schema.shape) && news[k] !== undefined);
+    const input = { ...pick(schema, news), ...Object.fromEntries(strays.map((k) => [k, news[k]])) };
+    const r = validate(schema, input);
+    if (r.ok) return { inputs: news.owner === undefined ? r.value : { ...r.value, owner: news.owner } };
+    // During preview a value computed by another resource is not known yet: judge it at apply time.
+    const failures = r.failures.filter((f) => !f.unknown);
+    if (failures.length === 0 && containsUnknown(input)) return { inputs: news };
+    return { failures: failures.map(({ property, reason }) => ({ property, reason })) };
+}
+
+/** Props that are not user inputs: the serialized provider and the owner label. */
+const RESERVED = new Set(["__provider", "owner"]);
+
+/** The engine's placeholder for a value not known during preview. */
+export const UNKNOWN = "04da6b54-80e4-46f7-96ec-b56ff0331ba9";
+
+export function containsUnknown(v: unknown): boolean {
+    if (v === UNKNOWN) return true;
+    if (v && typeof v === "object") return Object.values(v as Record<string, unknown>).some(containsUnknown);
+    return false;
 }

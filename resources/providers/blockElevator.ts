@@ -12,8 +12,8 @@ import { atomicWriteScript, managedHeader, removeFileScript } from "../host/file
 import { Remote, runScript } from "../host/remote";
 import { remoteFor } from "../host/sshPool";
 import { buildDumpScript, parseBracketChoice, parseDump, writeSysfsScript } from "../host/sysfs";
-import { changedFields, diffResult, FieldPolicy } from "../policy";
-import { parseOrThrow, validate } from "../validate";
+import { diffProps, FieldPolicy } from "../policy";
+import { checkInputs, inputsFrom } from "../validate";
 
 export const SCHEDULERS = ["mq-deadline", "bfq", "kyber", "none"] as const;
 export type Scheduler = (typeof SCHEDULERS)[number];
@@ -223,19 +223,16 @@ function outputs(i: BlockElevatorInputs, owner: string, kernelName: string, q: Q
 }
 
 function inputsOf(props: Record<string, unknown>): BlockElevatorInputs {
-    const { connection, device, scheduler, tunables, nrRequests, readAheadKb, persist } = props;
-    return parseOrThrow(blockElevatorSchema, { connection, device, scheduler, tunables, nrRequests, readAheadKb, persist }, "BlockElevator inputs");
+    return inputsFrom(blockElevatorSchema, props, "BlockElevator inputs");
 }
 
 export const provider = {
     async check(_olds: unknown, news: Record<string, unknown>): Promise<pulumi.dynamic.CheckResult> {
-        const { owner: _owner, ...rest } = news;
-        const r = validate(blockElevatorSchema, rest);
-        return r.ok ? { inputs: { ...r.value, owner: news.owner } } : { failures: r.failures };
+        return checkInputs(blockElevatorSchema, news);
     },
 
     async diff(_id: string, olds: Record<string, unknown>, news: Record<string, unknown>): Promise<pulumi.dynamic.DiffResult> {
-        return diffResult(changedFields(inputsOf(olds), inputsOf(news), POLICY));
+        return diffProps(blockElevatorSchema, POLICY, olds, news);
     },
 
     async create(props: Record<string, unknown>): Promise<pulumi.dynamic.CreateResult> {

@@ -7,10 +7,14 @@ import { z } from "zod";
 import { connectionSchema } from "../host/connection";
 import { gatherFacts, HostFactsData } from "../host/facts";
 import { remoteFor } from "../host/sshPool";
-import { parseOrThrow, validate } from "../validate";
+import { diffProps, FieldPolicy } from "../policy";
+import { checkInputs, inputsFrom } from "../validate";
 
 export const hostFactsSchema = z.object({ connection: connectionSchema }).strict();
 type Inputs = z.output<typeof hostFactsSchema>;
+
+/** Only the connection is an input, and a new address is the same host: never replace. */
+const POLICY: FieldPolicy<Inputs> = { connection: "state" };
 
 /** The outputs: the facts in one object, and the fields programs use most often beside it. */
 function outputs(inputs: Inputs, facts: HostFactsData) {
@@ -39,25 +43,16 @@ async function readHost(inputs: Inputs) {
 
 /** Inputs of a resource: only what the user declared, not the facts stored beside it. */
 function inputsOf(props: Record<string, unknown>): Inputs {
-    return parseOrThrow(hostFactsSchema, { connection: props.connection }, "HostFacts inputs");
+    return inputsFrom(hostFactsSchema, props, "HostFacts inputs");
 }
 
 export const provider = {
     async check(_olds: unknown, news: Record<string, unknown>): Promise<pulumi.dynamic.CheckResult> {
-        const r = validate(hostFactsSchema, { connection: news.connection });
-        return r.ok ? { inputs: r.value } : { failures: r.failures };
+        return checkInputs(hostFactsSchema, news);
     },
 
-    async diff(_id: string, olds: Record<string, unknown>, news: Inputs): Promise<pulumi.dynamic.DiffResult> {
-        // Only the connection is an input, and a new address is the same host: update, never replace.
-        const changed = Object.keys(news.connection).filter(
-            (k) => JSON.stringify((olds.connection as Record<string, unknown>)?.[k]) !== JSON.stringify((news.connection as Record<string, unknown>)[k]),
-        );
-        return {
-            changes: changed.length > 0,
-            replaces: [],
-            deleteBeforeReplace: false,
-        };
+    async diff(_id: string, olds: Record<string, unknown>, news: Record<string, unknown>): Promise<pulumi.dynamic.DiffResult> {
+        return diffProps(hostFactsSchema, POLICY, olds, news);
     },
 
     async create(inputs: Inputs): Promise<pulumi.dynamic.CreateResult> {

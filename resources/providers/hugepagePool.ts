@@ -16,8 +16,8 @@ import { shellQuote } from "../host/quote";
 import { Remote, runScript } from "../host/remote";
 import { remoteFor } from "../host/sshPool";
 import { buildDumpScript, parseDump, writeSysfsScript } from "../host/sysfs";
-import { changedFields, diffResult, FieldPolicy } from "../policy";
-import { parseOrThrow, validate } from "../validate";
+import { diffProps, FieldPolicy } from "../policy";
+import { checkInputs, inputsFrom } from "../validate";
 
 const MOUNT_PATH = /^\/(?:[A-Za-z0-9_.-]+\/)*[A-Za-z0-9_.-]+$/;
 
@@ -286,19 +286,16 @@ function outputs(i: HugepagePoolInputs, owner: string, pools: Record<string, Poo
 }
 
 function inputsOf(props: Record<string, unknown>): HugepagePoolInputs {
-    const { connection, pageSize, nodes, total, mount, persist, allowPartial } = props;
-    return parseOrThrow(hugepagePoolSchema, { connection, pageSize, nodes, total, mount, persist, allowPartial }, "HugepagePool inputs");
+    return inputsFrom(hugepagePoolSchema, props, "HugepagePool inputs");
 }
 
 export const provider = {
     async check(_olds: unknown, news: Record<string, unknown>): Promise<pulumi.dynamic.CheckResult> {
-        const { owner: _owner, ...rest } = news;
-        const r = validate(hugepagePoolSchema, rest);
-        return r.ok ? { inputs: { ...r.value, owner: news.owner } } : { failures: r.failures };
+        return checkInputs(hugepagePoolSchema, news);
     },
 
     async diff(_id: string, olds: Record<string, unknown>, news: Record<string, unknown>): Promise<pulumi.dynamic.DiffResult> {
-        return diffResult(changedFields(inputsOf(olds), inputsOf(news), POLICY));
+        return diffProps(hugepagePoolSchema, POLICY, olds, news);
     },
 
     async create(props: Record<string, unknown>): Promise<pulumi.dynamic.CreateResult> {
