@@ -35,6 +35,14 @@ export interface BlockDeviceFacts {
     sizeBytes: number;
     nrRequests: number | null;
     readAheadKb: number | null;
+    /**
+     * The kernel names whose queues carry this disk's scheduler: the disk itself, or, for an NVMe
+     * namespace under native multipath (`nvme0n1`, a bio-based head that takes no scheduler), its
+     * hidden per-controller path devices (`nvme0c0n1`), where the I/O is actually queued.
+     */
+    queues: string[];
+    /** For NVMe namespaces: the controller serial and namespace id, stable across renumbering. */
+    nvme: { serial: string; nsid: number } | null;
 }
 
 export interface NicFacts {
@@ -86,6 +94,8 @@ export const FACTS_SCRIPT = buildDumpScript({
         "/sys/block/*/queue/nr_requests",
         "/sys/block/*/queue/read_ahead_kb",
         "/sys/block/*/size",
+        "/sys/block/nvme*/nsid",
+        "/sys/block/nvme*c*n*/device/serial",
         `${NET}/*/address`,
         `${NET}/*/device/numa_node`,
         `${NET}/*/device/sriov_totalvfs`,
@@ -173,9 +183,20 @@ export function parseFacts(dump: Dump): HostFactsData {
         .sort((a, b) => a - b)
         .map(pageSizeName);
 
+    // NVMe multipath: path nvme<S>c<C>n<H> belongs to head nvme<S>n<H> (the kernel's own naming).
+    const nvmePaths = new Map<string, string[]>();
+    for (const path of f.keys()) {
+        const m = /^\/sys\/block\/(nvme(\d+)c\d+n(\d+))\/queue\/scheduler$/.exec(path);
+        if (m) nvmePaths.set(`nvme${m[2]}n${m[3]}`, [...(nvmePaths.get(`nvme${m[2]}n${m[3]}`) ?? []), m[1]].sort());
+    }
     const blockDevices: BlockDeviceFacts[] = [];
-    for (const { m, value } of byPattern(f, /^\/sys\/block\/([^/]+)\/queue\/scheduler$/)) {
+    for (const { m, value: ownScheduler } of byPattern(f, /^\/sys\/block\/([^/]+)\/queue\/scheduler$/)) {
         const name = m[1];
+        if (/^nvme\d+c\d+n\d+$/.test(name)) continue; // hidden path devices: listed under their head
+        const queues = nvmePaths.get(name) ?? [name];
+        const value = f.get(`/sys/block/${queues[0]}/queue/scheduler`) ?? ownScheduler;
+        const serial = f.get(`/sys/block/${queues[0]}/device/serial`)?.trim();
+        const nsid = int(f.get(`/sys/block/${name}/nsid`));
         const sizeBytes = (int(f.get(`/sys/block/${name}/size`)) ?? 0) * 512;
         if (sizeBytes === 0) continue; // unbound loop devices and empty drives are not disks yet
         const { active, available } = parseBracketChoice(value);
@@ -192,8 +213,10 @@ export function parseFacts(dump: Dump): HostFactsData {
             schedulers: available,
             rotational: f.get(`/sys/block/${name}/queue/rotational`)?.trim() === "1",
             sizeBytes,
-            nrRequests: int(f.get(`/sys/block/${name}/queue/nr_requests`)),
+            nrRequests: int(f.get(`/sys/block/${queues[0]}/queue/nr_requests`)),
             readAheadKb: int(f.get(`/sys/block/${name}/queue/read_ahead_kb`)),
+            queues,
+            nvme: serial && nsid !== null ? { serial, nsid } : null,
         });
     }
     blockDevices.sort((a, b) => a.name.localeCompare(b.name));

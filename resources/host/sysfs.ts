@@ -110,7 +110,8 @@ export function parseBracketChoice(text: string): { active: string | null; avail
     const words = text.trim().split(/\s+/).filter(Boolean);
     const active = words.find((w) => w.startsWith("[") && w.endsWith("]"));
     return {
-        active: active ? active.slice(1, -1) : null,
+        // A lone word without brackets is a fixed choice (a queue that takes no scheduler says "none").
+        active: active ? active.slice(1, -1) : words.length === 1 ? words[0] : null,
         available: words.map((w) => w.replace(/^\[|\]$/g, "")),
     };
 }

@@ -114,15 +114,19 @@ export function resolveDevice(device: string, disks: BlockDeviceFacts[], hostnam
     return disk;
 }
 
-export async function readQueue(remote: Remote, disk: string): Promise<QueueState> {
+/**
+ * Reads the queue that carries a disk's scheduler (`queueName`: the disk, or an NVMe path) and the
+ * disk's own read-ahead (a property of the disk's bdi, not of the path queue).
+ */
+export async function readQueue(remote: Remote, queueName: string, disk = queueName): Promise<QueueState> {
     const dump = parseDump(
         await runScript(
             remote,
-            buildDumpScript({ files: [`${queue(disk)}/scheduler`, `${queue(disk)}/nr_requests`, `${queue(disk)}/read_ahead_kb`, `${queue(disk)}/iosched/*`] }),
+            buildDumpScript({ files: [`${queue(queueName)}/scheduler`, `${queue(queueName)}/nr_requests`, `${queue(disk)}/read_ahead_kb`, `${queue(queueName)}/iosched/*`] }),
         ),
     );
-    const sched = dump.files.get(`${queue(disk)}/scheduler`);
-    if (sched === undefined) throw new Error(`/sys/block/${disk} is gone`);
+    const sched = dump.files.get(`${queue(queueName)}/scheduler`);
+    if (sched === undefined) throw new Error(`/sys/block/${queueName} is gone`);
     const { active, available } = parseBracketChoice(sched);
     const tunables: Record<string, number> = {};
     for (const [path, value] of dump.files) {
@@ -130,18 +134,27 @@ export async function readQueue(remote: Remote, disk: string): Promise<QueueStat
         if (m && /^\d+$/.test(value.trim())) tunables[m[1]] = Number(value.trim());
     }
     const num = (p: string) => (dump.files.has(p) ? Number(dump.files.get(p)!.trim()) : null);
-    return { scheduler: active, available, tunables, nrRequests: num(`${queue(disk)}/nr_requests`), readAheadKb: num(`${queue(disk)}/read_ahead_kb`) };
+    return { scheduler: active, available, tunables, nrRequests: num(`${queue(queueName)}/nr_requests`), readAheadKb: num(`${queue(disk)}/read_ahead_kb`) };
 }
 
-/** Writes scheduler, queue settings and tunables, in the order the kernel needs, in one script. */
-function applyScript(disk: string, s: { scheduler: string | null; tunables: Record<string, number>; nrRequests?: number | null; readAheadKb?: number | null }): string {
+type QueueSettings = { scheduler: string | null; tunables: Record<string, number>; nrRequests?: number | null; readAheadKb?: number | null };
+
+/** Writes scheduler, queue settings and tunables on every queue of a disk, in the order the kernel needs. */
+function applyScript(disk: BlockDeviceFacts, s: QueueSettings): string {
     const writes: Array<{ path: string; value: string | number }> = [];
-    if (s.scheduler) writes.push({ path: `${queue(disk)}/scheduler`, value: s.scheduler });
-    // After the scheduler: switching schedulers resets the queue depth and the iosched folder.
-    if (s.nrRequests !== undefined && s.nrRequests !== null) writes.push({ path: `${queue(disk)}/nr_requests`, value: s.nrRequests });
-    if (s.readAheadKb !== undefined && s.readAheadKb !== null) writes.push({ path: `${queue(disk)}/read_ahead_kb`, value: s.readAheadKb });
-    for (const [name, value] of Object.entries(s.tunables)) writes.push({ path: `${queue(disk)}/iosched/${name}`, value });
+    for (const q of disk.queues) {
+        if (s.scheduler) writes.push({ path: `${queue(q)}/scheduler`, value: s.scheduler });
+        // After the scheduler: switching schedulers resets the queue depth and the iosched folder.
+        if (s.nrRequests !== undefined && s.nrRequests !== null) writes.push({ path: `${queue(q)}/nr_requests`, value: s.nrRequests });
+        for (const [name, value] of Object.entries(s.tunables)) writes.push({ path: `${queue(q)}/iosched/${name}`, value });
+    }
+    if (s.readAheadKb !== undefined && s.readAheadKb !== null) writes.push({ path: `${queue(disk.name)}/read_ahead_kb`, value: s.readAheadKb });
     return writeSysfsScript(writes);
+}
+
+/** Every queue of a disk, read back. */
+function readQueues(remote: Remote, disk: BlockDeviceFacts): Promise<QueueState[]> {
+    return Promise.all(disk.queues.map((q) => readQueue(remote, q, disk.name)));
 }
 
 /** Differences between what was asked and what the kernel kept, each naming both values. */
@@ -162,57 +175,69 @@ export function udevMatch(device: string, kernelName: string): string {
     return `KERNEL=="${kernelName}"`;
 }
 
-export function udevRule(owner: string, i: BlockElevatorInputs, kernelName: string): string {
-    const assigns = [`ATTR{queue/scheduler}="${i.scheduler}"`];
-    if (i.nrRequests !== undefined) assigns.push(`ATTR{queue/nr_requests}="${i.nrRequests}"`);
-    if (i.readAheadKb !== undefined) assigns.push(`ATTR{queue/read_ahead_kb}="${i.readAheadKb}"`);
-    for (const [name, value] of Object.entries(i.tunables)) assigns.push(`ATTR{queue/iosched/${name}}="${value}"`);
-    return (
-        managedHeader(owner) +
-        `ACTION=="add|change", SUBSYSTEM=="block", ENV{DEVTYPE}=="disk", ${udevMatch(i.device, kernelName)}, ${assigns.join(", ")}\n`
-    );
+/**
+ * The rule that puts the settings back at boot and on hot-plug. NVMe multipath paths get no
+ * /dev/disk links, so their rule matches the controller's serial and the namespace id instead.
+ */
+export function udevRule(owner: string, i: BlockElevatorInputs, disk: Pick<BlockDeviceFacts, "name" | "queues" | "nvme">): string {
+    const queueAssigns = [`ATTR{queue/scheduler}="${i.scheduler}"`];
+    if (i.nrRequests !== undefined) queueAssigns.push(`ATTR{queue/nr_requests}="${i.nrRequests}"`);
+    for (const [name, value] of Object.entries(i.tunables)) queueAssigns.push(`ATTR{queue/iosched/${name}}="${value}"`);
+    const readAhead = i.readAheadKb !== undefined ? [`ATTR{queue/read_ahead_kb}="${i.readAheadKb}"`] : [];
+    const head = `ACTION=="add|change", SUBSYSTEM=="block", ENV{DEVTYPE}=="disk", ${udevMatch(i.device, disk.name)}`;
+    const multipath = disk.queues.length > 0 && disk.queues[0] !== disk.name;
+    if (!multipath) return managedHeader(owner) + `${head}, ${[...queueAssigns, ...readAhead].join(", ")}\n`;
+    const serial = disk.nvme?.serial ?? "";
+    if (!disk.nvme || !/^[A-Za-z0-9 ._-]+$/.test(serial)) {
+        throw new Error(`${disk.name}: cannot persist settings for its multipath paths: no plain controller serial to match (${JSON.stringify(serial)})`);
+    }
+    const path = `ACTION=="add|change", SUBSYSTEM=="block", KERNEL=="nvme*c*n*", ATTRS{serial}=="${serial.trim()}", ATTR{nsid}=="${disk.nvme.nsid}"`;
+    return managedHeader(owner) + `${path}, ${queueAssigns.join(", ")}\n` + (readAhead.length ? `${head}, ${readAhead.join(", ")}\n` : "");
 }
 
 /** One rule file per disk: the name comes from the kernel name, which the schema keeps plain. */
 const rulePath = (kernelName: string) => `/etc/udev/rules.d/61-kvmtune-elevator-${kernelName}.rules`;
 
-async function ensureOffered(remote: Remote, disk: string, scheduler: Scheduler, q: QueueState, hostname: string): Promise<void> {
+async function ensureOffered(remote: Remote, disk: BlockDeviceFacts, scheduler: Scheduler, q: QueueState, hostname: string): Promise<void> {
     if (q.available.includes(scheduler)) return;
     const module = MODULES[scheduler];
     if (module) await remote.exec(`modprobe ${module}`, { privileged: true });
-    const again = await readQueue(remote, disk);
+    const again = await readQueue(remote, disk.queues[0], disk.name);
     if (!again.available.includes(scheduler)) {
-        throw new Error(`scheduler: ${disk} on ${hostname} does not offer ${scheduler}${module ? ` (even after modprobe ${module})` : ""}; it offers ${again.available.join(", ")}`);
+        throw new Error(`scheduler: ${disk.name} on ${hostname} does not offer ${scheduler}${module ? ` (even after modprobe ${module})` : ""}; it offers ${again.available.join(", ")}`);
     }
 }
 
-async function converge(remote: Remote, i: BlockElevatorInputs, disk: string, owner: string, hostname: string): Promise<QueueState> {
-    const before = await readQueue(remote, disk);
+async function converge(remote: Remote, i: BlockElevatorInputs, disk: BlockDeviceFacts, owner: string, hostname: string): Promise<QueueState> {
+    const [before] = await readQueues(remote, disk);
     await ensureOffered(remote, disk, i.scheduler, before, hostname);
     try {
         await runScript(remote, applyScript(disk, i));
     } catch (err) {
+        // Put the scheduler and queue settings back, so a refused write changes nothing.
         await runScript(remote, applyScript(disk, { scheduler: before.scheduler, tunables: {}, nrRequests: before.nrRequests, readAheadKb: before.readAheadKb })).catch(() => undefined);
         throw err;
     }
-    const after = await readQueue(remote, disk);
-    const wrong = mismatches(i, after);
+    const after = await readQueues(remote, disk);
+    const wrong = after.flatMap((q, n) => mismatches(i, q).map((m) => (disk.queues.length > 1 ? `${disk.queues[n]}: ${m}` : m)));
     if (wrong.length) {
-        throw new Error(`${disk} on ${hostname} did not take the settings: ${wrong.join("; ")}`);
+        throw new Error(`${disk.name} on ${hostname} did not take the settings: ${wrong.join("; ")}`);
     }
     await runScript(
         remote,
-        (i.persist ? atomicWriteScript(rulePath(disk), udevRule(owner, i, disk)) : removeFileScript(rulePath(disk))) +
+        (i.persist ? atomicWriteScript(rulePath(disk.name), udevRule(owner, i, disk)) : removeFileScript(rulePath(disk.name))) +
             "\nudevadm control --reload 2>/dev/null || true",
     );
-    return after;
+    return after[0];
 }
 
-function outputs(i: BlockElevatorInputs, owner: string, kernelName: string, q: QueueState, original: Original) {
+function outputs(i: BlockElevatorInputs, owner: string, disk: BlockDeviceFacts, q: QueueState, original: Original) {
     return {
         ...i,
         owner,
-        kernelName,
+        kernelName: disk.name,
+        /** Where the scheduler lives: the disk, or its NVMe multipath paths. */
+        queues: disk.queues,
         activeScheduler: q.scheduler,
         availableSchedulers: q.available,
         currentTunables: q.tunables,
@@ -240,8 +265,8 @@ export const provider = {
         const owner = String(props.owner ?? "BlockElevator");
         const remote = remoteFor(i.connection);
         const facts = await gatherFacts(remote);
-        const disk = resolveDevice(i.device, facts.blockDevices, facts.hostname).name;
-        const before = await readQueue(remote, disk);
+        const disk = resolveDevice(i.device, facts.blockDevices, facts.hostname);
+        const [before] = await readQueues(remote, disk);
         // Only the tunables we set need restoring: a scheduler switch back resets the rest.
         const original: Original = {
             scheduler: before.scheduler,
@@ -250,20 +275,20 @@ export const provider = {
             readAheadKb: before.readAheadKb,
         };
         const after = await converge(remote, i, disk, owner, facts.hostname);
-        return { id: `${facts.hostname}/${disk}`, outs: outputs(i, owner, disk, after, original) };
+        return { id: `${facts.hostname}/${disk.name}`, outs: outputs(i, owner, disk, after, original) };
     },
 
     async read(id: string, props: Record<string, unknown>): Promise<pulumi.dynamic.ReadResult> {
         const i = inputsOf(props);
         const remote = remoteFor(i.connection);
         const facts = await gatherFacts(remote);
-        let disk: string;
+        let disk: BlockDeviceFacts;
         try {
-            disk = resolveDevice(i.device, facts.blockDevices, facts.hostname).name;
+            disk = resolveDevice(i.device, facts.blockDevices, facts.hostname);
         } catch {
             return { id: "", props: {} }; // the disk is gone: refresh drops the resource
         }
-        const q = await readQueue(remote, disk);
+        const q = await readQueue(remote, disk.queues[0], disk.name);
         // Live values in the input fields, so refresh shows a change made behind our back.
         const live: BlockElevatorInputs = {
             ...i,
@@ -280,7 +305,7 @@ export const provider = {
         const owner = String(news.owner ?? olds.owner);
         const remote = remoteFor(i.connection);
         const facts = await gatherFacts(remote);
-        const disk = resolveDevice(i.device, facts.blockDevices, facts.hostname).name;
+        const disk = resolveDevice(i.device, facts.blockDevices, facts.hostname);
         const after = await converge(remote, i, disk, owner, facts.hostname);
         return { outs: outputs(i, owner, disk, after, olds.original as Original) };
     },
@@ -288,11 +313,11 @@ export const provider = {
     async delete(_id: string, props: Record<string, unknown>): Promise<void> {
         const i = inputsOf(props);
         const remote = remoteFor(i.connection);
-        const disk = String(props.kernelName);
         const original = props.original as Original;
-        await runScript(remote, removeFileScript(rulePath(disk)) + "\nudevadm control --reload 2>/dev/null || true");
-        const q = await readQueue(remote, disk).catch(() => undefined);
-        if (!q) return; // the disk is gone; nothing to restore
+        await runScript(remote, removeFileScript(rulePath(String(props.kernelName))) + "\nudevadm control --reload 2>/dev/null || true");
+        const facts = await gatherFacts(remote);
+        const disk = facts.blockDevices.find((d) => d.name === props.kernelName);
+        if (!disk) return; // the disk is gone; nothing to restore
         await runScript(remote, applyScript(disk, original));
     },
 };

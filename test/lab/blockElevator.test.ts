@@ -24,6 +24,8 @@ describe("BlockElevator on a lab host", function () {
     let nvmeId: string;
     let scsiPath: string;
     let scsiName: string;
+    /** Where nvme0n1's scheduler lives: its multipath path device when native multipath is on. */
+    let nvmeQueue: string;
     const originals: Record<string, DiskState> = {};
 
     /** A disk's scheduler and tunables, as the host's sysfs says. */
@@ -51,7 +53,8 @@ describe("BlockElevator on a lab host", function () {
         scsiPath = (await sshOk(h, "for l in /dev/disk/by-path/*; do case $(readlink -f $l) in /dev/sd?) echo $l; break;; esac; done")).trim();
         scsiName = (await sshOk(h, `basename $(readlink -f ${scsiPath})`)).trim();
         assert.ok(nvmeId && scsiPath && scsiName, "the lab host lacks an NVMe by-id link or a SCSI by-path link");
-        for (const d of ["vdb", "nvme0n1", scsiName]) originals[d] = await disk(d);
+        nvmeQueue = (await sshOk(h, "ls /sys/block | grep -E '^nvme0c[0-9]+n1$' | head -1")).trim() || "nvme0n1";
+        for (const d of ["vdb", nvmeQueue, scsiName]) originals[d] = await disk(d);
         s = await inlineStack("lab-elevator");
     });
     after(async () => {
@@ -64,7 +67,7 @@ describe("BlockElevator on a lab host", function () {
         assert.strictEqual(vdb.scheduler, "mq-deadline");
         assert.strictEqual(vdb.tunables.read_expire, readExpire);
         assert.strictEqual(vdb.tunables.fifo_batch, 8);
-        const nvme = await disk("nvme0n1");
+        const nvme = await disk(nvmeQueue);
         assert.strictEqual(nvme.scheduler, "bfq");
         assert.strictEqual(nvme.tunables.slice_idle, 0);
         assert.strictEqual(nvme.tunables.low_latency, 0);
@@ -82,7 +85,9 @@ describe("BlockElevator on a lab host", function () {
         assert.strictEqual(outputs.dbOriginal.value.scheduler, originals.vdb.scheduler);
         const rule = await sshOk(h, "cat /etc/udev/rules.d/61-kvmtune-elevator-nvme0n1.rules");
         assert.match(rule, /Managed by kvmtune for BlockElevator nvme-disk/);
-        assert.ok(rule.includes(`SYMLINK=="${nvmeId.slice(5)}"`), rule);
+        // Multipath paths have no /dev/disk links: the rule matches the controller's serial instead.
+        const serial = (await sshOk(h, `cat /sys/block/${nvmeQueue}/device/serial 2>/dev/null || true`)).trim();
+        assert.ok(nvmeQueue === "nvme0n1" ? rule.includes(`SYMLINK=="${nvmeId.slice(5)}"`) : rule.includes(`ATTRS{serial}=="${serial}"`), rule);
     });
 
     it("a second up changes nothing", async () => {
@@ -128,7 +133,7 @@ describe("BlockElevator on a lab host", function () {
 
     it("destroy restores the original schedulers and removes the rules", async () => {
         assert.deepStrictEqual(await s.destroy(), { delete: 4 });
-        for (const d of ["vdb", "nvme0n1", scsiName]) assert.strictEqual((await disk(d)).scheduler, originals[d].scheduler, d);
+        for (const d of ["vdb", nvmeQueue, scsiName]) assert.strictEqual((await disk(d)).scheduler, originals[d].scheduler, d);
         assert.strictEqual((await sshOk(h, "ls /etc/udev/rules.d | grep -c kvmtune || true")).trim(), "0");
     });
 });

@@ -90,6 +90,7 @@ describe("lab self-test", function () {
         assert.ok(igb.length >= 1, `${host.name}: no igb PF with sriov_totalvfs >= 4: ${JSON.stringify(pfs)}`);
         for (const pf of igb) {
           const dev = `/sys/class/net/${pf.name}/device`;
+          const wasUp = /[<,]UP[,>]/.test(await sshOk(host, `ip -o link show ${pf.name}`));
           try {
             await sshOk(host, `ip link set ${pf.name} up && echo 0 > ${dev}/sriov_numvfs && echo 4 > ${dev}/sriov_numvfs`);
             assert.equal(await readInt(host, `${dev}/sriov_numvfs`), 4, `${pf.name} VFs`);
@@ -100,7 +101,7 @@ describe("lab self-test", function () {
             const vfs = (await sshOk(host, `ls -d ${dev}/virtfn* | wc -l`)).trim();
             assert.equal(vfs, "4");
           } finally {
-            await sshOk(host, `echo 0 > ${dev}/sriov_numvfs`);
+            await sshOk(host, `echo 0 > ${dev}/sriov_numvfs${wasUp ? "" : ` && ip link set ${pf.name} down`}`);
           }
           assert.equal(await readInt(host, `${dev}/sriov_numvfs`), 0);
         }

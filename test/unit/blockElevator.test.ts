@@ -5,6 +5,7 @@ import { goodConnection } from "../helpers/fixtures";
 
 const disk = (name: string, ids: string[] = [], paths: string[] = []): BlockDeviceFacts => ({
     name, ids, paths, scheduler: "none", schedulers: ["none", "mq-deadline"], rotational: false, sizeBytes: 1 << 30, nrRequests: 256, readAheadKb: 128,
+    queues: [name], nvme: null,
 });
 const parse = (i: Record<string, unknown>) => blockElevatorSchema.parse({ connection: goodConnection(), ...i });
 
@@ -55,9 +56,18 @@ describe("BlockElevator inputs", () => {
     });
 
     it("writes a udev rule that matches the stable link the user named", () => {
-        const rule = udevRule("BlockElevator db", parse({ device: "/dev/disk/by-id/virtio-data", scheduler: "mq-deadline", tunables: { read_expire: 100 } }), "vdb");
+        const rule = udevRule("BlockElevator db", parse({ device: "/dev/disk/by-id/virtio-data", scheduler: "mq-deadline", tunables: { read_expire: 100 } }), disk("vdb"));
         assert.match(rule, /^# Managed by kvmtune for BlockElevator db\./);
         assert.match(rule, /SYMLINK=="disk\/by-id\/virtio-data", ATTR\{queue\/scheduler\}="mq-deadline", ATTR\{queue\/iosched\/read_expire\}="100"/);
-        assert.match(udevRule("x", parse({ device: "vdb", scheduler: "none" }), "vdb"), /KERNEL=="vdb"/);
+        assert.match(udevRule("x", parse({ device: "vdb", scheduler: "none" }), disk("vdb")), /KERNEL=="vdb"/);
+    });
+
+    it("persists NVMe multipath paths by controller serial and namespace id", () => {
+        const nvme = { name: "nvme0n1", queues: ["nvme0c0n1"], nvme: { serial: "lab1-nvme", nsid: 1 } };
+        const rule = udevRule("x", parse({ device: "/dev/disk/by-id/nvme-QEMU_NVMe_Ctrl_lab1-nvme", scheduler: "bfq", tunables: { slice_idle: 0 }, readAheadKb: 256 }), nvme);
+        const lines = rule.split("\n").filter((l) => l.startsWith("ACTION"));
+        assert.match(lines[0], /KERNEL=="nvme\*c\*n\*", ATTRS\{serial\}=="lab1-nvme", ATTR\{nsid\}=="1", ATTR\{queue\/scheduler\}="bfq", ATTR\{queue\/iosched\/slice_idle\}="0"$/);
+        assert.match(lines[1], /SYMLINK=="disk\/by-id\/nvme-QEMU_NVMe_Ctrl_lab1-nvme", ATTR\{queue\/read_ahead_kb\}="256"$/);
+        assert.throws(() => udevRule("x", parse({ device: "nvme0n1", scheduler: "bfq" }), { ...nvme, nvme: { serial: 'a"b', nsid: 1 } }), /no plain controller serial/);
     });
 });

@@ -17,7 +17,9 @@ describe("sysfs helpers", () => {
             active: "none",
             available: ["none", "mq-deadline", "kyber"],
         });
-        assert.deepStrictEqual(parseBracketChoice("none"), { active: null, available: ["none"] });
+        // A queue that takes no scheduler (an NVMe multipath head) prints a bare "none".
+        assert.deepStrictEqual(parseBracketChoice("none"), { active: "none", available: ["none"] });
+        assert.deepStrictEqual(parseBracketChoice(""), { active: null, available: [] });
     });
 
     it("names page sizes both ways", () => {
@@ -86,6 +88,16 @@ describe("host facts", () => {
             F("/sys/block/vdb/queue/read_ahead_kb", "128"),
             F("/sys/block/vdb/size", "2097152"),
             F("/sys/block/loop0/queue/scheduler", "[none] mq-deadline"),
+            // NVMe under native multipath: the head takes no scheduler, its path queue does.
+            F("/sys/block/nvme0n1/queue/scheduler", "none"),
+            F("/sys/block/nvme0n1/queue/read_ahead_kb", "128"),
+            F("/sys/block/nvme0n1/size", "2097152"),
+            F("/sys/block/nvme0n1/nsid", "1"),
+            F("/sys/block/nvme0c0n1/queue/scheduler", "[none] mq-deadline bfq"),
+            F("/sys/block/nvme0c0n1/queue/nr_requests", "1023"),
+            F("/sys/block/nvme0c0n1/size", "2097152"),
+            F("/sys/block/nvme0c0n1/device/serial", "lab1-nvme  "),
+            L("/dev/disk/by-id/nvme-QEMU_NVMe_Ctrl_lab1-nvme", "/dev/nvme0n1"),
             F("/sys/block/loop0/size", "0"),
             L("/dev/disk/by-id/virtio-data1", "/dev/vdb"),
             L("/dev/disk/by-path/pci-0000:00:05.0", "/dev/vdb"),
@@ -106,9 +118,15 @@ describe("host facts", () => {
         assert.deepStrictEqual(facts.hugepageSizes, ["2M", "1G"]);
         assert.deepStrictEqual(facts.numaNodes.map((x) => [x.id, x.cpus, x.memoryMiB]), [[0, [0, 1], 1496], [1, [2, 3], 1512]]);
         assert.deepStrictEqual(facts.numaNodes[1].hugepages["2M"], { total: 64, free: 32, surplus: 0 });
-        assert.deepStrictEqual(facts.blockDevices.map((b) => b.name), ["vdb"], "empty loop devices are not disks");
-        assert.deepStrictEqual(facts.blockDevices[0].ids, ["/dev/disk/by-id/virtio-data1"]);
-        assert.strictEqual(facts.blockDevices[0].scheduler, "mq-deadline");
+        assert.deepStrictEqual(facts.blockDevices.map((b) => b.name), ["nvme0n1", "vdb"], "empty loop devices and hidden NVMe paths are not disks");
+        const nvme = facts.blockDevices[0];
+        assert.deepStrictEqual(
+            { queues: nvme.queues, scheduler: nvme.scheduler, schedulers: nvme.schedulers, nrRequests: nvme.nrRequests, readAheadKb: nvme.readAheadKb, nvme: nvme.nvme },
+            { queues: ["nvme0c0n1"], scheduler: "none", schedulers: ["none", "mq-deadline", "bfq"], nrRequests: 1023, readAheadKb: 128, nvme: { serial: "lab1-nvme", nsid: 1 } },
+        );
+        assert.deepStrictEqual(facts.blockDevices[1].queues, ["vdb"]);
+        assert.deepStrictEqual(facts.blockDevices[1].ids, ["/dev/disk/by-id/virtio-data1"]);
+        assert.strictEqual(facts.blockDevices[1].scheduler, "mq-deadline");
         assert.deepStrictEqual(facts.nics, [
             { name: "enp1s0", mac: "52:54:00:12:34:56", pciAddress: "0000:01:00.0", driver: "igb", numaNode: 1, sriovTotalVfs: 7, sriovNumVfs: 0, physfn: null },
         ]);
