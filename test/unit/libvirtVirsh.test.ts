@@ -1,0 +1,138 @@
+/**
+ * The virsh wrapper, run for real through a local shell against a stand-in `virsh` on PATH that
+ * records its arguments: quoting, the system connection URI, XML carried byte-exact through a
+ * temporary file that is removed, errors naming command and stderr, one-round-trip reads.
+ */
+import * as assert from "assert";
+import * as fs from "fs";
+import * as os from "os";
+import * as path from "path";
+import fc from "fast-check";
+import { defineXml, existingNetworks, parseDominfo, readAllDomains, readDomain, stopDomain, undefineDomain, virsh, virshCommand } from "../../resources/libvirt/virsh";
+import { spawn } from "child_process";
+import type { ExecOptions, ExecResult, Remote } from "../../resources/host/remote";
+
+/** A local shell as the Remote. A command that exits without reading its stdin is not an error (no EPIPE). */
+class LocalShell implements Remote {
+    readonly name = "local";
+    exec(command: string, options: ExecOptions = {}): Promise<ExecResult> {
+        return new Promise((resolve, reject) => {
+            const child = spawn("/bin/sh", ["-c", command], { stdio: ["pipe", "pipe", "pipe"] });
+            let stdout = "";
+            let stderr = "";
+            child.stdout.on("data", (d) => (stdout += d));
+            child.stderr.on("data", (d) => (stderr += d));
+            child.stdin.on("error", () => undefined);
+            child.on("error", reject);
+            child.on("close", (code) => resolve({ stdout, stderr, code }));
+            child.stdin.end(options.stdin ?? "");
+        });
+    }
+}
+
+describe("virsh wrapper", function () {
+    // Each case spawns shells; the lab VMs share these cores.
+    this.timeout(60_000);
+    let dir: string;
+    let savedPath: string | undefined;
+    const remote = new LocalShell();
+    const calls = () => (fs.existsSync(path.join(dir, "calls")) ? fs.readFileSync(path.join(dir, "calls"), "utf8").replace(/\n$/, "").split("\n") : []);
+
+    before(() => {
+        dir = fs.mkdtempSync(path.join(os.tmpdir(), "kvmtune-virsh-"));
+        // A stand-in virsh: logs its argv (one line, args joined by |), answers from files in $dir.
+        fs.writeFileSync(
+            path.join(dir, "virsh"),
+            `#!/bin/sh
+d=${JSON.stringify(dir)}
+( IFS='|'; printf '%s\\n' "$*" ) >> "$d/calls"
+[ "$1" = "-c" ] && [ "$2" = "qemu:///system" ] || { echo "wrong connection $1 $2" >&2; exit 9; }
+shift 2
+case "$1" in
+  define) shift; [ "$1" = "--validate" ] && shift; cp "$1" "$d/defined.xml"; echo "$1" > "$d/defined-path"; echo "Domain defined from $1" ;;
+  domuuid) [ "$2" = "g1" ] && echo 11111111-2222-3333-4444-555555555555 || { echo "error: failed to get domain '$2'" >&2; exit 1; } ;;
+  dumpxml) [ "$2" = "--inactive" ] && echo "<domain type='kvm'><name>config</name></domain>" || echo "<domain type='kvm'><name>live $2</name></domain>" ;;
+  domstate) cat "$d/state" 2>/dev/null || echo running ;;
+  dominfo) printf 'Id:             3\\nName:           g1\\nPersistent:     yes\\nAutostart:      enable\\nSecurity model: none\\n' ;;
+  list) printf 'aaaaaaaa-0000-0000-0000-000000000001\\naaaaaaaa-0000-0000-0000-000000000002\\n\\n' ;;
+  net-uuid) [ "$2" = "default" ] && echo uuid || { echo "error: network not found" >&2; exit 1; } ;;
+  shutdown) [ "$2" = "stuck" ] || echo "shut off" > "$d/state" ;;
+  destroy) echo "shut off" > "$d/state" ;;
+  undefine) echo undefined ;;
+  fail) echo "error: something broke" >&2; exit 1 ;;
+  *) echo "unknown $1" >&2; exit 2 ;;
+esac
+`,
+            { mode: 0o755 },
+        );
+        savedPath = process.env.PATH;
+        process.env.PATH = `${dir}:${process.env.PATH}`;
+    });
+    after(() => {
+        process.env.PATH = savedPath;
+        fs.rmSync(dir, { recursive: true, force: true });
+    });
+    beforeEach(() => {
+        fs.rmSync(path.join(dir, "calls"), { force: true });
+        fs.rmSync(path.join(dir, "state"), { force: true });
+    });
+
+    it("always talks to the system daemon and quotes every argument", () => {
+        assert.strictEqual(virshCommand(["vcpupin", "g1", 0, "2-3", "--live"]), "virsh -c qemu:///system vcpupin g1 0 2-3 --live");
+        assert.strictEqual(virshCommand(["start", "a b'; rm -rf /"]), `virsh -c qemu:///system start 'a b'\\''; rm -rf /'`);
+    });
+
+    it("passes any argument through the shell unchanged", async () => {
+        await fc.assert(
+            fc.asyncProperty(fc.string({ minLength: 1, maxLength: 20 }).filter((s) => !s.includes("\0") && !s.includes("\n") && !s.includes("|")), async (s) => {
+                fs.rmSync(path.join(dir, "calls"), { force: true });
+                await virsh(remote, ["net-uuid", s]).catch(() => undefined);
+                assert.deepStrictEqual(calls(), [`-c|qemu:///system|net-uuid|${s}`]);
+            }),
+            { numRuns: 40 },
+        );
+    });
+
+    it("throws with the command and virsh's stderr", async () => {
+        await assert.rejects(virsh(remote, ["fail", "g1"]), (e: Error) => /virsh -c qemu:\/\/\/system fail g1/.test(e.message) && /something broke/.test(e.message));
+    });
+
+    it("defines from XML carried byte-exact through a temporary file that is removed", async () => {
+        const xml = `<domain type='kvm'><name>g1</name><description>$(touch /tmp/x) \`id\` 'q' "d" \\ ${"é"}</description></domain>\n`;
+        await defineXml(remote, xml);
+        assert.strictEqual(fs.readFileSync(path.join(dir, "defined.xml"), "utf8"), xml);
+        const tmp = fs.readFileSync(path.join(dir, "defined-path"), "utf8").trim();
+        assert.match(tmp, /^\/tmp\/kvmtune-domain\./);
+        assert.ok(!fs.existsSync(tmp), "the temporary file is removed");
+        assert.match(calls()[0], /^-c\|qemu:\/\/\/system\|define\|--validate\|/);
+    });
+
+    it("reads a domain in one round trip: both XMLs, state, autostart; a missing one is not an error", async () => {
+        const r = await readDomain(remote, "g1");
+        assert.strictEqual(r.exists, true);
+        assert.match(r.liveXml, /live g1/);
+        assert.match(r.configXml, /config/);
+        assert.strictEqual(r.state, "running");
+        assert.strictEqual(r.autostart, true);
+        assert.strictEqual(r.persistent, true);
+        assert.strictEqual((await readDomain(remote, "nope")).exists, false);
+        assert.deepStrictEqual(parseDominfo("Name: g1\nAutostart:      disable\n"), { Name: "g1", Autostart: "disable" });
+    });
+
+    it("lists every domain's XML, and which networks exist", async () => {
+        const all = await readAllDomains(remote);
+        assert.deepStrictEqual([...all.keys()], ["aaaaaaaa-0000-0000-0000-000000000001", "aaaaaaaa-0000-0000-0000-000000000002"]);
+        assert.match(all.get("aaaaaaaa-0000-0000-0000-000000000002")!, /live aaaaaaaa-0000-0000-0000-000000000002/);
+        assert.deepStrictEqual([...(await existingNetworks(remote, ["default", "nope"]))], ["default"]);
+    });
+
+    it("stops gracefully, forces after the timeout, and undefines with --nvram when asked", async () => {
+        assert.strictEqual(await stopDomain(remote, "g1", 3), "graceful");
+        assert.strictEqual(await stopDomain(remote, "g1", 3), "already");
+        fs.rmSync(path.join(dir, "state"));
+        assert.strictEqual(await stopDomain(remote, "stuck", 1), "forced");
+        assert.ok(calls().includes("-c|qemu:///system|destroy|stuck"));
+        await undefineDomain(remote, "g1", true);
+        assert.ok(calls().includes("-c|qemu:///system|undefine|g1|--managed-save|--nvram"), calls().join("\n"));
+    });
+});
