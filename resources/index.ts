@@ -12,3 +12,4 @@ export type {
 } from "./host/facts";
 export { HugepagePool, HugepagePoolArgs, HugepagePoolCounts } from "./hugepagePool";
 export { BlockElevator, BlockElevatorArgs, SchedulerName } from "./blockElevator";
+export { NumaPinnedGuest, NumaPinnedGuestArgs, GuestDiskArgs, GuestNetworkInterfaceArgs, GuestVfInterfaceArgs, CpuSetInput } from "./numaPinnedGuest";
