@@ -1,0 +1,135 @@
+#!/usr/bin/env bash
+# One lab host's life: host.sh prepare|start|stop|fresh|wait NAME
+#   prepare  keys, data disks and a copy-on-write overlay on the cached base image (if missing)
+#   start    boot the VM (qemu, TCG) unless it runs; returns at once (see wait)
+#   stop     poweroff through the guest, then SIGTERM/SIGKILL to the pid in its pid file
+#   fresh    new overlay and data disks (the host must be stopped); host keys are kept
+#   wait     until SSH answers (optional 3rd arg: a boot id that must have changed)
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+
+cmd="${1:-}"; NAME="${2:-}"
+[ -n "$cmd" ] && [ -n "$NAME" ] || die "usage: host.sh prepare|start|stop|fresh|wait NAME"
+IDX="$(host_index "$NAME")"
+PORT="$(host_port "$IDX")"
+DIR="$(host_dir "$NAME")"
+DATA_DISK_SIZE=1G
+
+client_key() {
+  mkdir -p "$STATE/ssh"; chmod 700 "$STATE/ssh"
+  [ -f "$SSH_KEY" ] || ssh-keygen -q -t ed25519 -N '' -C "kvmtune-lab" -f "$SSH_KEY"
+}
+
+prepare() {
+  local base key
+  key="$(image_key)"; base="$CACHE_ROOT/$key/base.img"
+  [ -f "$base" ] || die "no image $key yet (run: lab/build-image.sh)"
+  mkdir -p "$DIR/fw"
+  client_key
+  # The host's SSH identity is made here, once, and kept across reset: clients pin its fingerprint.
+  [ -f "$DIR/ssh_host_ed25519_key" ] || ssh-keygen -q -t ed25519 -N '' -C "root@$NAME" -f "$DIR/ssh_host_ed25519_key"
+  cp "$DIR/ssh_host_ed25519_key" "$DIR/fw/ssh_host_ed25519_key"
+  cp "$DIR/ssh_host_ed25519_key.pub" "$DIR/fw/ssh_host_ed25519_key.pub"
+  cp "$SSH_KEY.pub" "$DIR/fw/authorized_keys"
+  printf '%s' "$NAME" >"$DIR/fw/hostname"
+  chmod 600 "$DIR/fw/ssh_host_ed25519_key"
+  # An overlay on an older image is replaced (the host must be stopped to get here with a new image).
+  if [ -f "$DIR/root.qcow2" ] && [ "$(cat "$DIR/image-key" 2>/dev/null)" != "$key" ]; then
+    [ -z "$(host_pid "$NAME")" ] || die "$NAME runs on an older image; stop it first"
+    rm -f "$DIR/root.qcow2" "$DIR"/vdb.img "$DIR"/scsi.img "$DIR"/nvme.img
+  fi
+  if [ ! -f "$DIR/root.qcow2" ]; then
+    qemu-img create -q -f qcow2 -F raw -b "$base" "$DIR/root.qcow2"
+    printf '%s\n' "$key" >"$DIR/image-key"
+  fi
+  local d
+  for d in vdb scsi nvme; do [ -f "$DIR/$d.img" ] || truncate -s "$DATA_DISK_SIZE" "$DIR/$d.img"; done
+}
+
+start() {
+  if [ -n "$(host_pid "$NAME")" ]; then log "$NAME already runs (pid $(host_pid "$NAME"))"; return 0; fi
+  prepare
+  local hx; hx="$(printf '%02x' "$IDX")"
+  local -a sriov
+  if [ "${KVMTUNE_LAB_SRIOV:-pxb}" = pxb ]; then
+    # One igb PF per NUMA node, each behind its own PCIe expander bridge that carries numa_node,
+    # so the guest sees (ACPI _PXM) which node each PF and its VFs belong to.
+    sriov=(
+      -device pxb-pcie,id=pxb0,bus_nr=32,numa_node=0,bus=pcie.0
+      -device pcie-root-port,id=rp_sr0,bus=pxb0,chassis=10,slot=0
+      -netdev hubport,id=sr0,hubid=10
+      -device "igb,bus=rp_sr0,netdev=sr0,mac=52:54:00:$hx:10:00"
+      -device pxb-pcie,id=pxb1,bus_nr=64,numa_node=1,bus=pcie.0
+      -device pcie-root-port,id=rp_sr1,bus=pxb1,chassis=11,slot=0
+      -netdev hubport,id=sr1,hubid=11
+      -device "igb,bus=rp_sr1,netdev=sr1,mac=52:54:00:$hx:11:00"
+    )
+  else
+    sriov=(
+      -device pcie-root-port,id=rp_sr0,bus=pcie.0,chassis=10,slot=10
+      -netdev hubport,id=sr0,hubid=10
+      -device "igb,bus=rp_sr0,netdev=sr0,mac=52:54:00:$hx:10:00"
+    )
+  fi
+  rm -f "$DIR/qemu.pid"
+  : >"$DIR/console.log"
+  "$QEMU" -name "$NAME,debug-threads=on" \
+    -machine q35 -accel tcg,thread=multi -cpu max \
+    -smp 4,sockets=2,cores=2,threads=1 -m 3G \
+    -object memory-backend-ram,id=m0,size=1536M -object memory-backend-ram,id=m1,size=1536M \
+    -numa node,nodeid=0,cpus=0-1,memdev=m0 -numa node,nodeid=1,cpus=2-3,memdev=m1 \
+    -nodefaults -display none -vga none -rtc base=utc \
+    -serial "file:$DIR/console.log" \
+    -qmp "unix:$DIR/qmp.sock,server=on,wait=off" \
+    -daemonize -pidfile "$DIR/qemu.pid" \
+    -drive "if=none,id=root,file=$DIR/root.qcow2,format=qcow2,discard=unmap" \
+    -device "virtio-blk-pci,drive=root,serial=$NAME-root,bootindex=1" \
+    -drive "if=none,id=vdb,file=$DIR/vdb.img,format=raw" \
+    -device "virtio-blk-pci,drive=vdb,serial=$NAME-vdb" \
+    -device virtio-scsi-pci,id=scsi0 \
+    -drive "if=none,id=sda,file=$DIR/scsi.img,format=raw" \
+    -device "scsi-hd,bus=scsi0.0,drive=sda,serial=$NAME-scsi" \
+    -drive "if=none,id=nvme0,file=$DIR/nvme.img,format=raw" \
+    -device "nvme,drive=nvme0,serial=$NAME-nvme" \
+    -netdev "user,id=mgmt,restrict=on,hostfwd=tcp:127.0.0.1:$PORT-:22" \
+    -device "virtio-net-pci,netdev=mgmt,mac=52:54:00:$hx:00:01" \
+    "${sriov[@]}" \
+    -fw_cfg "name=opt/kvmtune/hostname,file=$DIR/fw/hostname" \
+    -fw_cfg "name=opt/kvmtune/ssh_host_ed25519_key,file=$DIR/fw/ssh_host_ed25519_key" \
+    -fw_cfg "name=opt/kvmtune/ssh_host_ed25519_key.pub,file=$DIR/fw/ssh_host_ed25519_key.pub" \
+    -fw_cfg "name=opt/kvmtune/authorized_keys,file=$DIR/fw/authorized_keys" \
+    2>"$DIR/qemu.err" || { cat "$DIR/qemu.err" >&2; die "$NAME: qemu failed to start"; }
+  log "$NAME started (pid $(cat "$DIR/qemu.pid"), ssh 127.0.0.1:$PORT)"
+}
+
+stop() {
+  local pid i; pid="$(host_pid "$NAME")"
+  [ -n "$pid" ] || { rm -f "$DIR/qemu.pid"; return 0; }
+  log "$NAME: stopping (pid $pid)"
+  local -a opts; mapfile -t opts < <(ssh_opts "$NAME")
+  if timeout 15 ssh "${opts[@]}" root@127.0.0.1 'systemctl poweroff --no-block' >/dev/null 2>&1; then
+    for ((i = 0; i < 90; i++)); do kill -0 "$pid" 2>/dev/null || break; sleep 1; done
+  fi
+  if kill -0 "$pid" 2>/dev/null; then
+    kill -TERM "$pid" 2>/dev/null || true
+    for ((i = 0; i < 20; i++)); do kill -0 "$pid" 2>/dev/null || break; sleep 0.5; done
+    kill -0 "$pid" 2>/dev/null && kill -KILL "$pid" 2>/dev/null || true
+  fi
+  rm -f "$DIR/qemu.pid" "$DIR/qmp.sock"
+  log "$NAME: stopped"
+}
+
+fresh() {
+  [ -z "$(host_pid "$NAME")" ] || die "$NAME runs; stop it first"
+  rm -f "$DIR/root.qcow2" "$DIR"/vdb.img "$DIR"/scsi.img "$DIR"/nvme.img
+  prepare
+  log "$NAME: fresh overlay and data disks"
+}
+
+case "$cmd" in
+  prepare) prepare ;;
+  start) start ;;
+  stop) stop ;;
+  fresh) fresh ;;
+  wait) wait_ssh "$NAME" "$BOOT_TIMEOUT" "${3:-}" ;;
+  *) die "unknown host command: $cmd" ;;
+esac

@@ -1,0 +1,155 @@
+#!/usr/bin/env bash
+# kvmtune lab: real KVM test hosts as VMs on this machine.  npm run lab -- <command>
+#   up [--hosts N]   deps, image (cached), boot lab1..labN (default 2), wait for SSH, write inventory
+#   down             stop the VMs this lab started (by their pid files)
+#   status           what runs, where
+#   reset            fresh copy-on-write overlays and data disks; running hosts restart on them
+#   reboot NAME      reboot through the guest, wait until SSH answers again
+#   ssh NAME [cmd]   root shell or command on a host
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+HOST_SH="$LAB_DIR/host.sh"
+
+usage() { sed -n '2,8s/^# \{0,1\}//p' "${BASH_SOURCE[0]}"; exit "${1:-0}"; }
+
+running_hosts() { local h; for h in $(known_hosts_list); do [ -n "$(host_pid "$h")" ] && echo "$h"; done; return 0; }
+
+# known_hosts with each host's pinned key, and the inventory of the running hosts.
+write_client_files() {
+  local h i pub fp first=1 tmp
+  mkdir -p "$STATE"
+  tmp="$(mktemp "$STATE/.known_hosts.XXXXXX")"
+  for h in $(known_hosts_list); do
+    [ -f "$(host_dir "$h")/ssh_host_ed25519_key.pub" ] || continue
+    i="$(host_index "$h")"
+    printf '[127.0.0.1]:%d %s\n' "$(host_port "$i")" "$(cut -d' ' -f1,2 "$(host_dir "$h")/ssh_host_ed25519_key.pub")" >>"$tmp"
+  done
+  mv "$tmp" "$KNOWN_HOSTS"; chmod 644 "$KNOWN_HOSTS"
+  tmp="$(mktemp "$STATE/.inventory.XXXXXX")"
+  {
+    printf '{\n  "knownHostsPath": "%s",\n  "hosts": [' "$KNOWN_HOSTS"
+    for h in $(running_hosts); do
+      i="$(host_index "$h")"
+      fp="$(ssh-keygen -lf "$(host_dir "$h")/ssh_host_ed25519_key.pub" | cut -d' ' -f2)"
+      [ $first = 1 ] || printf ','
+      first=0
+      printf '\n    {"name":"%s","host":"127.0.0.1","port":%d,"user":"root","privateKeyPath":"%s","hostKey":"%s","sudoUser":"tuner"}' \
+        "$h" "$(host_port "$i")" "$SSH_KEY" "$fp"
+    done
+    printf '\n  ]\n}\n'
+  } >"$tmp"
+  mv "$tmp" "$INVENTORY"
+}
+
+# Run "host.sh wait" for several hosts at once; fail if any fails.
+wait_all() {
+  local -a pids=() names=(); local h rc=0 i
+  for h in "$@"; do "$HOST_SH" wait "$h" & pids+=($!); names+=("$h"); done
+  for i in "${!pids[@]}"; do wait "${pids[$i]}" || { log "${names[$i]} did not come up"; rc=1; }; done
+  return $rc
+}
+each_parallel() { # ACTION HOST...
+  local action="$1"; shift
+  local -a pids=(); local h rc=0 p
+  for h in "$@"; do "$HOST_SH" "$action" "$h" & pids+=($!); done
+  for p in "${pids[@]}"; do wait "$p" || rc=1; done
+  return $rc
+}
+
+cmd_up() {
+  local n=2
+  while [ $# -gt 0 ]; do
+    case "$1" in
+      --hosts) n="${2:-}"; shift 2 ;;
+      --hosts=*) n="${1#*=}"; shift ;;
+      *) die "up: unknown argument $1" ;;
+    esac
+  done
+  [[ "$n" =~ ^[0-9]+$ ]] && [ "$n" -ge 1 ] && [ "$n" -le 20 ] || die "--hosts wants 1..20"
+  need_root
+  local t0; t0=$(date +%s)
+  "$LAB_DIR/deps.sh"
+  "$LAB_DIR/build-image.sh"
+  local key h i; key="$(image_key)"
+  local -a want=()
+  for ((i = 1; i <= n; i++)); do want+=("$(host_name "$i")"); done
+  # Hosts beyond N stop; hosts on an older image stop and get a fresh overlay on the new one.
+  for h in $(running_hosts); do
+    [ "$(host_index "$h")" -le "$n" ] || { "$HOST_SH" stop "$h"; continue; }
+    if [ "$(cat "$(host_dir "$h")/image-key" 2>/dev/null)" != "$key" ]; then
+      log "$h runs on an older image: restarting it on image $key"; "$HOST_SH" stop "$h"
+    fi
+  done
+  for h in "${want[@]}"; do "$HOST_SH" start "$h"; done
+  write_client_files
+  log "waiting for SSH on ${want[*]} (up to $BOOT_TIMEOUT s each, in parallel)"
+  wait_all "${want[@]}" || die "not all hosts came up (console logs: $STATE/hosts/NAME/console.log)"
+  write_client_files
+  prune_images
+  log "up: ${#want[@]} host(s) answer SSH, $(($(date +%s) - t0)) s in all; inventory: $INVENTORY"
+}
+
+cmd_down() {
+  local -a hs; mapfile -t hs < <(running_hosts)
+  [ ${#hs[@]} -gt 0 ] && each_parallel stop "${hs[@]}"
+  [ -d "$STATE" ] && write_client_files
+  log "down: no lab host runs"
+}
+
+cmd_status() {
+  local h pid i any=0
+  printf '%-6s %-8s %-8s %-16s %s\n' NAME STATE PID SSH IMAGE
+  for h in $(known_hosts_list); do
+    any=1; pid="$(host_pid "$h")"; i="$(host_index "$h")"
+    printf '%-6s %-8s %-8s %-16s %s\n' "$h" "$([ -n "$pid" ] && echo running || echo stopped)" "${pid:--}" \
+      "127.0.0.1:$(host_port "$i")" "$(cat "$(host_dir "$h")/image-key" 2>/dev/null || echo -)"
+  done
+  [ $any = 1 ] || echo "(no lab hosts; run: npm run lab -- up)"
+  printf 'image key for the current definition: %s (%s)\n' "$(image_key)" \
+    "$([ -f "$(image_dir)/base.img" ] && echo cached || echo not built)"
+  [ -f "$INVENTORY" ] && printf 'inventory: %s\n' "$INVENTORY"
+  return 0
+}
+
+cmd_reset() {
+  local -a all run; mapfile -t all < <(known_hosts_list); mapfile -t run < <(running_hosts)
+  [ ${#all[@]} -gt 0 ] || { log "reset: no lab hosts"; return 0; }
+  [ ${#run[@]} -gt 0 ] && each_parallel stop "${run[@]}"
+  each_parallel fresh "${all[@]}"
+  if [ ${#run[@]} -gt 0 ]; then
+    local h; for h in "${run[@]}"; do "$HOST_SH" start "$h"; done
+    wait_all "${run[@]}" || die "reset: not all hosts came back"
+  fi
+  write_client_files
+  log "reset: fresh overlays for ${all[*]}${run:+; running again: ${run[*]}}"
+}
+
+cmd_reboot() {
+  local h="${1:-}"; [ -n "$h" ] || die "usage: reboot NAME"
+  [ -n "$(host_pid "$h")" ] || die "$h does not run"
+  local old; old="$(lab_ssh "$h" cat /proc/sys/kernel/random/boot_id)" || die "$h: no SSH"
+  log "$h: rebooting through the guest"
+  lab_ssh "$h" 'systemctl reboot --no-block' || true
+  "$HOST_SH" wait "$h" "$old"
+}
+
+cmd_ssh() {
+  local h="${1:-}"; [ -n "$h" ] || die "usage: ssh NAME [command]"; shift
+  [ -d "$(host_dir "$h")" ] || die "no lab host $h"
+  if [ $# -eq 0 ]; then
+    local -a opts; mapfile -t opts < <(ssh_opts "$h")
+    exec ssh -t "${opts[@]}" root@127.0.0.1
+  fi
+  lab_ssh "$h" "$@"
+}
+
+sub="${1:-}"; [ $# -gt 0 ] && shift
+case "$sub" in
+  up) cmd_up "$@" ;;
+  down) cmd_down ;;
+  status) cmd_status ;;
+  reset) cmd_reset ;;
+  reboot) cmd_reboot "$@" ;;
+  ssh) cmd_ssh "$@" ;;
+  -h|--help|help) usage 0 ;;
+  *) usage 1 ;;
+esac

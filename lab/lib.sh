@@ -1,0 +1,129 @@
+# Shared helpers for the kvmtune lab. Sourced by the other lab scripts; not run on its own.
+set -euo pipefail
+
+LAB_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+REPO_ROOT="$(cd "$LAB_DIR/.." && pwd)"
+STATE="${KVMTUNE_LAB_STATE:-$REPO_ROOT/.lab}"
+CACHE_ROOT="${XDG_CACHE_HOME:-$HOME/.cache}/kvmtune/lab"
+SSH_KEY="$STATE/ssh/id_ed25519"
+KNOWN_HOSTS="$STATE/known_hosts"
+INVENTORY="$STATE/inventory.json"
+QEMU="${KVMTUNE_LAB_QEMU:-qemu-system-x86_64}"
+# Seconds to wait for a host's sshd after qemu starts (TCG on 2 shared cores is slow).
+BOOT_TIMEOUT="${KVMTUNE_LAB_BOOT_TIMEOUT:-420}"
+
+log() { printf '[lab %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
+die() { printf '[lab] error: %s\n' "$*" >&2; exit 1; }
+
+need_root() { [ "$(id -u)" = 0 ] || die "the lab needs root (debootstrap, chroot)"; }
+
+# The files that define the image. Their hash is the cache key: change one and the image is rebuilt.
+image_inputs() {
+  printf '%s\n' "$LAB_DIR/build-image.sh"
+  find "$LAB_DIR/image" -type f | LC_ALL=C sort
+}
+image_key() {
+  image_inputs | while read -r f; do
+    printf '%s\n' "${f#"$LAB_DIR"/}"; sha256sum <"$f"
+  done | sha256sum | cut -c1-16
+}
+image_dir() { printf '%s/%s\n' "$CACHE_ROOT" "$(image_key)"; }
+
+host_name() { printf 'lab%d\n' "$1"; }
+host_index() { local n="${1#lab}"; [[ "$n" =~ ^[0-9]+$ ]] && [ "$n" -ge 1 ] && [ "$n" -le 99 ] || die "not a lab host name: $1"; printf '%d\n' "$n"; }
+host_port() { printf '%d\n' $((2200 + $1)); }
+host_dir() { printf '%s/hosts/%s\n' "$STATE" "$1"; }
+
+# The pid of a running lab VM, or nothing. Checks that the pid really is our qemu (pids get reused).
+host_pid() {
+  local dir pid; dir="$(host_dir "$1")"
+  [ -f "$dir/qemu.pid" ] || return 0
+  pid="$(cat "$dir/qemu.pid" 2>/dev/null || true)"
+  [[ "$pid" =~ ^[0-9]+$ ]] || return 0
+  if [ -r "/proc/$pid/cmdline" ] && tr '\0' ' ' <"/proc/$pid/cmdline" | grep -qF -- "$dir/qemu.pid"; then
+    printf '%s\n' "$pid"
+  fi
+}
+
+ssh_opts() { # NAME
+  local i; i="$(host_index "$1")"
+  printf '%s\n' -i "$SSH_KEY" -p "$(host_port "$i")" \
+    -o UserKnownHostsFile="$KNOWN_HOSTS" -o StrictHostKeyChecking=yes -o GlobalKnownHostsFile=/dev/null \
+    -o BatchMode=yes -o ConnectTimeout=10 -o ServerAliveInterval=5 -o ServerAliveCountMax=6 \
+    -o LogLevel=ERROR
+}
+lab_ssh() { # NAME [command...]
+  local name="$1"; shift
+  local -a opts; mapfile -t opts < <(ssh_opts "$name")
+  ssh "${opts[@]}" root@127.0.0.1 "$@"
+}
+
+# Wait until NAME answers SSH (and, if given, with a boot id other than OLD_BOOT_ID).
+wait_ssh() { # NAME TIMEOUT [OLD_BOOT_ID]
+  local name="$1" timeout="$2" old="${3:-}" start now id pid
+  local -a opts; mapfile -t opts < <(ssh_opts "$name")
+  start=$(date +%s)
+  while :; do
+    now=$(date +%s)
+    pid="$(host_pid "$name")"
+    if [ -z "$pid" ]; then
+      log "$name: qemu is not running; last console lines:"; tail -n 20 "$(host_dir "$name")/console.log" >&2 || true
+      return 1
+    fi
+    if id="$(timeout 30 ssh "${opts[@]}" root@127.0.0.1 cat /proc/sys/kernel/random/boot_id 2>/dev/null)" \
+       && [ -n "$id" ] && [ "$id" != "$old" ]; then
+      log "$name: SSH answers after $(($(date +%s) - start)) s"
+      return 0
+    fi
+    if [ $((now - start)) -ge "$timeout" ]; then
+      log "$name: no SSH after $timeout s; last console lines:"; tail -n 20 "$(host_dir "$name")/console.log" >&2 || true
+      return 1
+    fi
+    sleep 3
+  done
+}
+
+# All lab host names that have a state directory, sorted by index.
+known_hosts_list() {
+  [ -d "$STATE/hosts" ] || return 0
+  find "$STATE/hosts" -mindepth 1 -maxdepth 1 -type d -name 'lab*' -printf '%f\n' | sort -V
+}
+
+# The Debian mirror this machine's apt already uses for bookworm (read, never hard-coded).
+debian_mirror() {
+  local uri=""
+  shopt -s nullglob
+  local f
+  for f in /etc/apt/sources.list.d/*.sources; do
+    uri="$(awk -v RS='' '
+      { types=""; suites=""; uris="" ; n=split($0, L, "\n")
+        for (i=1;i<=n;i++) {
+          if (L[i] ~ /^Types:/)  types=L[i]
+          if (L[i] ~ /^Suites:/) suites=L[i]
+          if (L[i] ~ /^URIs:/)   uris=L[i]
+        }
+        if (types ~ /(^|[ \t])deb([ \t]|$)/ && suites ~ /[ \t]bookworm([ \t]|$)/ && uris != "") {
+          sub(/^URIs:[ \t]*/, "", uris); split(uris, U, /[ \t]+/); print U[1]; exit
+        } }' "$f")"
+    [ -n "$uri" ] && break
+  done
+  if [ -z "$uri" ] && [ -f /etc/apt/sources.list ]; then
+    uri="$(awk '$1=="deb" && $0 ~ /[ \t]bookworm[ \t]/ { for (i=2;i<=NF;i++) if ($i ~ /^[a-z]+:\/\//) { print $i; exit } }' /etc/apt/sources.list)"
+  fi
+  shopt -u nullglob
+  [ -n "$uri" ] || die "no bookworm source found in /etc/apt/sources.list.d/*.sources or /etc/apt/sources.list"
+  printf '%s\n' "${uri%/}"
+}
+
+# Cached images that no lab host uses and that the current definition does not name are removed
+# (each holds ~1.5 GB of allocated space). Downloaded packages ($CACHE_ROOT/debs) are kept.
+prune_images() {
+  local d k cur; cur="$(image_key)"
+  for d in "$CACHE_ROOT"/*/; do
+    d="${d%/}"; k="$(basename "$d")"
+    [ -f "$d/base.img" ] && [ "$k" != "$cur" ] || continue
+    grep -qsx "$k" "$STATE"/hosts/*/image-key && continue
+    rm -rf "$d"; log "removed unused image $k"
+  done
+  return 0
+}
