@@ -13,6 +13,7 @@ import { Remote, runScript } from "../host/remote";
 import { remoteFor } from "../host/sshPool";
 import { buildDumpScript, parseBracketChoice, parseDump, writeSysfsScript } from "../host/sysfs";
 import { diffProps, FieldPolicy } from "../policy";
+import { stateOf } from "../state";
 import { checkInputs, inputsFrom } from "../validate";
 
 export const SCHEDULERS = ["mq-deadline", "bfq", "kyber", "none"] as const;
@@ -232,7 +233,7 @@ async function converge(remote: Remote, i: BlockElevatorInputs, disk: BlockDevic
 }
 
 function outputs(i: BlockElevatorInputs, owner: string, disk: BlockDeviceFacts, q: QueueState, original: Original) {
-    return {
+    return stateOf({
         ...i,
         owner,
         kernelName: disk.name,
@@ -244,7 +245,7 @@ function outputs(i: BlockElevatorInputs, owner: string, disk: BlockDeviceFacts, 
         currentNrRequests: q.nrRequests,
         currentReadAheadKb: q.readAheadKb,
         original,
-    };
+    });
 }
 
 function inputsOf(props: Record<string, unknown>): BlockElevatorInputs {

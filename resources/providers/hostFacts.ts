@@ -8,6 +8,7 @@ import { connectionSchema } from "../host/connection";
 import { gatherFacts, HostFactsData } from "../host/facts";
 import { remoteFor } from "../host/sshPool";
 import { diffProps, FieldPolicy } from "../policy";
+import { stateOf } from "../state";
 import { checkInputs, inputsFrom } from "../validate";
 
 export const hostFactsSchema = z.object({ connection: connectionSchema }).strict();
@@ -18,7 +19,7 @@ const POLICY: FieldPolicy<Inputs> = { connection: "state" };
 
 /** The outputs: the facts in one object, and the fields programs use most often beside it. */
 function outputs(inputs: Inputs, facts: HostFactsData) {
-    return {
+    return stateOf({
         ...inputs,
         facts,
         hostname: facts.hostname,
@@ -29,7 +30,7 @@ function outputs(inputs: Inputs, facts: HostFactsData) {
         nics: facts.nics,
         vhostNet: facts.vhostNet.device,
         libvirtVersion: facts.libvirt.version,
-    };
+    });
 }
 
 function idOf(facts: HostFactsData): string {

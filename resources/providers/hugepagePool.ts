@@ -17,6 +17,7 @@ import { Remote, runScript } from "../host/remote";
 import { remoteFor } from "../host/sshPool";
 import { buildDumpScript, parseDump, writeSysfsScript } from "../host/sysfs";
 import { diffProps, FieldPolicy } from "../policy";
+import { stateOf } from "../state";
 import { checkInputs, inputsFrom } from "../validate";
 
 const MOUNT_PATH = /^\/(?:[A-Za-z0-9_.-]+\/)*[A-Za-z0-9_.-]+$/;
@@ -273,7 +274,7 @@ async function ensureMount(remote: Remote, i: HugepagePoolInputs): Promise<void>
 }
 
 function outputs(i: HugepagePoolInputs, owner: string, pools: Record<string, PoolCounts>, original: Original, cmdline: string) {
-    return {
+    return stateOf({
         ...i,
         owner,
         pools,
@@ -282,7 +283,7 @@ function outputs(i: HugepagePoolInputs, owner: string, pools: Record<string, Poo
         original,
         // 1G pools persist on the kernel command line: until a reboot, the running kernel lacks it.
         rebootRequired: i.pageSize === "1G" && i.persist && !cmdline.includes(bootArgs(i)),
-    };
+    });
 }
 
 function inputsOf(props: Record<string, unknown>): HugepagePoolInputs {

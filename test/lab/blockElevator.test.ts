@@ -18,7 +18,7 @@ interface DiskState {
 describe("BlockElevator on a lab host", function () {
     this.timeout(30 * 60_000);
     const inventory = loadInventory();
-    const h = inventory.hosts[1] ?? inventory.hosts[0];
+    const h = inventory.hosts[0];
     const connection = labConnection(h);
     let s: InlineStack;
     let nvmeId: string;

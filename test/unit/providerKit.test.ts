@@ -1,6 +1,7 @@
 /** The check/diff plumbing every provider shares: unknowns during preview, strays, owner. */
 import * as assert from "assert";
 import { provider as pool } from "../../resources/providers/hugepagePool";
+import { stateOf } from "../../resources/state";
 import { UNKNOWN } from "../../resources/validate";
 import { goodConnection } from "../helpers/fixtures";
 
@@ -28,5 +29,17 @@ describe("provider check and diff plumbing", () => {
         assert.deepStrictEqual(d.replaces, ["pageSize"]);
         const same = await pool.diff("id", olds, { connection: goodConnection(), pageSize: "2M", total: 4, owner: "x" });
         assert.strictEqual(same.changes, false, "outputs stored beside the inputs must not count as changes");
+    });
+});
+
+describe("provider state", () => {
+    it("drops undefined values, which protobuf's Struct refuses", () => {
+        // eslint-disable-next-line @typescript-eslint/no-require-imports
+        const { Struct } = require("google-protobuf/google/protobuf/struct_pb");
+        const raw = { a: undefined, b: { c: undefined, d: 1 }, e: [{ f: undefined, g: "x" }] };
+        assert.throws(() => Struct.fromJavaScript(raw), /Unexpected struct type/);
+        const clean = stateOf(raw);
+        assert.deepStrictEqual(clean, { b: { d: 1 }, e: [{ g: "x" }] });
+        assert.doesNotThrow(() => Struct.fromJavaScript(clean));
     });
 });
