@@ -33,6 +33,19 @@ export const TUNABLES: Record<Scheduler, readonly string[]> = {
     none: [],
 };
 
+/**
+ * Tunables the kernel keeps in jiffies although they are written in milliseconds: it rounds them
+ * to its tick (4 ms on Debian's HZ=250), so 250 reads back as 252. One tick of difference (at most
+ * 10 ms, HZ=100) is the same setting; normalizing here keeps refresh from reporting a change forever.
+ */
+const JIFFY_TUNABLES = new Set(["read_expire", "write_expire", "prio_aging_expire", "fifo_expire_sync", "fifo_expire_async", "timeout_sync"]);
+const MAX_TICK_MS = 10;
+
+export function sameTunable(name: string, asked: number, kept: number | undefined): boolean {
+    if (kept === undefined) return false;
+    return JIFFY_TUNABLES.has(name) ? Math.abs(asked - kept) < MAX_TICK_MS : asked === kept;
+}
+
 /** Kernel modules that provide each scheduler, loaded when a disk does not list it yet. */
 const MODULES: Record<Scheduler, string | null> = { "mq-deadline": "mq-deadline", bfq: "bfq", kyber: "kyber-iosched", none: null };
 
@@ -163,7 +176,7 @@ export function mismatches(i: BlockElevatorInputs, q: QueueState): string[] {
     const out: string[] = [];
     if (q.scheduler !== i.scheduler) out.push(`scheduler: asked ${i.scheduler}, the disk runs ${q.scheduler}`);
     for (const [name, want] of Object.entries(i.tunables)) {
-        if (q.tunables[name] !== want) out.push(`tunables.${name}: asked ${want}, the kernel kept ${q.tunables[name]}`);
+        if (!sameTunable(name, want, q.tunables[name])) out.push(`tunables.${name}: asked ${want}, the kernel kept ${q.tunables[name]}`);
     }
     if (i.nrRequests !== undefined && q.nrRequests !== i.nrRequests) out.push(`nrRequests: asked ${i.nrRequests}, the kernel kept ${q.nrRequests}`);
     if (i.readAheadKb !== undefined && q.readAheadKb !== i.readAheadKb) out.push(`readAheadKb: asked ${i.readAheadKb}, the kernel kept ${q.readAheadKb}`);
@@ -294,7 +307,8 @@ export const provider = {
         const live: BlockElevatorInputs = {
             ...i,
             scheduler: (q.scheduler ?? "none") as Scheduler,
-            tunables: Object.fromEntries(Object.keys(i.tunables).map((k) => [k, q.tunables[k]])),
+            // Within a tick is the value asked for (see JIFFY_TUNABLES); anything else is a change.
+            tunables: Object.fromEntries(Object.entries(i.tunables).map(([k, v]) => [k, sameTunable(k, v, q.tunables[k]) ? v : q.tunables[k]])),
             nrRequests: i.nrRequests === undefined ? undefined : (q.nrRequests ?? undefined),
             readAheadKb: i.readAheadKb === undefined ? undefined : (q.readAheadKb ?? undefined),
         };

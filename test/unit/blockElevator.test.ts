@@ -1,6 +1,6 @@
 import * as assert from "assert";
 import type { BlockDeviceFacts } from "../../resources/host/facts";
-import { blockElevatorSchema, mismatches, provider, resolveDevice, udevRule } from "../../resources/providers/blockElevator";
+import { blockElevatorSchema, mismatches, provider, resolveDevice, sameTunable, udevRule } from "../../resources/providers/blockElevator";
 import { goodConnection } from "../helpers/fixtures";
 
 const disk = (name: string, ids: string[] = [], paths: string[] = []): BlockDeviceFacts => ({
@@ -53,6 +53,16 @@ describe("BlockElevator inputs", () => {
             mismatches(i, { scheduler: "mq-deadline", available: [], tunables: { read_expire: 500 }, nrRequests: 32, readAheadKb: 128 }),
             ["tunables.read_expire: asked 100, the kernel kept 500", "nrRequests: asked 64, the kernel kept 32"],
         );
+    });
+
+    it("treats a millisecond tunable rounded to the kernel's tick as the value asked for", () => {
+        const i = parse({ device: "vdb", scheduler: "mq-deadline", tunables: { read_expire: 250, fifo_batch: 8 } });
+        assert.deepStrictEqual(mismatches(i, { scheduler: "mq-deadline", available: [], tunables: { read_expire: 252, fifo_batch: 8 }, nrRequests: 1, readAheadKb: 1 }), []);
+        assert.deepStrictEqual(
+            mismatches(i, { scheduler: "mq-deadline", available: [], tunables: { read_expire: 500, fifo_batch: 9 }, nrRequests: 1, readAheadKb: 1 }),
+            ["tunables.read_expire: asked 250, the kernel kept 500", "tunables.fifo_batch: asked 8, the kernel kept 9"],
+        );
+        assert.strictEqual(sameTunable("fifo_batch", 8, 9), false, "counts are exact");
     });
 
     it("writes a udev rule that matches the stable link the user named", () => {
