@@ -57,7 +57,10 @@ export interface DomainRead {
     persistent: boolean;
 }
 
-/** Reads one domain by name or UUID. */
+/**
+ * Reads one domain by name or UUID. Existence is judged by `dominfo`, which resolves names, UUIDs
+ * and ids alike (`domuuid` takes names and ids only, so a lookup by UUID would read as "gone").
+ */
 export async function readDomain(remote: Remote, ref: string): Promise<DomainRead> {
     const q = shellQuote(ref);
     const dump = parseDump(
@@ -65,23 +68,22 @@ export async function readDomain(remote: Remote, ref: string): Promise<DomainRea
             remote,
             buildDumpScript({
                 commands: {
-                    uuid: `${VIRSH} domuuid ${q}`,
+                    info: `${VIRSH} dominfo ${q}`,
                     live: `${VIRSH} dumpxml ${q}`,
                     config: `${VIRSH} dumpxml --inactive ${q}`,
                     state: `${VIRSH} domstate ${q}`,
-                    info: `${VIRSH} dominfo ${q}`,
                 },
             }),
         ),
     );
     const cmd = (k: string) => dump.commands.get(k) ?? { stdout: "", code: -1 };
-    if (cmd("uuid").code !== 0) {
+    if (cmd("info").code !== 0) {
         return { exists: false, liveXml: "", configXml: "", state: "", autostart: false, persistent: false };
     }
-    for (const k of ["live", "config", "state", "info"]) {
+    for (const k of ["live", "config", "state"]) {
         if (cmd(k).code !== 0) {
             // Run it again on its own to get virsh's stderr into the error.
-            await virsh(remote, k === "live" ? ["dumpxml", ref] : k === "config" ? ["dumpxml", "--inactive", ref] : [k === "state" ? "domstate" : "dominfo", ref]);
+            await virsh(remote, k === "live" ? ["dumpxml", ref] : k === "config" ? ["dumpxml", "--inactive", ref] : ["domstate", ref]);
         }
     }
     const info = parseDominfo(cmd("info").stdout);

@@ -50,10 +50,10 @@ d=${JSON.stringify(dir)}
 shift 2
 case "$1" in
   define) shift; [ "$1" = "--validate" ] && shift; cp "$1" "$d/defined.xml"; echo "$1" > "$d/defined-path"; echo "Domain defined from $1" ;;
-  domuuid) [ "$2" = "g1" ] && echo 11111111-2222-3333-4444-555555555555 || { echo "error: failed to get domain '$2'" >&2; exit 1; } ;;
+  domuuid) echo "domuuid resolves names only" >&2; exit 1 ;;
   dumpxml) [ "$2" = "--inactive" ] && echo "<domain type='kvm'><name>config</name></domain>" || echo "<domain type='kvm'><name>live $2</name></domain>" ;;
   domstate) cat "$d/state" 2>/dev/null || echo running ;;
-  dominfo) printf 'Id:             3\\nName:           g1\\nPersistent:     yes\\nAutostart:      enable\\nSecurity model: none\\n' ;;
+  dominfo) case "$2" in g1|11111111-2222-3333-4444-555555555555) printf 'Id:             3\\nName:           g1\\nPersistent:     yes\\nAutostart:      enable\\nSecurity model: none\\n' ;; *) echo "error: failed to get domain '$2'" >&2; exit 1 ;; esac ;;
   list) printf 'aaaaaaaa-0000-0000-0000-000000000001\\naaaaaaaa-0000-0000-0000-000000000002\\n\\n' ;;
   net-uuid) [ "$2" = "default" ] && echo uuid || { echo "error: network not found" >&2; exit 1; } ;;
   shutdown) [ "$2" = "stuck" ] || echo "shut off" > "$d/state" ;;
@@ -115,6 +115,7 @@ esac
         assert.strictEqual(r.state, "running");
         assert.strictEqual(r.autostart, true);
         assert.strictEqual(r.persistent, true);
+        assert.strictEqual((await readDomain(remote, "11111111-2222-3333-4444-555555555555")).exists, true, "found by UUID too");
         assert.strictEqual((await readDomain(remote, "nope")).exists, false);
         assert.deepStrictEqual(parseDominfo("Name: g1\nAutostart:      disable\n"), { Name: "g1", Autostart: "disable" });
     });
