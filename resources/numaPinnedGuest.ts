@@ -81,6 +81,12 @@ export interface NumaPinnedGuestArgs {
     restartPolicy?: pulumi.Input<"never" | "restart">;
     /** How long to wait for an ACPI shutdown before forcing the guest off (default 120). */
     shutdownTimeoutSeconds?: pulumi.Input<number>;
+    /**
+     * Adopt an existing domain (name or UUID) instead of defining one: it must match these inputs;
+     * nothing is written until the next change. (Pulumi's `import` option cannot reach a dynamic
+     * provider's read: pulumi/pulumi#3550.)
+     */
+    adopt?: pulumi.Input<string>;
 }
 
 export class NumaPinnedGuest extends pulumi.dynamic.Resource {
@@ -94,7 +100,7 @@ export class NumaPinnedGuest extends pulumi.dynamic.Resource {
     public readonly pendingRestart!: pulumi.Output<string[]>;
     /** The domain carries this resource's ownership mark. */
     public readonly owned!: pulumi.Output<boolean>;
-    /** The guest was adopted with `pulumi import`. */
+    /** The guest was adopted (the `adopt` input) rather than defined by this resource. */
     public readonly adopted!: pulumi.Output<boolean>;
 
     constructor(name: string, args: NumaPinnedGuestArgs, opts?: pulumi.CustomResourceOptions) {

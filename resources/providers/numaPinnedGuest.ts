@@ -132,6 +132,12 @@ export const numaPinnedGuestSchema = z
         restartPolicy: z.enum(["never", "restart"]).default("never"),
         /** How long delete and restarts wait for an ACPI shutdown before forcing the guest off. */
         shutdownTimeoutSeconds: z.number().int().min(0).max(3600).default(120),
+        /**
+         * Take over an existing domain (by name or UUID) instead of defining one: create then checks
+         * that the domain is what the inputs declare and writes nothing. Pulumi's own `import` option
+         * cannot reach a dynamic provider's read (pulumi/pulumi#3550), so adoption is an input.
+         */
+        adopt: z.string().regex(/^(?:[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}|[A-Za-z0-9][A-Za-z0-9_.+-]{0,63})$/, "must be a domain name or UUID").optional(),
     })
     .strict()
     .superRefine((i, ctx) => {
@@ -187,6 +193,7 @@ export const POLICY: FieldPolicy<NumaPinnedGuestInputs> = {
     running: "live",
     restartPolicy: "state",
     shutdownTimeoutSeconds: "state",
+    adopt: "state",
 };
 
 /** GuestSpec parts that take effect only when QEMU starts again. */
@@ -556,6 +563,31 @@ function pagesHeldBy(o: Observed | null, size: string | undefined): number {
     return pagesFor(o.live.spec.memoryMiB, size);
 }
 
+/**
+ * Adoption: the existing domain must be what the inputs declare (as `pulumi import` demands);
+ * nothing is written. The first later update redefines it with this resource's mark.
+ */
+async function adopt(remote: Remote, i: NumaPinnedGuestInputs, owner: string): Promise<pulumi.dynamic.CreateResult> {
+    const ref = i.adopt as string;
+    const o = await observe(remote, ref);
+    if (!o) throw new Error(`adopt: ${remote.name} has no domain ${ref}`);
+    if (o.config.spec.name !== i.name) throw new Error(`adopt: domain ${ref} is named ${o.config.spec.name}, but name is ${i.name}`);
+    const pins = i.cpuPins === "auto" ? o.spec.vcpuPins : i.cpuPins;
+    const vfs = await resolveVfs(remote, i);
+    const wanted = wantedSpec(i, pins, vfs);
+    const seen = inputsFromHost(i, wanted, o.spec, o.read.autostart, o.running) as Record<string, unknown>;
+    const declared = i as Record<string, unknown>;
+    const differ = (Object.keys(POLICY) as string[]).filter((f) => canonical(seen[f]) !== canonical(declared[f]));
+    if (differ.length) {
+        throw new Error(
+            `adopt: domain ${o.config.spec.name} (${o.config.uuid}) is not what the inputs declare; it was left untouched. ` +
+                differ.map((f) => `${f}: declared ${canonical(declared[f])}, the host has ${canonical(seen[f])}`).join("; ") +
+                `. Declare the guest as it is to adopt it, then change it.`,
+        );
+    }
+    return { id: o.config.uuid, outs: { ...outputs(i, owner, o, pins, true), vfAddresses: vfs } };
+}
+
 export const provider = {
     async check(_olds: unknown, news: Record<string, unknown>): Promise<pulumi.dynamic.CheckResult> {
         return checkInputs(numaPinnedGuestSchema, news);
@@ -578,6 +610,7 @@ export const provider = {
         const i = inputsOf(props);
         const owner = String(props.owner ?? `NumaPinnedGuest ${i.name}`);
         const remote = remoteFor(i.connection);
+        if (i.adopt) return adopt(remote, i, owner);
         const host = await viewHost(remote, i);
         const existing = host.domains.find((d) => d.spec.name === i.name);
         if (existing && existing.owner !== owner) {
@@ -588,12 +621,12 @@ export const provider = {
             );
         }
         // An existing domain with our own mark is ours from an earlier, interrupted run: converge it.
+        const before = existing ? await observe(remote, existing.uuid) : null;
         const others = { ...host, others: host.others.filter((o) => o.uuid !== existing?.uuid) };
         const pins = resolvePins(i, others);
-        const problems = checkAgainstHost(i, pins, others, { willStart: i.running });
+        const problems = checkAgainstHost(i, pins, others, { willStart: i.running && !before?.running, pagesHeld: pagesHeldBy(before, i.hugepages) });
         if (problems.length) throw new Error(`NumaPinnedGuest ${i.name} on ${host.facts.hostname}: ${problems.join("; ")}`);
         const wanted = wantedSpec(i, pins, host.vfs);
-        const before = existing ? await observe(remote, existing.uuid) : null;
         await defineXml(remote, buildDomainXml(wanted, owner, existing?.uuid));
         try {
             await setAutostart(remote, i.name, i.autostart, before?.read.autostart ?? false);
