@@ -102,33 +102,34 @@ describe("BlockElevator on a lab host", function () {
         await assertTuned();
     });
 
+    // 200 ms is a whole number of ticks at HZ 100, 250 and 1000, so it reads back exactly.
     it("updates a tunable in place", async () => {
-        assert.deepStrictEqual(await s.up(tuned(250)), { update: 1 });
-        await assertTuned(250);
-        assert.match(await sshOk(h, "cat /etc/udev/rules.d/61-kvmtune-elevator-vdb.rules"), /read_expire\}="250"/);
+        assert.deepStrictEqual(await s.up(tuned(200)), { update: 1 });
+        await assertTuned(200);
+        assert.match(await sshOk(h, "cat /etc/udev/rules.d/61-kvmtune-elevator-vdb.rules"), /read_expire\}="200"/);
     });
 
     it("keeps every disk's settings across a host reboot (udev rules)", async () => {
         await rebootLabHost(h);
-        await assertTuned(250);
-        assert.deepStrictEqual(await s.preview(tuned(250)), {});
+        await assertTuned(200);
+        assert.deepStrictEqual(await s.preview(tuned(200)), {});
     });
 
     it("refuses bad input before the host changes", async () => {
-        const bad = (args: Record<string, unknown>) => tuned(250, args);
+        const bad = (args: Record<string, unknown>) => tuned(200, args);
         await assert.rejects(s.up(bad({ tunables: { slice_idle: 0 } })), /mq-deadline has no tunable slice_idle/);
         await assert.rejects(s.up(bad({ scheduler: "cfq-classic" })), /scheduler: got "cfq-classic"/);
         await assert.rejects(s.up(bad({ device: "/dev/vdb" })), /device: got "\/dev\/vdb"/);
         await assert.rejects(s.up(bad({ nrRequests: 1 })), /nrRequests: got 1/);
-        await assertTuned(250);
+        await assertTuned(200);
     });
 
     it("refuses a disk the host does not have, listing the ones it has", async () => {
-        const program = tuned(250, {}, () => {
+        const program = tuned(200, {}, () => {
             new BlockElevator("ghost", { connection, device: "/dev/disk/by-id/virtio-nonexistent", scheduler: "none" });
         });
         await assert.rejects(s.up(program), /has no whole disk \/dev\/disk\/by-id\/virtio-nonexistent\. Its disks: .*vdb/);
-        await assertTuned(250);
+        await assertTuned(200);
     });
 
     it("destroy restores the original schedulers and removes the rules", async () => {
