@@ -135,6 +135,6 @@ describe("BlockElevator on a lab host", function () {
     it("destroy restores the original schedulers and removes the rules", async () => {
         assert.deepStrictEqual(await s.destroy(), { delete: 4 });
         for (const d of ["vdb", nvmeQueue, scsiName]) assert.strictEqual((await disk(d)).scheduler, originals[d].scheduler, d);
-        assert.strictEqual((await sshOk(h, "ls /etc/udev/rules.d | grep -c kvmtune || true")).trim(), "0");
+        assert.strictEqual((await sshOk(h, "grep -rl 'Managed by kvmtune' /etc/udev/rules.d 2>/dev/null | wc -l")).trim(), "0");
     });
 });
