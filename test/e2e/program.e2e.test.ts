@@ -5,6 +5,7 @@
  */
 import * as assert from "assert";
 import * as fs from "fs";
+import * as os from "os";
 import * as path from "path";
 import type { Stack } from "@pulumi/pulumi/automation";
 import { localStack } from "../../tools/pulumiEngine";
@@ -14,6 +15,11 @@ describe("the kvmtune program through the Pulumi CLI", function () {
     this.timeout(20 * 60_000);
     const inventory = loadInventory();
     let stack: Stack;
+    // The state at rest: the file backend's folder, read as bytes (the Automation API's exportStack
+    // decrypts secrets, so it cannot tell a secret from plain text).
+    const backendDir = fs.mkdtempSync(path.join(os.tmpdir(), "kvmtune-e2e-state-"));
+    const filesUnder = (dir: string): string[] =>
+        fs.readdirSync(dir, { withFileTypes: true }).flatMap((e) => (e.isDirectory() ? filesUnder(path.join(dir, e.name)) : [path.join(dir, e.name)]));
     const keyBodies = [...new Set(inventory.hosts.map((h) => fs.readFileSync(h.privateKeyPath, "utf8")))].map(
         (k) => k.split("\n")[1],
     );
@@ -30,7 +36,7 @@ describe("the kvmtune program through the Pulumi CLI", function () {
             // The key as a secret in stack config: encrypted in Pulumi.e2e.yaml and in state.
             config[`${at}.privateKey`] = { value: fs.readFileSync(h.privateKeyPath, "utf8"), secret: true };
         });
-        stack = await localStack({ stackName: "e2e", workDir: repoRoot, passphrase: "kvmtune-e2e-test" });
+        stack = await localStack({ stackName: "e2e", workDir: repoRoot, passphrase: "kvmtune-e2e-test", backendDir });
         await stack.setAllConfig(config, true);
     });
 
@@ -38,6 +44,7 @@ describe("the kvmtune program through the Pulumi CLI", function () {
         // Leave nothing behind: no stack config file in the repository, no stack in the backend.
         await stack?.workspace.removeStack("e2e", { force: true }).catch(() => undefined);
         fs.rmSync(path.join(repoRoot, "Pulumi.e2e.yaml"), { force: true });
+        fs.rmSync(backendDir, { recursive: true, force: true });
     });
 
     it("up creates HostFacts for every host and reports what the hosts say", async () => {
@@ -66,9 +73,12 @@ describe("the kvmtune program through the Pulumi CLI", function () {
     });
 
     it("keeps the private key out of state in plain text, and the stored provider small", async () => {
+        const stateFiles = filesUnder(backendDir).filter((f) => f.endsWith(".json"));
+        assert.ok(stateFiles.some((f) => f.endsWith(`${path.sep}e2e.json`)), `no state file for the stack in ${stateFiles.join(", ")}`);
+        const atRest = [...stateFiles, path.join(repoRoot, "Pulumi.e2e.yaml")].map((f) => fs.readFileSync(f, "utf8")).join("\n");
+        for (const body of keyBodies) assert.ok(!atRest.includes(body), "a private key is in the state files or stack config in plain text");
+        assert.match(atRest, /ciphertext/, "no secret in state: was the key stored at all?");
         const exported = JSON.stringify(await stack.exportStack());
-        for (const body of keyBodies) assert.ok(!exported.includes(body), "a private key is in state in plain text");
-        assert.match(exported, /ciphertext/, "no secret in state: was the key stored at all?");
         const state = JSON.parse(exported) as { deployment: { resources: Array<{ type: string; outputs?: Record<string, unknown> }> } };
         const facts = state.deployment.resources.filter((r) => r.type === "pulumi-nodejs:dynamic/kvmtune:HostFacts");
         assert.strictEqual(facts.length, inventory.hosts.length);
