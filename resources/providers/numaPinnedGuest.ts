@@ -25,6 +25,7 @@ import { buildDumpScript, formatCpuList, parseCpuList, parseDump } from "../host
 import { buildDomainXml, DiskSpec, GuestSpec, InterfaceSpec, isHostdev, parseDomainXml, ParsedDomain, projectLive } from "../libvirt/domain";
 import { defineXml, DomainRead, existingNetworks, readAllDomains, readDomain, stopDomain, undefineDomain, virsh } from "../libvirt/virsh";
 import { canonical, diffResult, FieldPolicy } from "../policy";
+import { stateOf } from "../state";
 import { checkInputs, containsUnknown, inputsFrom } from "../validate";
 
 /** libvirt domain and network names kvmtune accepts: plain, so they are safe in messages and paths. */
@@ -494,8 +495,8 @@ async function observe(remote: Remote, ref: string): Promise<Observed | null> {
     return { read, config, live, running, spec: observedSpec(config.spec, live.spec, running) };
 }
 
-function outputs(i: NumaPinnedGuestInputs, owner: string, o: Observed, resolvedCpuPins: number[][], adopted: boolean) {
-    return {
+function outputs(i: NumaPinnedGuestInputs, owner: string, o: Observed, resolvedCpuPins: number[][], adopted: boolean, vfAddresses: Array<string | null>) {
+    return stateOf({
         ...i,
         owner,
         uuid: o.config.uuid,
@@ -505,7 +506,9 @@ function outputs(i: NumaPinnedGuestInputs, owner: string, o: Observed, resolvedC
         /** The domain carries this resource's ownership mark (false for an imported, not yet updated guest). */
         owned: o.config.owner === owner,
         adopted,
-    };
+        /** Each hostdev interface's VF as resolved when last applied (null for other interfaces). */
+        vfAddresses,
+    });
 }
 
 /** Compares what the host has with what was asked, after a change: each mismatch names both. */
@@ -585,7 +588,7 @@ async function adopt(remote: Remote, i: NumaPinnedGuestInputs, owner: string): P
                 `. Declare the guest as it is to adopt it, then change it.`,
         );
     }
-    return { id: o.config.uuid, outs: { ...outputs(i, owner, o, pins, true), vfAddresses: vfs } };
+    return { id: o.config.uuid, outs: outputs(i, owner, o, pins, true, vfs) };
 }
 
 export const provider = {
@@ -642,7 +645,7 @@ export const provider = {
         const o = (await observe(remote, i.name))!;
         const wrong = mismatches(wanted, o);
         if (wrong.length) throw new Error(`NumaPinnedGuest ${i.name} on ${host.facts.hostname}: libvirt did not take the definition: ${wrong.join("; ")}`);
-        return { id: o.config.uuid, outs: { ...outputs(i, owner, o, pins, false), vfAddresses: host.vfs } };
+        return { id: o.config.uuid, outs: outputs(i, owner, o, pins, false, host.vfs) };
     },
 
     async read(id: string, props: Record<string, unknown>): Promise<pulumi.dynamic.ReadResult> {
@@ -665,8 +668,8 @@ export const provider = {
         });
         const wanted = wantedSpec(i, pins, vfs);
         const live = inputsFromHost(i, wanted, o.spec, o.read.autostart, o.running);
-        const outs = { ...outputs(live, owner, o, pins, importing || props.adopted === true), vfAddresses: vfs };
-        return { id, props: outs, ...(importing ? { inputs: { ...live, owner } } : {}) };
+        const outs = outputs(live, owner, o, pins, importing || props.adopted === true, vfs);
+        return { id, props: outs, ...(importing ? { inputs: stateOf({ ...live, owner }) } : {}) };
     },
 
     async update(id: string, olds: Record<string, unknown>, news: Record<string, unknown>): Promise<pulumi.dynamic.UpdateResult> {
@@ -703,7 +706,7 @@ export const provider = {
         const after = (await observe(remote, i.name))!;
         const wrong = mismatches(wanted, after);
         if (wrong.length) throw new Error(`NumaPinnedGuest ${i.name} on ${host.facts.hostname}: the guest did not take the change: ${wrong.join("; ")}`);
-        return { outs: { ...outputs(i, owner, after, pins, olds.adopted === true), vfAddresses: host.vfs } };
+        return { outs: outputs(i, owner, after, pins, olds.adopted === true, host.vfs) };
     },
 
     async delete(id: string, props: Record<string, unknown>): Promise<void> {
