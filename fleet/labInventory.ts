@@ -11,7 +11,9 @@ export interface LabInventoryHost {
     port: number;
     user: string;
     privateKeyPath: string;
+    /** SHA256 fingerprint of the host's ed25519 key, as `ssh-keygen -lf` prints it. */
     hostKey: string;
+    /** A non-root user with password-less sudo. */
     sudoUser?: string;
 }
 

@@ -5,15 +5,10 @@ import { createHash } from "node:crypto";
 import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
+import type { LabInventoryHost } from "../../fleet/labInventory";
 
-export interface LabHost {
-  name: string;
-  host: string;
-  port: number;
-  user: string;
-  privateKeyPath: string;
-  /** SHA256 fingerprint of the host's ed25519 key, as `ssh-keygen -lf` prints it. */
-  hostKey: string;
+/** A host of the inventory (the shape the program reads too), with its sudo user checked present. */
+export interface LabHost extends LabInventoryHost {
   sudoUser: string;
 }
 
