@@ -78,6 +78,12 @@ describe("NumaPinnedGuest inputs", () => {
         assert.match(byField["(inputs)"], /unknown field\(s\) color/);
     });
 
+    it("adopts by domain name or UUID only", () => {
+        assert.strictEqual(parse({ ...base, adopt: "5d3435a2-7e0d-41ae-9b93-5edca55574ac" }).adopt, "5d3435a2-7e0d-41ae-9b93-5edca55574ac");
+        assert.strictEqual(parse({ ...base, adopt: "g1" }).adopt, "g1");
+        assert.throws(() => parse({ ...base, adopt: "g1; virsh destroy x" }), /must be a domain name or UUID/);
+    });
+
     it("wants a node for auto pins", async () => {
         const r = await provider.check({}, { connection: goodConnection(), name: "g", vcpus: 1, memoryMiB: 64 });
         assert.deepStrictEqual(r.failures?.map((f) => f.property), ["cpuPins"]);
