@@ -17,6 +17,8 @@ const V = "virsh -c qemu:///system";
 const G1 = "kvmtune-lab-g1";
 const G2 = "kvmtune-lab-g2";
 const HAND = "kvmtune-lab-hand";
+/** g1's disk: a raw file, served by I/O thread 1 with cache=none and native AIO. */
+const IMG = "/var/lib/libvirt/images/kvmtune-lab-g1.img";
 
 /** A guest made by hand, the way an operator writes one: on node 0, 16 huge pages of 2M. */
 const HAND_XML = `<domain type='kvm'>
@@ -76,7 +78,10 @@ describe("NumaPinnedGuest on a lab host", function () {
         memoryMode: "strict",
         cpuPins: [2, 3],
         emulatorPin: [2, 3],
+        iothreads: 1,
+        iothreadPins: [3],
         hugepages: "2M",
+        disks: [{ path: IMG, target: "vda", cache: "none", io: "native", iothread: 1 }],
         shutdownTimeoutSeconds: 5,
     };
     const handArgs: GuestArgs = { name: HAND, vcpus: 1, memoryMiB: 32, numaNode: 0, cpuPins: [0], emulatorPin: [0, 1], hugepages: "2M", autostart: false, shutdownTimeoutSeconds: 5 };
@@ -117,6 +122,7 @@ describe("NumaPinnedGuest on a lab host", function () {
     before(async () => {
         // Leftovers of an interrupted run would skew the page counts.
         for (const n of [G1, G2, HAND]) await sshRun(h, `${V} destroy ${n}; ${V} undefine ${n}`, { timeoutMs: 300_000 });
+        await ssh(`truncate -s 16M ${IMG}`);
         s = await inlineStack("lab-numaguest");
         pagesBefore = await pages();
     });
@@ -124,6 +130,7 @@ describe("NumaPinnedGuest on a lab host", function () {
         await s?.destroy().catch((e) => console.error(String(e).slice(0, 2000)));
         await s?.remove();
         for (const n of [G1, G2, HAND]) await sshRun(h, `${V} destroy ${n}; ${V} undefine ${n}`, { timeoutMs: 300_000 });
+        await sshRun(h, `rm -f ${IMG}`);
     });
 
     it("starts a guest pinned to CPUs 2 and 3, its memory in node 1's huge pages only", async () => {
@@ -136,7 +143,15 @@ describe("NumaPinnedGuest on a lab host", function () {
         const t = await threads(G1);
         assert.strictEqual(t.find((x) => x.comm === "CPU 0/KVM")?.cpus, "2", JSON.stringify(t));
         assert.strictEqual(t.find((x) => x.comm === "CPU 1/KVM")?.cpus, "3", JSON.stringify(t));
-        for (const x of t.filter((x) => !x.comm.startsWith("CPU "))) assert.strictEqual(x.cpus, "2-3", `emulator thread ${x.comm}`);
+        assert.strictEqual(t.find((x) => x.comm === "IO iothread1")?.cpus, "3", JSON.stringify(t));
+        for (const x of t.filter((x) => !x.comm.startsWith("CPU ") && x.comm !== "IO iothread1")) assert.strictEqual(x.cpus, "2-3", `emulator thread ${x.comm}`);
+        assert.match(await ssh(`${V} iothreadinfo ${G1}`), /^\s*1\s+3\s*$/m);
+        // The disk as QEMU opened it: O_DIRECT (cache none) with native AIO, in I/O thread 1.
+        const cmdline = await ssh(`tr '\\0' ' ' < /proc/${await qemuPid(G1)}/cmdline`);
+        assert.match(cmdline, /"filename":"\/var\/lib\/libvirt\/images\/kvmtune-lab-g1\.img"/);
+        assert.match(cmdline, /"aio":"native"/);
+        assert.match(cmdline, /"cache":\{"direct":true,"no-flush":false\}/);
+        assert.match(cmdline, /"iothread":"iothread1"/);
         // 64 MiB = 32 pages of 2M, from node 1's 48; node 0's 16 untouched.
         const p = await pages();
         console.log(`      pages before the stack ${JSON.stringify(pagesBefore)}, with the guest running ${JSON.stringify(p)}`);
