@@ -12,7 +12,7 @@
  * - What we compare is what we own, parsed from `virsh dumpxml` (see ../libvirt/domain.ts), so
  *   libvirt's own additions never show up as changes.
  * - A domain carries an ownership mark in `<metadata>`; a domain without ours is never redefined
- *   unless it was adopted with `pulumi import`.
+ *   unless it was adopted with the `adopt` input (Pulumi's import cannot reach dynamic providers).
  */
 import type * as pulumi from "@pulumi/pulumi";
 import { z } from "zod";
