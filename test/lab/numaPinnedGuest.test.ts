@@ -137,6 +137,7 @@ describe("NumaPinnedGuest on a lab host", function () {
         // The pool, the guest, and (a new stack) the stack itself.
         assert.deepStrictEqual(await s.up(program()), { create: 3 });
         assert.strictEqual(await state(G1), "running");
+        pid1 = await qemuPid(G1);
         assert.deepStrictEqual(await vcpupin(G1), { "0": "2", "1": "3" });
         assert.strictEqual(await emulatorpin(G1), "2-3");
         assert.deepStrictEqual(await numatune(G1), { mode: "strict", nodeset: "1" });
@@ -144,7 +145,12 @@ describe("NumaPinnedGuest on a lab host", function () {
         assert.strictEqual(t.find((x) => x.comm === "CPU 0/KVM")?.cpus, "2", JSON.stringify(t));
         assert.strictEqual(t.find((x) => x.comm === "CPU 1/KVM")?.cpus, "3", JSON.stringify(t));
         assert.strictEqual(t.find((x) => x.comm === "IO iothread1")?.cpus, "3", JSON.stringify(t));
-        for (const x of t.filter((x) => !x.comm.startsWith("CPU ") && x.comm !== "IO iothread1")) assert.strictEqual(x.cpus, "2-3", `emulator thread ${x.comm}`);
+        // Every other QEMU thread stays on node 1's CPUs: the emulator's own on 2-3, and AIO workers
+        // that I/O thread 1 spawned inherit its CPU 3 (seen in CI), so "within 2-3" is the claim.
+        for (const x of t.filter((x) => !x.comm.startsWith("CPU ") && x.comm !== "IO iothread1")) {
+            assert.ok(["2-3", "2", "3"].includes(x.cpus), `QEMU thread ${x.comm} may run on ${x.cpus}, outside node 1's CPUs 2-3`);
+        }
+        assert.strictEqual(t.filter((x) => !x.comm.startsWith("CPU ") && x.comm !== "IO iothread1" && x.cpus === "2-3").length > 0, true, "no emulator thread on 2-3");
         assert.match(await ssh(`${V} iothreadinfo ${G1}`), /^\s*1\s+3\s*$/m);
         // The disk as QEMU opened it: O_DIRECT (cache none) with native AIO, in I/O thread 1.
         const cmdline = await ssh(`tr '\\0' ' ' < /proc/${await qemuPid(G1)}/cmdline`);
@@ -161,7 +167,6 @@ describe("NumaPinnedGuest on a lab host", function () {
         assert.deepStrictEqual(o.pins, [[2], [3]]);
         assert.deepStrictEqual(o.pendingRestart, []);
         assert.strictEqual(o.owned, true);
-        pid1 = await qemuPid(G1);
     });
 
     it("a second up changes nothing", async () => {
