@@ -14,6 +14,8 @@ export class LocalRemote implements Remote {
             let stderr = "";
             child.stdout.on("data", (d) => (stdout += d));
             child.stderr.on("data", (d) => (stderr += d));
+            // A command that exits without reading its stdin is not an error (no EPIPE).
+            child.stdin.on("error", () => undefined);
             child.on("error", reject);
             child.on("close", (code) => resolve({ stdout, stderr, code }));
             child.stdin.end(options.stdin ?? "");

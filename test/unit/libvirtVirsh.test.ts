@@ -9,33 +9,14 @@ import * as os from "os";
 import * as path from "path";
 import fc from "fast-check";
 import { defineXml, existingNetworks, parseDominfo, readAllDomains, readDomain, stopDomain, undefineDomain, virsh, virshCommand } from "../../resources/libvirt/virsh";
-import { spawn } from "child_process";
-import type { ExecOptions, ExecResult, Remote } from "../../resources/host/remote";
-
-/** A local shell as the Remote. A command that exits without reading its stdin is not an error (no EPIPE). */
-class LocalShell implements Remote {
-    readonly name = "local";
-    exec(command: string, options: ExecOptions = {}): Promise<ExecResult> {
-        return new Promise((resolve, reject) => {
-            const child = spawn("/bin/sh", ["-c", command], { stdio: ["pipe", "pipe", "pipe"] });
-            let stdout = "";
-            let stderr = "";
-            child.stdout.on("data", (d) => (stdout += d));
-            child.stderr.on("data", (d) => (stderr += d));
-            child.stdin.on("error", () => undefined);
-            child.on("error", reject);
-            child.on("close", (code) => resolve({ stdout, stderr, code }));
-            child.stdin.end(options.stdin ?? "");
-        });
-    }
-}
+import { LocalRemote } from "../helpers/localRemote";
 
 describe("virsh wrapper", function () {
     // Each case spawns shells; the lab VMs share these cores.
     this.timeout(60_000);
     let dir: string;
     let savedPath: string | undefined;
-    const remote = new LocalShell();
+    const remote = new LocalRemote();
     const calls = () => (fs.existsSync(path.join(dir, "calls")) ? fs.readFileSync(path.join(dir, "calls"), "utf8").replace(/\n$/, "").split("\n") : []);
 
     before(() => {
