@@ -1,16 +1,22 @@
 /**
  * The kvmtune program: a tuned KVM fleet declared from stack config.
  *
- * `kvmtune:hosts` lists the hosts and how to reach them. A stack without hosts uses the lab's
- * (`npm start` boots the lab first), so the repository converges something real out of the box.
+ * `kvmtune:hosts` lists the hosts, how to reach them and (per host, or for all in `kvmtune:tuning`)
+ * their tuning. A stack without hosts uses the lab's hosts and the lab tuning (`npm start` boots
+ * the lab first), so the repository converges something real out of the box.
  */
 import * as pulumi from "@pulumi/pulumi";
-import { parseFleet, privateKeyOf } from "./fleet/config";
+import { planFleet } from "./fleet/config";
 import { labInventoryPath, readLabInventory } from "./fleet/labInventory";
-import { HostFacts } from "./resources";
+import { labTuning } from "./fleet/labTuning";
+import { writeTopology } from "./fleet/writeTopology";
+import { KvmHost, KvmHostArgs } from "./resources";
 
 const config = new pulumi.Config("kvmtune");
 const configured = config.getObject<unknown[]>("hosts");
+const tuning = config.getObject<unknown>("tuning");
+/** Where `up` writes each host's topology picture (SVG); empty: no picture. */
+const topologyDir = config.get("topologyDir") ?? "out/topology";
 // Lab hosts as config: the inventory's extra fields (sudoUser) are the lab's, not the fleet's.
 const lab = configured
     ? undefined
@@ -18,27 +24,35 @@ const lab = configured
 if (!configured && !lab) {
     throw new Error(`no hosts: set kvmtune:hosts in the stack config, or boot the lab (npm run lab -- up) so ${labInventoryPath()} exists`);
 }
-const fleet = parseFleet({ hosts: configured ?? lab });
+const fleet = planFleet({ hosts: configured ?? lab, tuning: tuning ?? (configured ? undefined : labTuning) });
 
 export const hosts: Record<string, pulumi.Output<unknown>> = {};
-for (const h of fleet.hosts) {
-    const facts = new HostFacts(`${h.name}-facts`, {
-        connection: {
-            host: h.host,
-            port: h.port,
-            user: h.user,
-            privateKey: pulumi.secret(privateKeyOf(h)),
-            hostKey: h.hostKey,
-            sudo: h.sudo,
-        },
+for (const h of fleet) {
+    // The tuning items were checked against the resources' own schemas by planFleet.
+    const args = { connection: { ...h.connection, privateKey: pulumi.secret(h.connection.privateKey) }, ...h.tuning } as unknown as KvmHostArgs;
+    const host = new KvmHost(h.name, args);
+    const f = host.facts;
+    // After everything on the host is applied (not in preview), the picture of what ended up where.
+    const picture = host.applied.apply(async () => {
+        if (pulumi.runtime.isDryRun() || !topologyDir) return null;
+        try {
+            return await writeTopology(h.connection, topologyDir, h.name);
+        } catch (e) {
+            pulumi.log.warn(`${h.name}: no topology picture: ${(e as Error).message}`, host);
+            return null;
+        }
     });
-    hosts[h.name] = pulumi.all([facts.hostname, facts.kernel, facts.numaNodes, facts.libvirtVersion, facts.vhostNet]).apply(
-        ([hostname, kernel, nodes, libvirt, vhostNet]) => ({
-            hostname,
-            kernel,
-            libvirt,
-            vhostNet,
-            numaNodes: nodes.map((n) => ({ id: n.id, cpus: n.cpus, memoryMiB: n.memoryMiB, hugepages: n.hugepages })),
+    hosts[h.name] = pulumi.all([f.hostname, f.kernel, f.numaNodes, f.libvirtVersion, f.vhostNet, host.applied, picture]).apply(
+        ([hostname, kernel, nodes, libvirt, vhostNet, applied, topology]) => ({
+            facts: {
+                hostname,
+                kernel,
+                libvirt,
+                vhostNet,
+                numaNodes: nodes.map((n) => ({ id: n.id, cpus: n.cpus, memoryMiB: n.memoryMiB, hugepages: n.hugepages })),
+            },
+            applied,
+            topology,
         }),
     );
 }

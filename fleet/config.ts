@@ -4,6 +4,8 @@
  */
 import * as fs from "fs";
 import { z } from "zod";
+import { describeIssue } from "../resources/validate";
+import { Tuning, tuningProblems, tuningSchema } from "./tuning";
 
 const hostSchema = z
     .object({
@@ -17,6 +19,8 @@ const hostSchema = z
         privateKeyPath: z.string().optional(),
         hostKey: z.string().min(1, "must pin the host key (SHA256 fingerprint or known_hosts line)"),
         sudo: z.boolean().default(false),
+        /** This host's tuning; replaces `kvmtune:tuning` for it. */
+        tuning: tuningSchema.optional(),
     })
     .strict()
     .refine((h) => (h.privateKey === undefined) !== (h.privateKeyPath === undefined), {
@@ -24,7 +28,11 @@ const hostSchema = z
         path: ["privateKey"],
     });
 
-export const fleetSchema = z.object({ hosts: z.array(hostSchema).min(1) });
+export const fleetSchema = z.object({
+    hosts: z.array(hostSchema).min(1),
+    /** The tuning of every host that has none of its own. */
+    tuning: tuningSchema.optional(),
+});
 export type HostConfig = z.output<typeof hostSchema>;
 
 /** Parses the fleet, throwing one message that lists every problem with its config path. */
@@ -32,11 +40,10 @@ export function parseFleet(raw: unknown, namespace = "kvmtune"): z.output<typeof
     const r = fleetSchema.safeParse(raw);
     if (r.success) return r.data;
     const lines = r.error.issues.map((i) => {
-        const path = i.path.map((k) => (typeof k === "number" ? `[${k}]` : `.${String(k)}`)).join("");
-        const secret = i.path.includes("privateKey");
-        let value: unknown = raw;
-        for (const k of i.path) value = (value as Record<PropertyKey, unknown> | undefined)?.[k as PropertyKey];
-        return `  ${namespace}:${path.replace(/^\./, "")}: ${secret ? "" : `got ${JSON.stringify(value)}; `}${i.message}`;
+        const path = i.path.map((k) => (typeof k === "number" ? `[${k}]` : `.${String(k)}`)).join("").replace(/^\./, "");
+        // describeIssue names the value and what is allowed, and never echoes a key.
+        const { reason } = describeIssue(i, raw);
+        return `  ${namespace}:${path}${reason.slice(reason.indexOf(":"))}`;
     });
     throw new Error(`invalid stack config:\n${lines.join("\n")}`);
 }
@@ -44,4 +51,34 @@ export function parseFleet(raw: unknown, namespace = "kvmtune"): z.output<typeof
 /** The key text of a host, from the config or the file it names. */
 export function privateKeyOf(h: HostConfig): string {
     return h.privateKey ?? fs.readFileSync(h.privateKeyPath as string, "utf8");
+}
+
+/** A host as the program declares it: its connection (key text included) and its tuning. */
+export interface PlannedHost {
+    name: string;
+    connection: { host: string; port: number; user: string; privateKey: string; hostKey: string; sudo: boolean };
+    tuning: Tuning;
+}
+
+/**
+ * The fleet, with every host's tuning checked by the resources' own schemas. Throws one message
+ * listing every problem with its config path (`kvmtune:hosts[0].tuning.guests[1].vcpus: ...`).
+ */
+export function planFleet(raw: unknown, namespace = "kvmtune"): PlannedHost[] {
+    const fleet = parseFleet(raw, namespace);
+    const problems: string[] = [];
+    const planned = fleet.hosts.map((h, i) => {
+        const connection = { host: h.host, port: h.port, user: h.user, privateKey: privateKeyOf(h), hostKey: h.hostKey, sudo: h.sudo };
+        const own = h.tuning !== undefined;
+        const tuning = (h.tuning ?? fleet.tuning ?? {}) as Tuning;
+        problems.push(...tuningProblems(tuning, connection, own ? `${namespace}:hosts[${i}].tuning` : `${namespace}:tuning`));
+        return { name: h.name, connection, tuning };
+    });
+    const names = fleet.hosts.map((h) => h.name);
+    names.forEach((n, i) => {
+        if (names.indexOf(n) !== i) problems.push(`${namespace}:hosts[${i}].name: got "${n}"; hosts[${names.indexOf(n)}] has this name too`);
+    });
+    // The same problem once, even when the shared tuning was checked for every host.
+    if (problems.length > 0) throw new Error(`invalid stack config:\n  ${[...new Set(problems)].join("\n  ")}`);
+    return planned;
 }

@@ -18,4 +18,9 @@ if ! pulumi config get kvmtune:hosts --stack "$stack" >/dev/null 2>&1; then
 fi
 
 pulumi up --yes --stack "$stack" --non-interactive
+# Where each host's topology picture went (written by the program after the host was converged).
+pulumi stack output hosts --json --stack "$stack" | node -e '
+  const hosts = JSON.parse(require("fs").readFileSync(0, "utf8"));
+  for (const [name, h] of Object.entries(hosts)) if (h.topology) console.log(`kvmtune: ${name} topology: ${h.topology}`);
+'
 echo "kvmtune: stack '$stack' is up. Stop the lab with: npm run lab -- down" >&2

@@ -6,6 +6,7 @@ repo=$(cd -- "$(dirname -- "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$repo"
 
 [ -d node_modules ] || npm ci
+bash scripts/test-deps.sh
 npm run build --silent
 mocha=(npx mocha --reporter spec)
 

@@ -1,0 +1,23 @@
+/**
+ * The tuning the `lab` stack declares on every lab host when the stack config names no hosts:
+ * a small but complete tuned KVM host (huge pages on both nodes, a database disk's elevator,
+ * SR-IOV VFs, a vhost network and a guest pinned to node 1), sized for the lab's 2 x 1.5 GiB.
+ */
+import type { Tuning } from "./tuning";
+
+export const labTuning: Tuning = {
+    hugepagePools: [{ pageSize: "2M", nodes: { "0": 64, "1": 64 }, mount: "/dev/hugepages" }],
+    elevators: [{ device: "vdb", scheduler: "mq-deadline", tunables: { read_expire: 100 } }],
+    guests: [
+        {
+            name: "demo-db",
+            vcpus: 2,
+            cpuPins: [2, 3],
+            numaNode: 1,
+            memoryMode: "strict",
+            memoryMiB: 64,
+            hugepages: "2M",
+            running: true,
+        },
+    ],
+};

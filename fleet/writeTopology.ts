@@ -1,0 +1,20 @@
+/**
+ * Writes a host's topology picture after a deployment: read live from the host (so it shows what
+ * ended up where, not what was asked), rendered to `<dir>/<host>.svg`.
+ */
+import * as fs from "fs";
+import * as path from "path";
+import { connectionSchema } from "../resources/host/connection";
+import { remoteFor } from "../resources/host/sshPool";
+import { readTopology } from "./topology";
+import { renderTopologySvg } from "./topologySvg";
+
+export async function writeTopology(connection: Record<string, unknown>, dir: string, hostName: string): Promise<string> {
+    const topology = await readTopology(remoteFor(connectionSchema.parse(connection)));
+    const file = path.resolve(dir, `${hostName}.svg`);
+    fs.mkdirSync(path.dirname(file), { recursive: true });
+    const tmp = `${file}.tmp-${process.pid}`;
+    fs.writeFileSync(tmp, renderTopologySvg(topology));
+    fs.renameSync(tmp, file);
+    return file;
+}

@@ -1,0 +1,109 @@
+/**
+ * KvmHost: one host's whole tuning in one declaration. It declares the host's HostFacts, huge page
+ * pools, block elevators, SR-IOV NICs, vhost networks and pinned guests as its children, wires the
+ * order (guests after the pools, networks and VFs they use) and checks the resources against each
+ * other before any of them is declared (see kvmHostChecks.ts): what one resource cannot see alone.
+ */
+import * as pulumi from "@pulumi/pulumi";
+import { BlockElevator, BlockElevatorArgs } from "./blockElevator";
+import { ConnectionInput } from "./connectionInput";
+import { HostFacts } from "./hostFacts";
+import { HugepagePool, HugepagePoolArgs } from "./hugepagePool";
+import { GuestPlan, hugepageShortfalls, overlappingPins, remoteVfs } from "./kvmHostChecks";
+import { NumaPinnedGuest, NumaPinnedGuestArgs } from "./numaPinnedGuest";
+
+/** Every child takes the host's connection; the rest of its arguments are given here. */
+type OnHost<T> = Omit<T, "connection">;
+
+export interface KvmHostArgs {
+    connection: ConnectionInput;
+    /** One pool per page size. */
+    hugepagePools?: Array<OnHost<HugepagePoolArgs> & { pageSize: "2M" | "1G" }>;
+    /** One elevator per disk; `device` names the child resource, so it is a plain string. */
+    elevators?: Array<OnHost<BlockElevatorArgs> & { device: string }>;
+    /** Guests by domain name (a plain string: it names the child resource). */
+    guests?: Array<OnHost<NumaPinnedGuestArgs> & { name: string }>;
+}
+
+/** What the host ended up with, as the stack output shows it. */
+export interface KvmHostApplied {
+    hugepagePools: Record<string, unknown>;
+    elevators: Record<string, unknown>;
+    guests: Record<string, unknown>;
+}
+
+/** A resource name part from a device path or name: `/dev/disk/by-id/nvme-X` → `nvme-X`. */
+function namePart(s: string): string {
+    return (s.split("/").pop() ?? s).replace(/[^A-Za-z0-9_.-]/g, "-");
+}
+
+/** Throws one error listing every problem, before any child is declared. */
+function crossCheck(hostName: string, args: KvmHostArgs): void {
+    const guests: GuestPlan[] = (args.guests ?? []).map((g) => ({ ...g }));
+    const problems = [...overlappingPins(guests), ...hugepageShortfalls(guests, args.hugepagePools ?? [])];
+    const seen = new Set<string>();
+    for (const [kind, keys] of [
+        ["hugepage pool for page size", (args.hugepagePools ?? []).map((p) => p.pageSize)],
+        ["elevator for disk", (args.elevators ?? []).map((e) => e.device)],
+        ["guest", (args.guests ?? []).map((g) => g.name)],
+    ] as const) {
+        for (const key of keys) {
+            if (seen.has(`${kind} ${key}`)) problems.push(`two of ${kind} ${key}: declare each once`);
+            seen.add(`${kind} ${key}`);
+        }
+    }
+    if (problems.length > 0) throw new Error(`KvmHost ${hostName}: the tuning contradicts itself:\n  ${problems.join("\n  ")}`);
+}
+
+export class KvmHost extends pulumi.ComponentResource {
+    public readonly facts: HostFacts;
+    public readonly hugepagePools: Record<string, HugepagePool> = {};
+    public readonly elevators: Record<string, BlockElevator> = {};
+    public readonly guests: Record<string, NumaPinnedGuest> = {};
+    /** Per child, what it applied (read back from the host). */
+    public readonly applied: pulumi.Output<KvmHostApplied>;
+
+    constructor(name: string, args: KvmHostArgs, opts?: pulumi.ComponentResourceOptions) {
+        super("kvmtune:index:KvmHost", name, {}, opts);
+        crossCheck(name, args);
+        const child = { parent: this };
+        const connection = args.connection;
+
+        this.facts = new HostFacts(`${name}-facts`, { connection }, child);
+        const guestPlans: GuestPlan[] = (args.guests ?? []).map((g) => ({ ...g }));
+        this.facts.nics.apply((nics) => {
+            for (const w of remoteVfs(guestPlans, nics)) pulumi.log.warn(w, this);
+        });
+
+        for (const p of args.hugepagePools ?? []) {
+            this.hugepagePools[p.pageSize] = new HugepagePool(`${name}-hugepages-${p.pageSize}`, { ...p, connection }, child);
+        }
+        for (const e of args.elevators ?? []) {
+            this.elevators[e.device] = new BlockElevator(`${name}-elevator-${namePart(e.device)}`, { ...e, connection }, child);
+        }
+        // Guests start after everything they draw on: pools for their memory, networks and VFs.
+        const guestDeps: pulumi.Resource[] = [...Object.values(this.hugepagePools)];
+        for (const g of args.guests ?? []) {
+            this.guests[g.name] = new NumaPinnedGuest(`${name}-guest-${g.name}`, { ...g, connection }, { ...child, dependsOn: guestDeps });
+        }
+
+        const mapOutputs = <R, T>(children: Record<string, R>, pick: (r: R) => pulumi.Output<T>) =>
+            pulumi.all(Object.fromEntries(Object.entries(children).map(([k, r]) => [k, pick(r)]))) as pulumi.Output<Record<string, T>>;
+        this.applied = pulumi
+            .all([
+                mapOutputs(this.hugepagePools, (p) => p.pools),
+                mapOutputs(this.elevators, (e) => pulumi.all([e.kernelName, e.activeScheduler, e.currentTunables])),
+                mapOutputs(this.guests, (g) => pulumi.all([g.state, g.resolvedCpuPins, g.pendingRestart])),
+            ])
+            .apply(([pools, elevators, guests]) => ({
+                hugepagePools: pools,
+                elevators: Object.fromEntries(
+                    Object.entries(elevators).map(([k, [disk, scheduler, tunables]]) => [k, { disk, scheduler, tunables }]),
+                ),
+                guests: Object.fromEntries(
+                    Object.entries(guests).map(([k, [state, cpuPins, pendingRestart]]) => [k, { state, cpuPins, pendingRestart }]),
+                ),
+            }));
+        this.registerOutputs({ applied: this.applied, hostname: this.facts.hostname });
+    }
+}

@@ -1,0 +1,136 @@
+/**
+ * Cross-resource checks of one host's tuning, run by KvmHost before any resource is declared.
+ *
+ * Each resource checks itself against the host when it is applied; what no single resource can see
+ * is the sum of them: two guests pinned to one CPU, guests asking a node for more huge page memory
+ * than the pools give it, a VF handed to a guest on the other NUMA node. Values that are not known
+ * yet (Outputs of other resources) are skipped here and left to the resources' own checks.
+ */
+import { parseCpuList } from "./host/sysfs";
+
+/** The parts of a guest these checks read, as plain values. */
+export interface GuestPlan {
+    name: string;
+    vcpus?: unknown;
+    memoryMiB?: unknown;
+    numaNode?: unknown;
+    nodeset?: unknown;
+    cpuPins?: unknown;
+    emulatorPin?: unknown;
+    iothreadPins?: unknown;
+    hugepages?: unknown;
+    interfaces?: unknown;
+}
+
+/** The parts of a pool these checks read. */
+export interface PoolPlan {
+    pageSize?: unknown;
+    nodes?: unknown;
+    total?: unknown;
+}
+
+const PAGE_MIB: Record<string, number> = { "2M": 2, "1G": 1024 };
+
+/** A CPU set input (`2`, `[2, 3]`, `"2-3"`) as CPUs, or null when it is not a plain value. */
+export function cpusOf(v: unknown): number[] | null {
+    if (typeof v === "number" && Number.isInteger(v)) return [v];
+    if (typeof v === "string") {
+        try {
+            return parseCpuList(v);
+        } catch {
+            return null;
+        }
+    }
+    if (Array.isArray(v) && v.every((c) => typeof c === "number" && Number.isInteger(c))) return v as number[];
+    return null;
+}
+
+/** The single NUMA node a guest's memory is bound to, or null (several nodes, or not known yet). */
+export function guestNode(g: GuestPlan): number | null {
+    if (typeof g.numaNode === "number") return g.numaNode;
+    const set = g.nodeset === undefined ? null : cpusOf(g.nodeset);
+    return set && set.length === 1 ? set[0] : null;
+}
+
+/** Errors: a host CPU that the vCPUs of two guests (or two vCPUs' sets of different guests) hold. */
+export function overlappingPins(guests: GuestPlan[]): string[] {
+    const holder = new Map<number, string>();
+    const problems: string[] = [];
+    for (const g of guests) {
+        if (!Array.isArray(g.cpuPins)) continue; // "auto" or not known yet: the provider picks free CPUs
+        const mine = new Set<number>();
+        for (const pin of g.cpuPins) for (const cpu of cpusOf(pin) ?? []) mine.add(cpu);
+        for (const cpu of [...mine].sort((a, b) => a - b)) {
+            const other = holder.get(cpu);
+            if (other !== undefined) problems.push(`CPU ${cpu} is pinned to the vCPUs of both guest ${other} and guest ${g.name}`);
+            else holder.set(cpu, g.name);
+        }
+    }
+    return problems;
+}
+
+/**
+ * Errors: per page size and node, the huge page memory the guests bound to that node need beyond
+ * what the declared pools hold there. A pool sized by `total` counts for every node (the kernel
+ * spreads it), so only per-node pools give a firm bound; guests over several nodes are skipped.
+ */
+export function hugepageShortfalls(guests: GuestPlan[], pools: PoolPlan[]): string[] {
+    const problems: string[] = [];
+    const need = new Map<string, { mib: number; guests: string[] }>();
+    for (const g of guests) {
+        const size = g.hugepages === "default" ? "2M" : g.hugepages;
+        const node = guestNode(g);
+        if (typeof size !== "string" || !PAGE_MIB[size] || node === null || typeof g.memoryMiB !== "number") continue;
+        const key = `${size}/${node}`;
+        const entry = need.get(key) ?? { mib: 0, guests: [] };
+        entry.mib += Math.ceil(g.memoryMiB / PAGE_MIB[size]) * PAGE_MIB[size];
+        entry.guests.push(g.name);
+        need.set(key, entry);
+    }
+    for (const [key, { mib, guests: names }] of need) {
+        const [size, node] = key.split("/");
+        const pagesOf = (p: PoolPlan): number | null => {
+            if (p.pageSize !== size) return 0;
+            if (p.nodes && typeof p.nodes === "object") {
+                const n = (p.nodes as Record<string, unknown>)[node];
+                return n === undefined ? 0 : typeof n === "number" ? n : null;
+            }
+            return typeof p.total === "number" ? p.total : null;
+        };
+        const counts = pools.map(pagesOf);
+        if (counts.some((c) => c === null)) continue; // a pool size not known yet
+        const have = (counts as number[]).reduce((a, b) => a + b, 0) * PAGE_MIB[size];
+        if (mib > have) {
+            problems.push(
+                `node ${node}: guests ${names.join(", ")} need ${mib} MiB of ${size} huge pages, the pools declared for this host give ${have} MiB`,
+            );
+        }
+    }
+    return problems;
+}
+
+/** A NIC's place as HostFacts reports it. */
+export interface NicPlace {
+    name: string;
+    numaNode: number | null;
+}
+
+/** Warnings: a guest given a VF of a PF on another NUMA node than the guest's memory. */
+export function remoteVfs(guests: GuestPlan[], nics: NicPlace[]): string[] {
+    const warnings: string[] = [];
+    for (const g of guests) {
+        const node = guestNode(g);
+        if (node === null || !Array.isArray(g.interfaces)) continue;
+        g.interfaces.forEach((f: unknown, n: number) => {
+            const vf = (f as { hostdevVf?: { pf?: unknown; vf?: unknown } } | null)?.hostdevVf;
+            if (!vf || typeof vf.pf !== "string") return;
+            const pf = nics.find((nic) => nic.name === vf.pf);
+            if (pf && pf.numaNode !== null && pf.numaNode !== node) {
+                warnings.push(
+                    `guest ${g.name} interface ${n}: VF ${String(vf.vf)} of ${vf.pf} sits on NUMA node ${pf.numaNode}, the guest on node ${node}: its traffic crosses the interconnect`,
+                );
+            }
+        });
+    }
+    return warnings;
+}

@@ -1,0 +1,109 @@
+/**
+ * KvmHost: the cross-resource checks (what no single resource can see) and the component's
+ * children as a program declares them (names, parents, guests after their pools).
+ */
+import * as assert from "assert";
+import * as pulumi from "@pulumi/pulumi";
+import { ConnectionInput, KvmHost } from "../../resources";
+import { hugepageShortfalls, overlappingPins, remoteVfs } from "../../resources/kvmHostChecks";
+import { goodConnection } from "../helpers/fixtures";
+
+describe("KvmHost cross-checks", () => {
+    it("finds a CPU that two guests' vCPUs are pinned to, in every CPU set form", () => {
+        assert.deepStrictEqual(overlappingPins([{ name: "a", cpuPins: [2, 3] }, { name: "b", cpuPins: ["1-2"] }]), [
+            "CPU 2 is pinned to the vCPUs of both guest a and guest b",
+        ]);
+        assert.deepStrictEqual(overlappingPins([{ name: "a", cpuPins: [[0, 1]] }, { name: "b", cpuPins: [2, "3"] }]), []);
+        // auto pins are the provider's to choose among free CPUs: nothing to compare here.
+        assert.deepStrictEqual(overlappingPins([{ name: "a", cpuPins: "auto" }, { name: "b", cpuPins: "auto" }]), []);
+    });
+
+    it("finds guests that need more huge page memory on a node than the pools give", () => {
+        const guests = [
+            { name: "db", memoryMiB: 96, numaNode: 1, hugepages: "2M" },
+            { name: "web", memoryMiB: 64, nodeset: "1", hugepages: "2M" },
+            { name: "plain", memoryMiB: 4096, numaNode: 1 },
+        ];
+        assert.deepStrictEqual(hugepageShortfalls(guests, [{ pageSize: "2M", nodes: { "0": 64, "1": 64 } }]), [
+            "node 1: guests db, web need 160 MiB of 2M huge pages, the pools declared for this host give 128 MiB",
+        ]);
+        assert.deepStrictEqual(hugepageShortfalls(guests, [{ pageSize: "2M", nodes: { "1": 80 } }]), []);
+        // No pool of that size at all: every MiB is missing.
+        assert.match(hugepageShortfalls([{ name: "g", memoryMiB: 1024, numaNode: 0, hugepages: "1G" }], [])[0], /give 0 MiB/);
+        // A pool whose size is not known yet (an Output) is left to the provider's own check.
+        assert.deepStrictEqual(hugepageShortfalls(guests, [{ pageSize: "2M", nodes: pulumi.output({ "1": 1 }) }]), []);
+    });
+
+    it("warns about a VF on another NUMA node than its guest", () => {
+        const nics = [{ name: "enp33s0", numaNode: 0 }, { name: "enp65s0", numaNode: 1 }];
+        const guest = (pf: string) => ({ name: "g", numaNode: 1, interfaces: [{ network: "tuned" }, { hostdevVf: { pf, vf: 2 } }] });
+        assert.deepStrictEqual(remoteVfs([guest("enp65s0")], nics), []);
+        assert.deepStrictEqual(remoteVfs([guest("enp33s0")], nics), [
+            "guest g interface 1: VF 2 of enp33s0 sits on NUMA node 0, the guest on node 1: its traffic crosses the interconnect",
+        ]);
+    });
+});
+
+describe("KvmHost as a program declares it", function () {
+    this.timeout(30_000);
+    const declared: Array<{ type: string; name: string; parent?: string; inputs: Record<string, unknown> }> = [];
+    before(() => {
+        pulumi.runtime.setMocks(
+            {
+                newResource: (args) => {
+                    declared.push({ type: args.type, name: args.name, inputs: args.inputs });
+                    return { id: `${args.name}-id`, state: args.inputs };
+                },
+                call: () => ({}),
+            },
+            "kvmtune",
+            "unit",
+            true,
+        );
+    });
+
+    const connection = () => goodConnection() as unknown as ConnectionInput;
+
+    it("declares one child per pool, elevator and guest, under the host's name", async () => {
+        const host = new KvmHost("lab1", {
+            connection: connection(),
+            hugepagePools: [{ pageSize: "2M", nodes: { "0": 64, "1": 64 } }],
+            elevators: [{ device: "/dev/disk/by-id/virtio-lab1-vdb", scheduler: "mq-deadline" }],
+            guests: [{ name: "demo-db", vcpus: 2, memoryMiB: 64, numaNode: 1, cpuPins: [2, 3], hugepages: "2M" }],
+        });
+        const urnOf = (r: pulumi.Resource) => new Promise<string>((resolve) => r.urn.apply(resolve));
+        await Promise.all([host, host.facts, ...Object.values(host.hugepagePools), ...Object.values(host.elevators), ...Object.values(host.guests)].map(urnOf));
+        const names = declared.filter((d) => d.type.startsWith("pulumi-nodejs:dynamic/kvmtune")).map((d) => d.name).sort();
+        assert.deepStrictEqual(names, ["lab1-elevator-virtio-lab1-vdb", "lab1-facts", "lab1-guest-demo-db", "lab1-hugepages-2M"]);
+        assert.ok(declared.some((d) => d.type === "kvmtune:index:KvmHost" && d.name === "lab1"));
+        const guest = declared.find((d) => d.name === "lab1-guest-demo-db")!;
+        // Every child got the host's connection, sent as a secret (it holds the key).
+        const SECRET_SIG = "4dabf18193072939515e22adb298388d";
+        const sent = guest.inputs.connection as Record<string, unknown>;
+        assert.strictEqual(sent[SECRET_SIG], "1b47061264138c4ac30d75fd1eb44270");
+        assert.strictEqual((sent.value as Record<string, unknown>).host, "127.0.0.1");
+        assert.deepStrictEqual(Object.keys(host.guests), ["demo-db"]);
+    });
+
+    it("refuses contradicting tuning before declaring anything, listing every problem", () => {
+        const before = declared.length;
+        assert.throws(
+            () =>
+                new KvmHost("bad", {
+                    connection: connection(),
+                    hugepagePools: [{ pageSize: "2M", nodes: { "1": 16 } }],
+                    guests: [
+                        { name: "a", vcpus: 2, memoryMiB: 64, numaNode: 1, cpuPins: [2, 3], hugepages: "2M" },
+                        { name: "b", vcpus: 1, memoryMiB: 64, numaNode: 1, cpuPins: [3] },
+                        { name: "a", vcpus: 1, memoryMiB: 64, numaNode: 0 },
+                    ],
+                }),
+            (e: Error) =>
+                /KvmHost bad: the tuning contradicts itself/.test(e.message) &&
+                e.message.includes("CPU 3 is pinned to the vCPUs of both guest a and guest b") &&
+                e.message.includes("node 1: guests a need 64 MiB of 2M huge pages, the pools declared for this host give 32 MiB") &&
+                e.message.includes("two of guest a"),
+        );
+        assert.strictEqual(declared.length, before, "a child was declared before the checks");
+    });
+});

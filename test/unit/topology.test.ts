@@ -1,0 +1,107 @@
+/**
+ * The topology picture: built from what a host reports (facts, domain XML, VF links, networks),
+ * drawn as SVG, and looked at the way a person would, rendered by headless Chromium.
+ */
+import * as assert from "assert";
+import * as fs from "fs";
+import * as os from "os";
+import * as path from "path";
+import { topologyOf } from "../../fleet/topology";
+import { renderTopologySvg } from "../../fleet/topologySvg";
+import type { HostFactsData } from "../../resources/host/facts";
+import { buildDomainXml, GuestSpec } from "../../resources/libvirt/domain";
+import { screenshotSvg, svgSize } from "../helpers/chromium";
+import { decodePng } from "../helpers/png";
+
+const facts: HostFactsData = {
+    hostname: "lab1",
+    machineId: "m",
+    kernel: "6.1.0",
+    cmdline: "",
+    cpusOnline: [0, 1, 2, 3],
+    hugepageSizes: ["2M", "1G"],
+    numaNodes: [
+        { id: 0, cpus: [0, 1], memoryMiB: 1496, hugepages: { "2M": { total: 64, free: 64, surplus: 0 }, "1G": { total: 0, free: 0, surplus: 0 } } },
+        { id: 1, cpus: [2, 3], memoryMiB: 1512, hugepages: { "2M": { total: 64, free: 32, surplus: 0 }, "1G": { total: 0, free: 0, surplus: 0 } } },
+    ],
+    blockDevices: [],
+    nics: [
+        { name: "enp33s0", mac: "52:54:00:00:01:00", pciAddress: "0000:21:00.0", driver: "igb", numaNode: 0, sriovTotalVfs: 7, sriovNumVfs: 2, physfn: null },
+        { name: "enp65s0", mac: "52:54:00:00:02:00", pciAddress: "0000:41:00.0", driver: "igb", numaNode: 1, sriovTotalVfs: 7, sriovNumVfs: 0, physfn: null },
+        { name: "enp0s5", mac: "52:54:00:12:34:56", pciAddress: "0000:00:05.0", driver: "virtio_net", numaNode: null, sriovTotalVfs: null, sriovNumVfs: null, physfn: null },
+    ],
+    vhostNet: { device: true, moduleLoaded: true },
+    libvirt: { version: "9.0.0", active: true },
+} as HostFactsData;
+
+const guest = (over: Partial<GuestSpec>): GuestSpec => ({
+    name: "g", vcpus: 1, memoryMiB: 64, cpuMode: "host-passthrough", numa: null, vcpuPins: [[]], emulatorPin: null,
+    iothreads: 0, iothreadPins: [], hugepages: null, disks: [], interfaces: [], ...over,
+});
+
+// demo-db runs (live XML has an id) on node 1 with a vhost NIC; web is defined only, holding a VF.
+const demoDb = buildDomainXml(
+    guest({ name: "demo-db", vcpus: 2, numa: { nodeset: [1], mode: "strict" }, vcpuPins: [[2], [3]], hugepages: "2M", interfaces: [{ network: "tuned", queues: 2 }] }),
+    "NumaPinnedGuest demo-db (kvmtune/lab)",
+).replace(/^<domain\b/, "<domain id='3'");
+const web = buildDomainXml(guest({ name: "web", vcpuPins: [[0]], interfaces: [{ pciAddress: "0000:21:10.2", mac: "52:54:00:00:00:10", vlan: 100 }] }), "NumaPinnedGuest web (kvmtune/lab)");
+const vfLinks = new Map([
+    ["/sys/class/net/enp33s0/device/virtfn0", "/sys/devices/pci0000:20/0000:20:00.0/0000:21:10.0"],
+    ["/sys/class/net/enp33s0/device/virtfn1", "/sys/devices/pci0000:20/0000:20:00.0/0000:21:10.2"],
+]);
+const networks = "\x1dtuned\n<network>\n  <name>tuned</name>\n  <bridge name='kvmt-tuned'/>\n</network>\nActive:         yes\n\x1ddefault\n<network><name>default</name><bridge name='virbr0'/></network>\nActive:         no\n";
+
+describe("topology", () => {
+    const t = topologyOf(facts, [demoDb, web], vfLinks, networks);
+
+    it("places guests, VFs and networks as the host reported them", () => {
+        assert.deepStrictEqual(
+            t.guests.map((g) => [g.name, g.running, g.vcpuPins, g.nodeset, g.hugepages]),
+            [["demo-db", true, [[2], [3]], [1], "2M"], ["web", false, [[0]], null, null]],
+        );
+        assert.deepStrictEqual(t.pfs.map((p) => [p.name, p.numaNode, p.vfs.map((v) => [v.index, v.pciAddress, v.guest])]), [
+            ["enp33s0", 0, [[0, "0000:21:10.0", null], [1, "0000:21:10.2", "web"]]],
+            ["enp65s0", 1, []],
+        ]);
+        assert.deepStrictEqual(t.networks, [
+            { name: "tuned", bridge: "kvmt-tuned", active: true, guests: ["demo-db"] },
+            { name: "default", bridge: "virbr0", active: false, guests: [] },
+        ]);
+        assert.deepStrictEqual(t.nodes[1].hugepages["2M"], { total: 64, free: 32 });
+    });
+
+    it("draws it so a person reads it: rendered in headless Chromium, pinned CPUs in their guest's colour", function () {
+        this.timeout(120_000);
+        const svg = renderTopologySvg(t);
+        const dir = fs.mkdtempSync(path.join(os.tmpdir(), "kvmtune-topology-"));
+        const svgFile = path.join(dir, "lab1.svg");
+        const pngFile = path.join(dir, "lab1.png");
+        fs.writeFileSync(svgFile, svg);
+        const { width, height } = svgSize(svg);
+        screenshotSvg(svgFile, pngFile, width, height);
+        const image = decodePng(fs.readFileSync(pngFile));
+        assert.deepStrictEqual([image.width, image.height], [width, height]);
+
+        // Each CPU cell is a rect followed by its "CPU n" label; look at the rendered pixels inside it.
+        const cells = new Map<number, { x: number; y: number; w: number; fill: string }>();
+        for (const m of svg.matchAll(/<rect x='(\d+)' y='(\d+)' width='(\d+)' height='\d+' fill='(#[0-9a-f]{6})'[^>]*\/>\n<text[^>]*>CPU (\d+)<\/text>/g)) {
+            cells.set(Number(m[5]), { x: Number(m[1]), y: Number(m[2]), w: Number(m[3]), fill: m[4] });
+        }
+        assert.deepStrictEqual([...cells.keys()], [0, 1, 2, 3]);
+        const pixel = (cpu: number) => {
+            const c = cells.get(cpu)!;
+            return "#" + image.rgb(c.x + c.w - 8, c.y + 8).map((v) => v.toString(16).padStart(2, "0")).join("");
+        };
+        const demoColour = cells.get(2)!.fill;
+        assert.strictEqual(pixel(2), demoColour, "CPU 2 is not drawn in demo-db's colour");
+        assert.strictEqual(pixel(3), demoColour, "CPU 3 is not drawn in demo-db's colour");
+        assert.strictEqual(pixel(1), "#eeeeee", "CPU 1 holds no guest and should be drawn free");
+        assert.notStrictEqual(pixel(0), "#eeeeee", "CPU 0 holds web's vCPU");
+        assert.notStrictEqual(pixel(0), demoColour, "two guests share a colour");
+        for (const words of ["demo-db (running)", "web (shut off)", "tuned: bridge kvmt-tuned, active; guests: demo-db", "huge pages 2M: 64 (32 used, 32 free)", "PF enp33s0 0000:21:00.0  2/7 VFs"]) {
+            assert.ok(svg.includes(words), `the picture lacks "${words}"`);
+        }
+        if (process.env.KVMTUNE_KEEP_PICTURE) fs.copyFileSync(pngFile, process.env.KVMTUNE_KEEP_PICTURE);
+        fs.rmSync(dir, { recursive: true, force: true });
+    });
+});
