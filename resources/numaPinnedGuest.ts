@@ -84,7 +84,7 @@ export interface NumaPinnedGuestArgs {
     /**
      * Adopt an existing domain (name or UUID) instead of defining one: it must match these inputs;
      * nothing is written until the next change. (Pulumi's `import` option cannot reach a dynamic
-     * provider's read: pulumi/pulumi#3550.)
+     * provider's read: pulumi/pulumi#16175.)
      */
     adopt?: pulumi.Input<string>;
 }

@@ -10,7 +10,7 @@
  */
 import type * as pulumi from "@pulumi/pulumi";
 import type { z } from "zod";
-import { containsUnknown, inputsFrom } from "./validate";
+import { checkInputs, containsUnknown, inputsFrom } from "./validate";
 
 export type ChangeKind = "replace" | "live" | "restart" | "reboot" | "state";
 
@@ -65,4 +65,42 @@ export function diffProps<S extends z.ZodObject>(
         .filter((f) => containsUnknown(news[f]) || canonical(before[f]) !== canonical(news[f]))
         .map((field) => ({ field, kind: (policy as Record<string, ChangeKind>)[field] }));
     return diffResult(changes);
+}
+
+/** How each kind of change is applied, in the words the preview shows. */
+export const KIND_WORDS: Record<ChangeKind, string> = {
+    replace: "replace",
+    live: "live (applied to the running system)",
+    restart: "guest restart (restartPolicy: restart now, or listed in pendingRestart)",
+    reboot: "host reboot (boot configuration)",
+    state: "state only (nothing on the host changes)",
+};
+
+/**
+ * `check` with the change plan: validates like checkInputs and, when an existing resource's inputs
+ * change, adds `changePlan` (field → how it will be applied) to the checked inputs.
+ *
+ * Why: a dynamic provider cannot return a detailed diff (the Node.js dynamic provider host drops
+ * it), so `pulumi preview` alone would say "update" without saying whether the guest restarts.
+ * The plan travels as an input the preview prints (`pulumi preview --diff`); diff and update read
+ * only the policy's fields, so it never causes a change itself.
+ */
+export function checkWithPlan<S extends z.ZodObject>(
+    schema: S,
+    policy: FieldPolicy<z.output<S>>,
+    olds: Record<string, unknown>,
+    news: Record<string, unknown>,
+): pulumi.dynamic.CheckResult {
+    const checked = checkInputs(schema, news);
+    const isUpdate = olds && Object.keys(policy).some((f) => olds[f] !== undefined);
+    if (checked.failures?.length || !checked.inputs || !isUpdate || containsUnknown(news)) return checked;
+    let before: Partial<z.output<S>>;
+    try {
+        before = inputsFrom(schema, olds, "previous inputs") as Partial<z.output<S>>;
+    } catch {
+        return checked; // state from an older kvmtune: diff will judge it
+    }
+    const changes = changedFields(before, checked.inputs as z.output<S>, policy);
+    if (changes.length === 0) return checked;
+    return { inputs: { ...checked.inputs, changePlan: Object.fromEntries(changes.map((c) => [c.field, KIND_WORDS[c.kind]])) } };
 }

@@ -83,8 +83,8 @@ export function checkInputs(schema: z.ZodObject, news: Record<string, unknown>):
     return { failures: failures.map(({ property, reason }) => ({ property, reason })) };
 }
 
-/** Props that are not user inputs: the serialized provider and the owner label. */
-const RESERVED = new Set(["__provider", "owner"]);
+/** Props that are not user inputs: the serialized provider, the owner label, the change plan. */
+const RESERVED = new Set(["__provider", "owner", "changePlan"]);
 
 /** The engine's placeholder for a value not known during preview. */
 export const UNKNOWN = "04da6b54-80e4-46f7-96ec-b56ff0331ba9";

@@ -12,9 +12,9 @@ import { atomicWriteScript, managedHeader, removeFileScript } from "../host/file
 import { Remote, runScript } from "../host/remote";
 import { remoteFor } from "../host/sshPool";
 import { buildDumpScript, parseBracketChoice, parseDump, writeSysfsScript } from "../host/sysfs";
-import { diffProps, FieldPolicy } from "../policy";
+import { checkWithPlan, diffProps, FieldPolicy } from "../policy";
 import { stateOf } from "../state";
-import { checkInputs, inputsFrom } from "../validate";
+import { inputsFrom } from "../validate";
 
 export const SCHEDULERS = ["mq-deadline", "bfq", "kyber", "none"] as const;
 export type Scheduler = (typeof SCHEDULERS)[number];
@@ -266,8 +266,8 @@ function inputsOf(props: Record<string, unknown>): BlockElevatorInputs {
 }
 
 export const provider = {
-    async check(_olds: unknown, news: Record<string, unknown>): Promise<pulumi.dynamic.CheckResult> {
-        return checkInputs(blockElevatorSchema, news);
+    async check(olds: Record<string, unknown>, news: Record<string, unknown>): Promise<pulumi.dynamic.CheckResult> {
+        return checkWithPlan(blockElevatorSchema, POLICY, olds, news);
     },
 
     async diff(_id: string, olds: Record<string, unknown>, news: Record<string, unknown>): Promise<pulumi.dynamic.DiffResult> {

@@ -16,9 +16,9 @@ import { shellQuote } from "../host/quote";
 import { Remote, runScript } from "../host/remote";
 import { remoteFor } from "../host/sshPool";
 import { buildDumpScript, parseDump, writeSysfsScript } from "../host/sysfs";
-import { diffProps, FieldPolicy } from "../policy";
+import { checkWithPlan, diffProps, FieldPolicy } from "../policy";
 import { stateOf } from "../state";
-import { checkInputs, inputsFrom } from "../validate";
+import { inputsFrom } from "../validate";
 
 const MOUNT_PATH = /^\/(?:[A-Za-z0-9_.-]+\/)*[A-Za-z0-9_.-]+$/;
 
@@ -291,8 +291,8 @@ function inputsOf(props: Record<string, unknown>): HugepagePoolInputs {
 }
 
 export const provider = {
-    async check(_olds: unknown, news: Record<string, unknown>): Promise<pulumi.dynamic.CheckResult> {
-        return checkInputs(hugepagePoolSchema, news);
+    async check(olds: Record<string, unknown>, news: Record<string, unknown>): Promise<pulumi.dynamic.CheckResult> {
+        return checkWithPlan(hugepagePoolSchema, POLICY, olds, news);
     },
 
     async diff(_id: string, olds: Record<string, unknown>, news: Record<string, unknown>): Promise<pulumi.dynamic.DiffResult> {

@@ -24,9 +24,9 @@ import { remoteFor } from "../host/sshPool";
 import { buildDumpScript, formatCpuList, parseCpuList, parseDump } from "../host/sysfs";
 import { buildDomainXml, DiskSpec, GuestSpec, InterfaceSpec, isHostdev, parseDomainXml, ParsedDomain, projectLive } from "../libvirt/domain";
 import { defineXml, DomainRead, existingNetworks, readAllDomains, readDomain, stopDomain, undefineDomain, virsh } from "../libvirt/virsh";
-import { canonical, diffResult, FieldPolicy } from "../policy";
+import { canonical, checkWithPlan, diffResult, FieldPolicy } from "../policy";
 import { stateOf } from "../state";
-import { checkInputs, containsUnknown, inputsFrom } from "../validate";
+import { containsUnknown, inputsFrom } from "../validate";
 
 /** libvirt domain and network names kvmtune accepts: plain, so they are safe in messages and paths. */
 const NAME = /^[A-Za-z0-9][A-Za-z0-9_.+-]{0,63}$/;
@@ -136,7 +136,7 @@ export const numaPinnedGuestSchema = z
         /**
          * Take over an existing domain (by name or UUID) instead of defining one: create then checks
          * that the domain is what the inputs declare and writes nothing. Pulumi's own `import` option
-         * cannot reach a dynamic provider's read (pulumi/pulumi#3550), so adoption is an input.
+         * cannot reach a dynamic provider's read (pulumi/pulumi#16175: the engine's import read sends no inputs), so adoption is an input.
          */
         adopt: z.string().regex(/^(?:[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}|[A-Za-z0-9][A-Za-z0-9_.+-]{0,63})$/, "must be a domain name or UUID").optional(),
     })
@@ -592,8 +592,8 @@ async function adopt(remote: Remote, i: NumaPinnedGuestInputs, owner: string): P
 }
 
 export const provider = {
-    async check(_olds: unknown, news: Record<string, unknown>): Promise<pulumi.dynamic.CheckResult> {
-        return checkInputs(numaPinnedGuestSchema, news);
+    async check(olds: Record<string, unknown>, news: Record<string, unknown>): Promise<pulumi.dynamic.CheckResult> {
+        return checkWithPlan(numaPinnedGuestSchema, POLICY, olds, news);
     },
 
     /**
