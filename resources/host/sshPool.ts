@@ -202,6 +202,16 @@ export function remoteFor(connection: Connection): Remote {
     return host;
 }
 
+/**
+ * Closes one host's pooled connection. For a long-lived process that is done with a host (the
+ * program after drawing its picture): ssh2's keepalive timer would otherwise keep it running.
+ */
+export function closeHost(connection: Pick<Connection, "host" | "port" | "user">): void {
+    const key = connectionKey(connection);
+    pool.get(key)?.close();
+    pool.delete(key);
+}
+
 /** Connections and commands per host since the process started (or since `closeAll`). */
 export function poolStats(): Record<string, HostStats> {
     return Object.fromEntries([...pool.entries()].map(([k, h]) => [k, { ...h.stats }]));

@@ -196,16 +196,17 @@ function mountUnit(owner: string, i: HugepagePoolInputs): string {
 
 /** Writes the persistence files for the inputs, or removes them when persist is off. */
 function persistScript(owner: string, i: HugepagePoolInputs): string {
-    const steps: string[] = [];
+    // A failed enable or update-grub must fail the apply (with its stderr), not pass as persisted.
+    const steps: string[] = ["set -e"];
     if (i.persist && i.pageSize === "2M") {
         steps.push(atomicWriteScript(bootUnitPath(i.pageSize), bootUnit(owner, i)));
-        steps.push(`systemctl daemon-reload && systemctl enable ${bootUnitName(i.pageSize)} >/dev/null 2>&1`);
+        steps.push(`systemctl daemon-reload && systemctl enable ${bootUnitName(i.pageSize)} >/dev/null`);
     } else {
         steps.push(`systemctl disable ${bootUnitName(i.pageSize)} >/dev/null 2>&1 || true`, removeFileScript(bootUnitPath(i.pageSize)));
     }
     if (i.persist && i.pageSize === "1G") {
         steps.push(atomicWriteScript(grubFragmentPath, managedHeader(owner) + `GRUB_CMDLINE_LINUX="$GRUB_CMDLINE_LINUX ${bootArgs(i)}"\n`));
-        steps.push("update-grub >/dev/null 2>&1");
+        steps.push("update-grub >/dev/null");
     } else if (i.pageSize === "1G") {
         steps.push(`if [ -f ${grubFragmentPath} ]; then ${removeFileScript(grubFragmentPath)} && update-grub >/dev/null 2>&1; fi`);
     }

@@ -620,7 +620,7 @@ export const provider = {
             throw new Error(
                 `a domain named ${i.name} already exists on ${host.facts.hostname} (uuid ${existing.uuid}) and carries ` +
                     (existing.owner === null ? "no kvmtune ownership mark" : `the mark of "${existing.owner}"`) +
-                    `: it was left untouched. Adopt it with the import resource option (id ${existing.uuid}), or choose another name.`,
+                    `: it was left untouched. Adopt it with the adopt input (adopt: "${existing.uuid}"), or choose another name.`,
             );
         }
         // An existing domain with our own mark is ours from an earlier, interrupted run: converge it.
@@ -650,7 +650,7 @@ export const provider = {
 
     async read(id: string, props: Record<string, unknown>): Promise<pulumi.dynamic.ReadResult> {
         if (!props.connection) {
-            throw new Error(`NumaPinnedGuest ${id}: reading a guest needs its connection: import it by declaring it in the program with the import resource option`);
+            throw new Error(`NumaPinnedGuest ${id}: reading a guest needs its connection, which Pulumi's import does not pass to a dynamic provider (pulumi/pulumi#16175): declare the guest with the adopt input instead`);
         }
         const i = inputsOf(props);
         const owner = String(props.owner ?? `NumaPinnedGuest ${i.name}`);
@@ -681,7 +681,7 @@ export const provider = {
         if (o.config.owner !== owner && olds.adopted !== true) {
             throw new Error(
                 `NumaPinnedGuest ${i.name}: domain ${o.config.uuid} carries ${o.config.owner === null ? "no kvmtune ownership mark" : `the mark of "${o.config.owner}"`}, ` +
-                    `not this resource's; it is not redefined. Import it to adopt it.`,
+                    `not this resource's; it is not redefined. Declare it with the adopt input to take it over.`,
             );
         }
         const host = await viewHost(remote, i, o.config.uuid);

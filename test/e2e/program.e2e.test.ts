@@ -1,15 +1,53 @@
 /**
  * The root program through the real Pulumi engine (built from Go modules) and the Automation API,
- * against the lab hosts: up, preview and refresh with no changes, destroy. The key must never
- * appear in plain text in the exported state.
+ * against the lab hosts, with the lab tuning: up converges every host (checked on the hosts with
+ * the system ssh client), the topology picture shows what ended up where, preview and refresh find
+ * nothing to do, a change is previewed with its plan, destroy gives the hosts back. The key must
+ * never appear in plain text in the state.
  */
 import * as assert from "assert";
 import * as fs from "fs";
 import * as os from "os";
 import * as path from "path";
 import type { Stack } from "@pulumi/pulumi/automation";
+import { labTuning } from "../../fleet/labTuning";
 import { localStack } from "../../tools/pulumiEngine";
-import { loadInventory, repoRoot, sshOk } from "../lab/labHosts";
+import { cpuCellColours, screenshotSvg, svgSize } from "../helpers/chromium";
+import { decodePng } from "../helpers/png";
+import { LabHost, loadInventory, repoRoot, sshOk } from "../lab/labHosts";
+
+/** What the lab tuning touches on a host, read with the system ssh client. */
+interface HostState {
+    pages: number[];
+    free: number[];
+    vdb: string;
+    readExpire: number;
+    domains: string;
+}
+
+async function hostState(h: LabHost): Promise<HostState> {
+    const out = await sshOk(
+        h,
+        [
+            "for n in 0 1; do cat /sys/devices/system/node/node$n/hugepages/hugepages-2048kB/nr_hugepages; done",
+            "for n in 0 1; do cat /sys/devices/system/node/node$n/hugepages/hugepages-2048kB/free_hugepages; done",
+            "cat /sys/block/vdb/queue/scheduler",
+            "cat /sys/block/vdb/queue/iosched/read_expire 2>/dev/null || echo -1",
+            "virsh -c qemu:///system list --all --name | sort | tr '\\n' ' '",
+        ].join("; "),
+    );
+    const l = out.split("\n");
+    return {
+        pages: [Number(l[0]), Number(l[1])],
+        free: [Number(l[2]), Number(l[3])],
+        vdb: /\[([^\]]+)\]/.exec(l[4])![1],
+        readExpire: Number(l[5]),
+        domains: l[6].trim(),
+    };
+}
+
+/** Children per host: the component, its facts, and one resource per tuning item. */
+const perHost = 2 + Object.values(labTuning).reduce((n, items) => n + (items?.length ?? 0), 0);
 
 describe("the kvmtune program through the Pulumi CLI", function () {
     this.timeout(20 * 60_000);
@@ -20,6 +58,8 @@ describe("the kvmtune program through the Pulumi CLI", function () {
     const backendDir = fs.mkdtempSync(path.join(os.tmpdir(), "kvmtune-e2e-state-"));
     const filesUnder = (dir: string): string[] =>
         fs.readdirSync(dir, { withFileTypes: true }).flatMap((e) => (e.isDirectory() ? filesUnder(path.join(dir, e.name)) : [path.join(dir, e.name)]));
+    const topologyDir = fs.mkdtempSync(path.join(os.tmpdir(), "kvmtune-e2e-topology-"));
+    const originals = new Map<string, HostState>();
     const keyBodies = [...new Set(inventory.hosts.map((h) => fs.readFileSync(h.privateKeyPath, "utf8")))].map(
         (k) => k.split("\n")[1],
     );
@@ -36,8 +76,12 @@ describe("the kvmtune program through the Pulumi CLI", function () {
             // The key as a secret in stack config: encrypted in Pulumi.e2e.yaml and in state.
             config[`${at}.privateKey`] = { value: fs.readFileSync(h.privateKeyPath, "utf8"), secret: true };
         });
+        // The lab tuning as a user would put it in stack config (a JSON object value).
+        config["kvmtune:tuning"] = { value: JSON.stringify(labTuning) };
+        config["kvmtune:topologyDir"] = { value: topologyDir };
         stack = await localStack({ stackName: "e2e", workDir: repoRoot, passphrase: "kvmtune-e2e-test", backendDir });
         await stack.setAllConfig(config, true);
+        for (const h of inventory.hosts) originals.set(h.name, await hostState(h));
     });
 
     after(async () => {
@@ -45,17 +89,52 @@ describe("the kvmtune program through the Pulumi CLI", function () {
         await stack?.workspace.removeStack("e2e", { force: true }).catch(() => undefined);
         fs.rmSync(path.join(repoRoot, "Pulumi.e2e.yaml"), { force: true });
         fs.rmSync(backendDir, { recursive: true, force: true });
+        fs.rmSync(topologyDir, { recursive: true, force: true });
     });
 
-    it("up creates HostFacts for every host and reports what the hosts say", async () => {
+    it("up converges every host to the lab tuning, as the hosts themselves tell", async () => {
         const result = await stack.up({ onOutput: () => undefined });
         assert.strictEqual(result.summary.result, "succeeded");
-        assert.strictEqual(result.summary.resourceChanges?.create, inventory.hosts.length + 1);
-        const hosts = result.outputs.hosts.value as Record<string, { hostname: string; kernel: string; numaNodes: Array<{ id: number; cpus: number[] }> }>;
+        assert.strictEqual(result.summary.resourceChanges?.create, inventory.hosts.length * perHost + 1);
+        const hosts = result.outputs.hosts.value as Record<string, { facts: { hostname: string; kernel: string; numaNodes: Array<{ cpus: number[] }> }; applied: { guests: Record<string, { state: string; cpuPins: number[][] }> }; topology: string }>;
         for (const h of inventory.hosts) {
-            assert.strictEqual(hosts[h.name].hostname, (await sshOk(h, "hostname")).trim());
-            assert.strictEqual(hosts[h.name].kernel, (await sshOk(h, "uname -r")).trim());
-            assert.deepStrictEqual(hosts[h.name].numaNodes.map((n) => n.cpus), [[0, 1], [2, 3]]);
+            const out = hosts[h.name];
+            assert.strictEqual(out.facts.hostname, (await sshOk(h, "hostname")).trim());
+            assert.strictEqual(out.facts.kernel, (await sshOk(h, "uname -r")).trim());
+            assert.deepStrictEqual(out.facts.numaNodes.map((n) => n.cpus), [[0, 1], [2, 3]]);
+            assert.deepStrictEqual(out.applied.guests["demo-db"].cpuPins, [[2], [3]]);
+
+            const now = await hostState(h);
+            const was = originals.get(h.name)!;
+            assert.deepStrictEqual(now.pages, [64, 64], `${h.name}: 2M pages per node`);
+            // demo-db's 64 MiB came out of node 1's pool (32 pages), none out of node 0's.
+            assert.deepStrictEqual(now.free, [64, 32], `${h.name}: free 2M pages per node`);
+            assert.deepStrictEqual([now.vdb, now.readExpire], ["mq-deadline", 100]);
+            assert.notStrictEqual(was.vdb, "mq-deadline", "the lab disk already had the tuned scheduler: the test proves nothing");
+            assert.match(await sshOk(h, "findmnt -n -o FSTYPE /dev/hugepages"), /hugetlbfs/);
+            assert.strictEqual((await sshOk(h, "virsh -c qemu:///system domstate demo-db")).trim(), "running");
+            assert.match(await sshOk(h, "virsh -c qemu:///system vcpupin demo-db"), /^\s*0\s+2\s*$[\s\S]*^\s*1\s+3\s*$/m);
+            const numatune = await sshOk(h, "virsh -c qemu:///system numatune demo-db");
+            assert.match(numatune, /numa_mode\s*:\s*strict/);
+            assert.match(numatune, /numa_nodeset\s*:\s*1\s*$/m);
+            assert.strictEqual(out.topology, path.join(topologyDir, `${h.name}.svg`));
+        }
+    });
+
+    it("writes a topology picture per host that shows demo-db on CPUs 2 and 3 (rendered in Chromium)", async () => {
+        for (const h of inventory.hosts) {
+            const svgFile = path.join(topologyDir, `${h.name}.svg`);
+            const svg = fs.readFileSync(svgFile, "utf8");
+            const { width, height } = svgSize(svg);
+            const pngFile = path.join(topologyDir, `${h.name}.png`);
+            screenshotSvg(svgFile, pngFile, width, height);
+            const cells = cpuCellColours(svg, decodePng(fs.readFileSync(pngFile)));
+            assert.deepStrictEqual([...cells.keys()], [0, 1, 2, 3]);
+            assert.strictEqual(cells.get(2)!.drawn, cells.get(2)!.declared);
+            assert.strictEqual(cells.get(3)!.drawn, cells.get(2)!.declared, "CPUs 2 and 3 hold one guest: one colour");
+            assert.strictEqual(cells.get(0)!.drawn, "#eeeeee", "CPU 0 holds no guest");
+            assert.ok(svg.includes("demo-db (running): 2 vCPUs, 64 MiB in 2M pages on node 1"), svg);
+            assert.ok(svg.includes("huge pages 2M: 64 (32 used, 32 free)"), "node 1's pool as used by demo-db");
         }
     });
 
@@ -70,6 +149,27 @@ describe("the kvmtune program through the Pulumi CLI", function () {
         assert.strictEqual(result.summary.result, "succeeded");
         const changes = Object.entries(result.summary.resourceChanges ?? {}).filter(([op, n]) => op !== "same" && n > 0);
         assert.deepStrictEqual(changes, []);
+    });
+
+    it("a second up changes nothing", async () => {
+        const result = await stack.up({ onOutput: () => undefined });
+        assert.deepStrictEqual(Object.entries(result.summary.resourceChanges ?? {}).filter(([op, n]) => op !== "same" && n > 0), []);
+    });
+
+    it("previews a change with how it will be applied (changePlan), without applying it", async () => {
+        const moved = JSON.parse(JSON.stringify(labTuning));
+        moved.guests[0].cpuPins = [3, 2];
+        await stack.setConfig("kvmtune:tuning", { value: JSON.stringify(moved) });
+        try {
+            let text = "";
+            const result = await stack.preview({ diff: true, onOutput: (o) => (text += o) });
+            assert.strictEqual(result.changeSummary.update, inventory.hosts.length);
+            assert.match(text, /changePlan/);
+            assert.match(text, /cpuPins\s*:\s*"live \(applied to the running system\)"/);
+        } finally {
+            await stack.setConfig("kvmtune:tuning", { value: JSON.stringify(labTuning) });
+        }
+        for (const h of inventory.hosts) assert.match(await sshOk(h, "virsh -c qemu:///system vcpupin demo-db"), /^\s*0\s+2\s*$/m, "preview changed the host");
     });
 
     it("keeps the private key out of state in plain text, and the stored provider small", async () => {
@@ -88,13 +188,12 @@ describe("the kvmtune program through the Pulumi CLI", function () {
         }
     });
 
-    it("destroy removes every resource and leaves the hosts alone", async () => {
-        const before = await Promise.all(inventory.hosts.map((h) => sshOk(h, "hostname")));
+    it("destroy removes every resource and gives each host back as it was", async () => {
         const result = await stack.destroy({ onOutput: () => undefined });
         assert.strictEqual(result.summary.result, "succeeded");
-        assert.strictEqual(result.summary.resourceChanges?.delete, inventory.hosts.length + 1);
+        assert.strictEqual(result.summary.resourceChanges?.delete, inventory.hosts.length * perHost + 1);
         const state = await stack.exportStack();
         assert.strictEqual((state.deployment.resources ?? []).length, 0);
-        assert.deepStrictEqual(await Promise.all(inventory.hosts.map((h) => sshOk(h, "hostname"))), before);
+        for (const h of inventory.hosts) assert.deepStrictEqual(await hostState(h), originals.get(h.name));
     });
 });

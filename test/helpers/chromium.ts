@@ -27,3 +27,17 @@ export function svgSize(svg: string): { width: number; height: number } {
     if (!m) throw new Error("no width/height on the SVG root");
     return { width: Number(m[1]), height: Number(m[2]) };
 }
+
+/**
+ * The colour a screenshot shows inside each CPU cell of a topology picture, by CPU number. Each
+ * cell is a rect followed by its "CPU n" label; the point looked at is inside the cell, clear of text.
+ */
+export function cpuCellColours(svg: string, image: { rgb(x: number, y: number): [number, number, number] }): Map<number, { drawn: string; declared: string }> {
+    const cells = new Map<number, { drawn: string; declared: string }>();
+    for (const m of svg.matchAll(/<rect x='(\d+)' y='(\d+)' width='(\d+)' height='\d+' fill='(#[0-9a-f]{6})'[^>]*\/>\n<text[^>]*>CPU (\d+)<\/text>/g)) {
+        const [x, y, w] = [Number(m[1]), Number(m[2]), Number(m[3])];
+        const drawn = "#" + image.rgb(x + w - 8, y + 8).map((v) => v.toString(16).padStart(2, "0")).join("");
+        cells.set(Number(m[5]), { drawn, declared: m[4] });
+    }
+    return cells;
+}

@@ -10,7 +10,7 @@ import { topologyOf } from "../../fleet/topology";
 import { renderTopologySvg } from "../../fleet/topologySvg";
 import type { HostFactsData } from "../../resources/host/facts";
 import { buildDomainXml, GuestSpec } from "../../resources/libvirt/domain";
-import { screenshotSvg, svgSize } from "../helpers/chromium";
+import { cpuCellColours, screenshotSvg, svgSize } from "../helpers/chromium";
 import { decodePng } from "../helpers/png";
 
 const facts: HostFactsData = {
@@ -82,17 +82,10 @@ describe("topology", () => {
         const image = decodePng(fs.readFileSync(pngFile));
         assert.deepStrictEqual([image.width, image.height], [width, height]);
 
-        // Each CPU cell is a rect followed by its "CPU n" label; look at the rendered pixels inside it.
-        const cells = new Map<number, { x: number; y: number; w: number; fill: string }>();
-        for (const m of svg.matchAll(/<rect x='(\d+)' y='(\d+)' width='(\d+)' height='\d+' fill='(#[0-9a-f]{6})'[^>]*\/>\n<text[^>]*>CPU (\d+)<\/text>/g)) {
-            cells.set(Number(m[5]), { x: Number(m[1]), y: Number(m[2]), w: Number(m[3]), fill: m[4] });
-        }
+        const cells = cpuCellColours(svg, image);
         assert.deepStrictEqual([...cells.keys()], [0, 1, 2, 3]);
-        const pixel = (cpu: number) => {
-            const c = cells.get(cpu)!;
-            return "#" + image.rgb(c.x + c.w - 8, c.y + 8).map((v) => v.toString(16).padStart(2, "0")).join("");
-        };
-        const demoColour = cells.get(2)!.fill;
+        const pixel = (cpu: number) => cells.get(cpu)!.drawn;
+        const demoColour = cells.get(2)!.declared;
         assert.strictEqual(pixel(2), demoColour, "CPU 2 is not drawn in demo-db's colour");
         assert.strictEqual(pixel(3), demoColour, "CPU 3 is not drawn in demo-db's colour");
         assert.strictEqual(pixel(1), "#eeeeee", "CPU 1 holds no guest and should be drawn free");
