@@ -30,8 +30,19 @@ export interface RunResult {
     stderr: string;
 }
 
-/** Runs a program to the end, collecting its output; never throws for a non-zero exit. */
-export function runProgram(cmd: string, args: string[], opts: { cwd?: string; env?: NodeJS.ProcessEnv; stdin?: string; background?: boolean } = {}): Promise<RunResult> {
+/** Process groups of the programs running now, so an interrupted bench can end them (and theirs). */
+export const running = new Set<number>();
+
+/**
+ * Runs a program to the end, collecting its output; never throws for a non-zero exit. It runs in
+ * its own process group: past `timeoutSeconds` the whole group is ended (a Pulumi CLI leaves a
+ * language host and a provider process behind it otherwise).
+ */
+export function runProgram(
+    cmd: string,
+    args: string[],
+    opts: { cwd?: string; env?: NodeJS.ProcessEnv; stdin?: string; background?: boolean; timeoutSeconds?: number } = {},
+): Promise<RunResult> {
     return new Promise((resolve, reject) => {
         if (opts.background) {
             // A program that leaves a child in the background (ssh -f) would hold our pipes open.
@@ -40,15 +51,36 @@ export function runProgram(cmd: string, args: string[], opts: { cwd?: string; en
             child.on("exit", (code) => resolve({ code, stdout: "", stderr: code === 0 ? "" : `${cmd} exited ${code}` }));
             return;
         }
-        const child = spawn(cmd, args, { cwd: opts.cwd, env: opts.env ?? process.env, stdio: ["pipe", "pipe", "pipe"] });
+        const child = spawn(cmd, args, { cwd: opts.cwd, env: opts.env ?? process.env, stdio: ["pipe", "pipe", "pipe"], detached: true });
+        const group = child.pid;
+        if (group !== undefined) running.add(group);
         let stdout = "";
         let stderr = "";
+        const timer = opts.timeoutSeconds
+            ? setTimeout(() => {
+                  stderr += `\n[bench: ${cmd} ran past ${opts.timeoutSeconds} s; ended]`;
+                  if (group !== undefined) killGroup(group);
+              }, opts.timeoutSeconds * 1000)
+            : undefined;
         child.stdout.setEncoding("utf8").on("data", (c: string) => (stdout += c));
         child.stderr.setEncoding("utf8").on("data", (c: string) => (stderr += c));
         child.on("error", reject);
-        child.on("close", (code) => resolve({ code, stdout, stderr }));
+        child.on("close", (code) => {
+            if (timer) clearTimeout(timer);
+            if (group !== undefined) running.delete(group);
+            resolve({ code, stdout, stderr });
+        });
         child.stdin.end(opts.stdin ?? "");
     });
+}
+
+/** Ends a process group we started (by its id, never by name). */
+export function killGroup(group: number): void {
+    try {
+        process.kill(-group, "SIGTERM");
+    } catch {
+        // already gone
+    }
 }
 
 const ACCEPTED = /^Accepted publickey for \S+ from \S+ port (\d+)\b/;

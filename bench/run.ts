@@ -24,7 +24,7 @@ import { labInventoryPath } from "../fleet/labInventory";
 import { labTuning } from "../fleet/labTuning";
 import type { Tuning } from "../fleet/tuning";
 import { engineBin, engineEnv } from "../tools/pulumiEngine";
-import { InventoryHost, LabHost, runProgram, RunResult, SshdCounts } from "./labHost";
+import { InventoryHost, killGroup, LabHost, runProgram, RunResult, running, SshdCounts } from "./labHost";
 import { FloorResult, Results, StepResult, Tool, writeResults } from "./report";
 
 const repo = path.resolve(__dirname, "..", "..");
@@ -34,6 +34,8 @@ const STACK = "bench";
 const PASSPHRASE = "kvmtune-bench";
 /** The small change: a multiple of every kernel tick (1, 4, 10 ms), so it reads back exactly. */
 const CHANGED_READ_EXPIRE = 200;
+/** No single step may hang the unattended run (a stuck deployment is recorded as failed). */
+const STEP_TIMEOUT_SECONDS = 45 * 60;
 
 interface Options {
     mode: string;
@@ -96,6 +98,7 @@ class Bench {
     readonly controlDir = path.join(this.tmp, "c");
     readonly results: Results;
     hosts: LabHost[] = [];
+    private cleaned = false;
     private readonly inventoryFile = labInventoryPath();
     private knownHosts = "";
 
@@ -239,7 +242,7 @@ class Bench {
     }
 
     async pulumi(args: string[], env: NodeJS.ProcessEnv, cwd = repo): Promise<RunResult> {
-        const r = await runProgram(path.join(await engineBin(), "pulumi"), args, { cwd, env });
+        const r = await runProgram(path.join(await engineBin(), "pulumi"), args, { cwd, env, timeoutSeconds: STEP_TIMEOUT_SECONDS });
         fs.appendFileSync(path.join(this.tmp, "pulumi.log"), `$ pulumi ${args.join(" ")}\n${r.stdout}${r.stderr}\n`);
         return r;
     }
@@ -343,7 +346,7 @@ class Bench {
         };
         const play = async (extra: string[]) => {
             const args = ["-i", path.join(dir, "inventory.ini"), path.join(benchDir, "ansible", "lab-tuning.yml"), "-e", scope, ...extra];
-            const r = await runProgram("ansible-playbook", args, { cwd: path.join(benchDir, "ansible"), env });
+            const r = await runProgram("ansible-playbook", args, { cwd: path.join(benchDir, "ansible"), env, timeoutSeconds: STEP_TIMEOUT_SECONDS });
             fs.appendFileSync(path.join(this.tmp, "ansible.log"), `$ ansible-playbook ${args.join(" ")}\n${r.stdout}${r.stderr}\n`);
             // Closed inside the timed step: ControlPersist would otherwise keep them for the next step.
             await closeMasters();
@@ -378,29 +381,50 @@ class Bench {
                 }
             }
         } finally {
-            log("cleaning up the hosts");
-            await Promise.all(this.hosts.map((h) => h.hostScript(hostScript, "cleanup").catch((e) => log(`${h.name}: cleanup: ${(e as Error).message}`))));
-            await this.closeAll();
-            this.results.finishedAt = new Date().toISOString();
-            this.results.machine.loadAtEnd = os.loadavg().map((l) => l.toFixed(1)).join(" ");
-            this.save();
-            log(`logs of this run: ${this.tmp} (pulumi.log, ansible.log); results in ${this.o.out}`);
+            await this.cleanUp();
         }
+    }
+
+    /** The hosts as they were (no bench loops, sshd's log level), our SSH masters closed. */
+    async cleanUp(): Promise<void> {
+        if (this.cleaned) return;
+        this.cleaned = true;
+        log("cleaning up the hosts");
+        fs.rmSync(path.join(repo, `Pulumi.${STACK}.yaml`), { force: true });
+        fs.rmSync(path.join(benchDir, "empty", "Pulumi.empty.yaml"), { force: true });
+        await Promise.all(this.hosts.map((h) => h.hostScript(hostScript, "cleanup").catch((e) => log(`${h.name}: cleanup: ${(e as Error).message}`))));
+        await this.closeAll();
+        this.results.finishedAt = new Date().toISOString();
+        this.results.machine.loadAtEnd = os.loadavg().map((l) => l.toFixed(1)).join(" ");
+        this.save();
+        // Ansible's ControlPersist masters leave its process group: close them by their sockets.
+        const ansibleControl = path.join(this.tmp, "a");
+        for (const s of fs.existsSync(ansibleControl) ? fs.readdirSync(ansibleControl) : []) {
+            await runProgram("ssh", ["-o", `ControlPath=${path.join(ansibleControl, s)}`, "-O", "exit", "x"]);
+        }
+        fs.rmSync(this.controlDir, { recursive: true, force: true });
+        fs.rmSync(ansibleControl, { recursive: true, force: true });
+        log(`logs of this run: ${this.tmp} (pulumi.log, ansible.log); results in ${this.o.out}`);
     }
 }
 
 async function main(): Promise<void> {
     const o = parseOptions(process.argv.slice(2));
     const bench = new Bench(o);
+    // Interrupted: end what runs, then clean the hosts up as a finished run does.
+    const stop = (signal: NodeJS.Signals) => {
+        log(`${signal}: stopping`);
+        for (const g of running) killGroup(g);
+        void bench.cleanUp().finally(() => process.exit(130));
+    };
+    process.once("SIGINT", stop);
+    process.once("SIGTERM", stop);
     try {
         await bench.run();
     } catch (err) {
         log(`failed: ${(err as Error).stack ?? String(err)}`);
         process.exitCode = 1;
     }
-    // The control sockets are closed; the logs stay for a look, everything else goes.
-    fs.rmSync(bench.controlDir, { recursive: true, force: true });
-    fs.rmSync(path.join(bench.tmp, "a"), { recursive: true, force: true });
 }
 
 void main();
