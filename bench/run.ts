@@ -279,9 +279,10 @@ class Bench {
         if (init.code !== 0) throw new Error(`pulumi stack init: ${init.stderr}`);
         const salt = fs.readFileSync(stackFile, "utf8").split("\n").filter((l) => l.startsWith("encryptionsalt:"));
         const setConfig = (readExpire: number) => fs.writeFileSync(stackFile, [...salt, this.stackConfig(hosts, devices, readExpire)].join("\n"));
+        // The engine's closing summary ("Resources:\n    + 11 created\n    2 unchanged").
         const changedIn = (text: string) => {
             let total = 0;
-            for (const m of text.matchAll(/(\d+) (?:to )?(create|created|update|updated|delete|deleted|replace|replaced)\b/g)) total += Number(m[1]);
+            for (const m of text.slice(text.lastIndexOf("Resources:")).matchAll(/(\d+) (?:to )?(create|created|update|updated|delete|deleted|replace|replaced)\b/g)) total += Number(m[1]);
             return total;
         };
         const up = async () => {
