@@ -64,6 +64,19 @@ loops() {
       rm -f "$f"
     fi
   done
+  # Detached loop devices stay in /sys/block, and every read of /sys/block/* pays for them: remove
+  # the unbound ones the bench's losetup created (a fresh host has loop0..loop7), LOOP_CTL_REMOVE.
+  python3 - <<'PY'
+import fcntl, os, re
+ctl = os.open("/dev/loop-control", os.O_RDWR)
+for name in os.listdir("/sys/block"):
+    m = re.fullmatch(r"loop(\d+)", name)
+    if m and int(m.group(1)) >= 8 and not os.path.exists(f"/sys/block/{name}/loop"):
+        try:
+            fcntl.ioctl(ctl, 0x4C81, int(m.group(1)))
+        except OSError:
+            pass
+PY
   for ((i = 0; i < want; i++)); do
     f=$DIR/loop$i.img
     [ -e "$f" ] || truncate -s 1M "$f"
