@@ -137,6 +137,10 @@ function markdown(r: Results): string {
     lines.push("");
     lines.push("Raw numbers: [results.json](results.json).");
     lines.push("");
+    // What a person found behind the numbers (profiles, round trips) is kept in NOTES.md beside
+    // this file, so a new run's tables do not wipe it out.
+    const notes = path.join(__dirname, "..", "..", "bench", "NOTES.md");
+    if (fs.existsSync(notes)) lines.push(fs.readFileSync(notes, "utf8").trimEnd(), "");
     return lines.join("\n");
 }
 
