@@ -160,7 +160,11 @@ function panel(x0: number, title: string, xLabel: string, xs: number[], series: 
     const right = x0 + W - 20;
     const bottom = top + H - 80;
     const all = series.flatMap((s) => s.ys.filter((y): y is number => y !== undefined));
-    const yMax = Math.max(1, ...all) * 1.1;
+    // Round ticks: four steps of 1, 2, 2.5 or 5 times a power of ten that cover the largest value.
+    const raw = Math.max(1, ...all) / 4;
+    const pow = 10 ** Math.floor(Math.log10(raw));
+    const tick = [1, 2, 2.5, 5, 10].map((m) => m * pow).find((t) => t >= raw) ?? 10 * pow;
+    const yMax = tick * 4;
     const xMin = Math.min(...xs);
     const xMax = Math.max(...xs);
     const px = (x: number) => (xMax === xMin ? (left + right) / 2 : left + ((x - xMin) / (xMax - xMin)) * (right - left));

@@ -8,7 +8,7 @@
  *
  *   npm run bench                      the whole matrix: 1,2,3 hosts x 5,20,50 elevators (lab reset)
  *   npm run bench -- --quick           1 host, 5 elevators, reset by host.sh (development)
- *   options: --hosts 1,2 --resources 5,20 --reset lab|teardown --repeat N (checks) --out DIR
+ *   options: --hosts 1,2 --resources 5,20 --reset lab|teardown --repeat N (no-op checks, default 1) --out DIR
  *            --tools kvmtune,ansible --ansible-scope auto|full
  *
  * The hosts are those of $KVMTUNE_LAB_INVENTORY (default .lab/inventory.json), in its order.
@@ -55,7 +55,8 @@ function parseOptions(argv: string[]): Options {
         hosts: quick ? [1] : [1, 2, 3],
         resources: quick ? [5] : [5, 20, 50],
         reset: quick ? "teardown" : "lab",
-        repeat: quick ? 1 : 3,
+        // One of each: a full run is hours on a 2-core machine already (see bench/README.md).
+        repeat: 1,
         out: benchDir,
         tools: ["kvmtune", "ansible"],
         ansibleScope: "auto",
