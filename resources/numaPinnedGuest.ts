@@ -102,6 +102,8 @@ export class NumaPinnedGuest extends pulumi.dynamic.Resource {
     public readonly owned!: pulumi.Output<boolean>;
     /** The guest was adopted (the `adopt` input) rather than defined by this resource. */
     public readonly adopted!: pulumi.Output<boolean>;
+    /** Per interface: what it took from its network's guest defaults (a VhostNetwork's queues, ring sizes); null: nothing. */
+    public readonly interfaceDefaults!: pulumi.Output<Array<{ queues?: number; rxQueueSize?: number; txQueueSize?: number } | null>>;
 
     constructor(name: string, args: NumaPinnedGuestArgs, opts?: pulumi.CustomResourceOptions) {
         super(
@@ -119,6 +121,7 @@ export class NumaPinnedGuest extends pulumi.dynamic.Resource {
                 owned: undefined,
                 adopted: undefined,
                 vfAddresses: undefined,
+                interfaceDefaults: undefined,
             },
             opts,
             "kvmtune",

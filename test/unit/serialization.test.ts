@@ -15,6 +15,7 @@ const PROVIDERS: Record<string, Record<string, unknown>> = {
     hugepagePool: { pageSize: "2M", nodes: { "0": 8 } },
     blockElevator: { device: "vdb", scheduler: "mq-deadline", tunables: { read_expire: 100 } },
     numaPinnedGuest: { name: "g1", vcpus: 2, memoryMiB: 64, numaNode: 1, cpuPins: [2, 3], hugepages: "2M" },
+    vhostNetwork: { name: "vhnet0", bridge: "kvbr0", uplink: "kvdummy0", queues: 2, rxQueueSize: 1024 },
 };
 
 describe("provider serialization", () => {
