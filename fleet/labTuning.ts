@@ -8,6 +8,7 @@ import type { Tuning } from "./tuning";
 export const labTuning: Tuning = {
     hugepagePools: [{ pageSize: "2M", nodes: { "0": 64, "1": 64 }, mount: "/dev/hugepages" }],
     elevators: [{ device: "vdb", scheduler: "mq-deadline", tunables: { read_expire: 100 } }],
+    vhostNetworks: [{ name: "tuned", bridge: "kvmt-tuned", queues: 2 }],
     guests: [
         {
             name: "demo-db",
@@ -17,6 +18,7 @@ export const labTuning: Tuning = {
             memoryMode: "strict",
             memoryMiB: 64,
             hugepages: "2M",
+            interfaces: [{ network: "tuned", queues: 2 }],
             running: true,
             // The demo guest boots no OS, so nothing answers the ACPI shutdown request: do not
             // wait the default two minutes before forcing it off on delete.
