@@ -21,7 +21,7 @@
 import type * as pulumi from "@pulumi/pulumi";
 import { z } from "zod";
 import { connectionSchema } from "../host/connection";
-import { gatherFacts, HostFactsData } from "../host/facts";
+import { FACT_COMMANDS, libvirtActiveOf, vhostNetOf } from "../host/facts";
 import { atomicWriteScript, managedHeader, removeFileScript } from "../host/files";
 import { shellQuote } from "../host/quote";
 import { Remote, runScript } from "../host/remote";
@@ -29,7 +29,7 @@ import { remoteFor } from "../host/sshPool";
 import { buildDumpScript, Dump, globLiteral, parseDump } from "../host/sysfs";
 import { parseDomainXml } from "../libvirt/domain";
 import { buildNetworkXml, GuestDefaults, NetworkRead, networkReadCommands, networkReadOf, NetworkSpec, ParsedNetwork, parseNetworkXml, RING_SIZES } from "../libvirt/network";
-import { defineXml, readAllDomains, readAllNetworks, virsh } from "../libvirt/virsh";
+import { defineXml, readAllDomains, readAllNetworks, virshCommand } from "../libvirt/virsh";
 import { canonical, checkWithPlan, diffProps, FieldPolicy } from "../policy";
 import { stateOf } from "../state";
 import { inputsFrom } from "../validate";
@@ -125,7 +125,7 @@ export function hookScript(owner: string, i: Pick<VhostNetworkInputs, "name" | "
 // ---------------------------------------------------------------------------------------------
 // What the host has
 
-/** Everything the checks, the drift report and the delete need, read in one round trip (plus facts). */
+/** Everything the checks, the drift report and the delete need, read in one round trip. */
 export interface NetworkHostView {
     hostname: string;
     libvirtActive: boolean;
@@ -143,15 +143,21 @@ export interface NetworkHostView {
 
 const NET = "/sys/class/net";
 
-/** The read script: the network through virsh, the bridge and uplink from sysfs, both files. */
+/**
+ * The read script: the network through virsh, the bridge and uplink from sysfs, both files, and
+ * the few host facts needed (the facts script's own commands: the whole facts read costs more than
+ * all of this on a busy host).
+ */
 export function observeScript(i: Pick<VhostNetworkInputs, "name" | "bridge" | "uplink">): string {
     const br = `${NET}/${globLiteral(i.bridge)}`;
     const up = i.uplink !== undefined ? `${NET}/${globLiteral(i.uplink)}` : null;
     return buildDumpScript({
-        files: [MODULES_FILE, globLiteral(hookPath(i.name)), `${br}/ifindex`, `${br}/bridge/bridge_id`, ...(up ? [`${up}/ifindex`, `${up}/flags`, `${up}/bridge/bridge_id`] : [])],
+        files: ["/etc/hostname", MODULES_FILE, globLiteral(hookPath(i.name)), `${br}/ifindex`, `${br}/bridge/bridge_id`, ...(up ? [`${up}/ifindex`, `${up}/flags`, `${up}/bridge/bridge_id`] : [])],
         links: up ? [`${up}/master`] : [],
         commands: {
             ...networkReadCommands(i.name),
+            vhostNet: FACT_COMMANDS.vhostNet,
+            libvirtActive: FACT_COMMANDS.libvirtActive,
             vhostModule: "modinfo -F filename vhost_net",
             ...(i.uplink !== undefined ? { uplinkAddrs: `ip -o addr show dev ${shellQuote(i.uplink)} scope global` } : {}),
         },
@@ -160,8 +166,8 @@ export function observeScript(i: Pick<VhostNetworkInputs, "name" | "bridge" | "u
 
 const trimmed = (s: string) => s.replace(/\n+$/, "");
 
-/** The view from the facts, the read script's dump and the other networks' XML. */
-export function viewOf(i: Pick<VhostNetworkInputs, "name" | "bridge" | "uplink">, facts: HostFactsData, dump: Dump, others: ParsedNetwork[]): NetworkHostView {
+/** The view from the read script's dump and the other networks' XML. */
+export function viewOf(i: Pick<VhostNetworkInputs, "name" | "bridge" | "uplink">, dump: Dump, others: ParsedNetwork[]): NetworkHostView {
     const f = dump.files;
     const br = `${NET}/${i.bridge}`;
     let uplink: NetworkHostView["uplink"] = null;
@@ -181,9 +187,9 @@ export function viewOf(i: Pick<VhostNetworkInputs, "name" | "bridge" | "uplink">
     }
     const file = (p: string) => (f.has(p) ? trimmed(f.get(p) as string) : null);
     return {
-        hostname: facts.hostname,
-        libvirtActive: facts.libvirt.active,
-        vhost: { ...facts.vhostNet, moduleAvailable: dump.commands.get("vhostModule")?.code === 0 },
+        hostname: (f.get("/etc/hostname") ?? "").trim(),
+        libvirtActive: libvirtActiveOf(dump),
+        vhost: { ...vhostNetOf(dump), moduleAvailable: dump.commands.get("vhostModule")?.code === 0 },
         network: networkReadOf(dump),
         bridgeDevice: { exists: f.has(`${br}/ifindex`), isBridge: f.has(`${br}/bridge/bridge_id`) },
         uplink,
@@ -194,12 +200,8 @@ export function viewOf(i: Pick<VhostNetworkInputs, "name" | "bridge" | "uplink">
 }
 
 async function observe(remote: Remote, i: VhostNetworkInputs, withOthers: boolean): Promise<NetworkHostView> {
-    const [facts, out, all] = await Promise.all([
-        gatherFacts(remote),
-        runScript(remote, observeScript(i)),
-        withOthers ? readAllNetworks(remote) : Promise.resolve(new Map<string, string>()),
-    ]);
-    return viewOf(i, facts, parseDump(out), [...all.values()].map((xml) => parseNetworkXml(xml)));
+    const [out, all] = await Promise.all([runScript(remote, observeScript(i)), withOthers ? readAllNetworks(remote) : Promise.resolve(new Map<string, string>())]);
+    return viewOf(i, parseDump(out), [...all.values()].map((xml) => parseNetworkXml(xml)));
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -329,26 +331,26 @@ async function runningGuestsOn(remote: Remote, network: string): Promise<string[
 // Applying
 
 /**
- * Brings the host to the declaration: vhost_net, the definition, the running network, autostart,
- * the uplink, the files; then reads back and compares. `previousUplink`: released when it changes.
+ * Brings the host to the declaration in two round trips: the definition (when it differs), then one
+ * script for vhost_net, the running network, autostart, the uplink and the files; then reads back
+ * and compares. `previousUplink`: released when it changes.
  */
 async function converge(remote: Remote, i: VhostNetworkInputs, owner: string, view: NetworkHostView, previousUplink?: string): Promise<NetworkHostView> {
     const net = view.network;
     const w = wantedNetwork(i);
     const q = shellQuote;
 
-    // 1. vhost-net first: the network exists for vhost guests, and loading a module changes nothing else.
-    const vhost: string[] = [];
-    if (!view.vhost.moduleLoaded || !view.vhost.device) vhost.push("modprobe vhost_net");
-    if (i.persist && view.modulesFile !== trimmed(MODULES_CONTENT)) vhost.push(atomicWriteScript(MODULES_FILE, MODULES_CONTENT));
-    if (vhost.length) await runScript(remote, vhost.join("\n"));
-
-    // 2. The persistent definition, keeping the network's UUID.
+    // 1. The persistent definition, keeping the network's UUID.
     const uuid = net.config?.uuid || net.live?.uuid || undefined;
     const defined = net.exists && net.persistent && net.config !== null;
     if (!defined || !same(net.config?.spec, w) || net.config?.owner !== owner) {
         await defineXml(remote, buildNetworkXml(w, owner, uuid), "net-define");
     }
+
+    // 2. vhost-net: loaded now, and at boot from the shared modules-load file.
+    const script: string[] = [];
+    if (!view.vhost.moduleLoaded || !view.vhost.device) script.push("modprobe vhost_net || exit 1");
+    if (i.persist && view.modulesFile !== trimmed(MODULES_CONTENT)) script.push(atomicWriteScript(MODULES_FILE, MODULES_CONTENT));
 
     // 3. The running network: restarted only when its shape differs, never under running guests.
     let active = net.active;
@@ -360,23 +362,24 @@ async function converge(remote: Remote, i: VhostNetworkInputs, owner: string, vi
                     `but running guest(s) ${guests.join(", ")} use it; stop them first. The new definition is saved for the next start.`,
             );
         }
-        await virsh(remote, ["net-destroy", i.name]);
+        script.push(`${virshCommand(["net-destroy", i.name])} >/dev/null || exit 1`);
         active = false;
     }
-    if (!active) await virsh(remote, ["net-start", i.name]);
-    if ((net.exists && net.autostart) !== i.persist) await virsh(remote, i.persist ? ["net-autostart", i.name] : ["net-autostart", "--disable", i.name]);
+    if (!active) script.push(`${virshCommand(["net-start", i.name])} >/dev/null || exit 1`);
+    if ((net.exists && net.autostart) !== i.persist) {
+        script.push(`${virshCommand(i.persist ? ["net-autostart", i.name] : ["net-autostart", "--disable", i.name])} >/dev/null || exit 1`);
+    }
 
     // 4. The uplink (after a (re)start: libvirt makes a new bridge), and the hook that repeats it at each start.
-    const host: string[] = [];
     if (previousUplink !== undefined && previousUplink !== i.uplink) {
         // Released only while it is still a port of this network's bridge.
-        host.push(`[ "$(basename "$(readlink -f /sys/class/net/${q(previousUplink)}/master)")" = ${q(i.bridge)} ] && ip link set dev ${q(previousUplink)} nomaster || true`);
+        script.push(`[ "$(basename "$(readlink -f /sys/class/net/${q(previousUplink)}/master)")" = ${q(i.bridge)} ] && ip link set dev ${q(previousUplink)} nomaster`);
     }
-    if (i.uplink !== undefined) host.push(`ip link set dev ${q(i.uplink)} master ${q(i.bridge)} && ip link set dev ${q(i.uplink)} up`);
+    if (i.uplink !== undefined) script.push(`ip link set dev ${q(i.uplink)} master ${q(i.bridge)} && ip link set dev ${q(i.uplink)} up || exit 1`);
     const hook = i.persist && i.uplink !== undefined ? hookScript(owner, { ...i, uplink: i.uplink }) : null;
-    if (hook !== null && view.hookFile !== trimmed(hook)) host.push(atomicWriteScript(hookPath(i.name), hook, "0755"));
-    if (hook === null && view.hookFile !== null) host.push(removeFileScript(hookPath(i.name)));
-    if (host.length) await runScript(remote, host.join("\n"));
+    if (hook !== null && view.hookFile !== trimmed(hook)) script.push(atomicWriteScript(hookPath(i.name), hook, "0755"));
+    if (hook === null && view.hookFile !== null) script.push(`${removeFileScript(hookPath(i.name))} || exit 1`);
+    if (script.length) await runScript(remote, script.join("\n") + "\nexit 0\n");
 
     // 5. Read back: what libvirt and the kernel kept, not what was asked.
     const after = await observe(remote, i, false);
@@ -470,24 +473,24 @@ export const provider = {
         const i = inputsOf(props);
         const owner = ownerOf(props, i);
         const remote = remoteFor(i.connection);
-        const view = await observe(remote, i, true);
+        const [view, guests] = await Promise.all([observe(remote, i, true), runningGuestsOn(remote, i.name)]);
         const net = view.network;
+        const steps: string[] = [];
         // A network of this name that is not ours any more (replaced behind our back) is left alone.
         if (net.exists && (net.config ?? net.live)?.owner === owner) {
-            const guests = await runningGuestsOn(remote, i.name);
             if (guests.length) {
                 throw new Error(
                     `VhostNetwork ${i.name} on ${view.hostname}: running guest(s) ${guests.join(", ")} use this network; ` +
                         `it was left as it is. Stop the guests or move their interfaces to another network first.`,
                 );
             }
-            if (net.active) await virsh(remote, ["net-destroy", i.name]);
-            if (net.persistent) await virsh(remote, ["net-undefine", i.name]);
+            if (net.active) steps.push(`${virshCommand(["net-destroy", i.name])} >/dev/null || exit 1`);
+            if (net.persistent) steps.push(`${virshCommand(["net-undefine", i.name])} >/dev/null || exit 1`);
         }
-        const files: string[] = [];
-        if (view.hookFile !== null) files.push(removeFileScript(hookPath(i.name)));
+        // The hook folders too, when kvmtune's hook was all they held (Debian's libvirt ships none).
+        if (view.hookFile !== null) steps.push(`${removeFileScript(hookPath(i.name))}; rmdir /etc/libvirt/hooks/network.d 2>/dev/null && rmdir /etc/libvirt/hooks 2>/dev/null; true`);
         const stillNeeded = view.others.some((o) => o.spec.vhost !== null);
-        if (view.modulesFile !== null && !stillNeeded) files.push(removeFileScript(MODULES_FILE));
-        if (files.length) await runScript(remote, files.join("\n"));
+        if (view.modulesFile !== null && !stillNeeded) steps.push(removeFileScript(MODULES_FILE));
+        if (steps.length) await runScript(remote, steps.join("\n") + "\nexit 0\n");
     },
 };

@@ -9,7 +9,6 @@ import { spawnSync } from "child_process";
 import * as fs from "fs";
 import * as os from "os";
 import * as path from "path";
-import type { HostFactsData } from "../../resources/host/facts";
 import { parseDump } from "../../resources/host/sysfs";
 import { buildDomainXml, OWNER_NS, parseDomainXml } from "../../resources/libvirt/domain";
 import { buildNetworkXml, defaultsFor, NetworkRead, NetworkSpec, parseNetworkXml, VHOST_NS } from "../../resources/libvirt/network";
@@ -30,6 +29,7 @@ import { inputsFromHost, numaPinnedGuestSchema, wantedSpec } from "../../resourc
 import { UNKNOWN } from "../../resources/validate";
 import { goodConnection } from "../helpers/fixtures";
 import { LocalRemote } from "../helpers/localRemote";
+import { virtXmlValidate } from "../helpers/virtXmlValidate";
 
 const OWNER = "VhostNetwork vh (kvmtune/unit)";
 const parse = (i: Record<string, unknown>) => vhostNetworkSchema.parse({ connection: goodConnection(), ...i });
@@ -38,19 +38,6 @@ const failures = async (i: Record<string, unknown>) => {
     const r = await provider.check({}, { connection: goodConnection(), ...i });
     return Object.fromEntries((r.failures ?? []).map((f) => [f.property, f.reason]));
 };
-
-function virtXmlValidate(xml: string): { ok: boolean; out: string } {
-    const dir = fs.mkdtempSync(path.join(os.tmpdir(), "kvmtune-net-"));
-    const file = path.join(dir, "network.xml");
-    fs.writeFileSync(file, xml);
-    try {
-        const r = spawnSync("virt-xml-validate", [file, "network"], { encoding: "utf8" });
-        if (r.error) throw r.error;
-        return { ok: r.status === 0, out: `${r.stdout}${r.stderr}` };
-    } finally {
-        fs.rmSync(dir, { recursive: true, force: true });
-    }
-}
 
 describe("VhostNetwork inputs", () => {
     it("fills defaults; normalized inputs parse to themselves", () => {
@@ -133,7 +120,7 @@ describe("VhostNetwork XML", function () {
 
     it("passes libvirt's virt-xml-validate: a created bridge and an existing one, with and without a uuid", () => {
         for (const [spec, uuid] of [[created, undefined], [existing, "75858042-2128-450f-9657-4f64ac9ace8c"]] as const) {
-            const r = virtXmlValidate(buildNetworkXml(spec, OWNER, uuid));
+            const r = virtXmlValidate(buildNetworkXml(spec, OWNER, uuid), "network");
             assert.ok(r.ok, r.out);
             assert.match(r.out, /validates/);
         }
@@ -142,7 +129,7 @@ describe("VhostNetwork XML", function () {
     it("escapes a hostile-looking owner and still validates", () => {
         const owner = `owner <x> 'q' "d" & more`;
         const xml = buildNetworkXml(created, owner);
-        assert.ok(virtXmlValidate(xml).ok);
+        assert.ok(virtXmlValidate(xml, "network").ok);
         assert.strictEqual(parseNetworkXml(xml).owner, owner);
     });
 
@@ -289,8 +276,9 @@ describe("VhostNetwork read script and uplink hook", function () {
         // This machine has no libvirt network of that name; lo exists, is up, is no bridge, has no global address.
         const lo = { name: "kvmtune-unit-absent", bridge: "lo", uplink: "lo" };
         const dump = parseDump(await new LocalRemote().exec("sh -s", { stdin: observeScript(lo) }).then((r) => r.stdout));
-        const facts = { hostname: "here", libvirt: { version: null, active: false }, vhostNet: { device: false, moduleLoaded: false } } as unknown as HostFactsData;
-        const v = viewOf(lo, facts, dump, []);
+        const v = viewOf(lo, dump, []);
+        assert.strictEqual(v.hostname, fs.readFileSync("/etc/hostname", "utf8").trim());
+        assert.strictEqual(v.vhost.device, fs.existsSync("/dev/vhost-net"));
         assert.strictEqual(v.network.exists, false);
         assert.deepStrictEqual(v.bridgeDevice, { exists: true, isBridge: false });
         assert.deepStrictEqual(v.uplink, { name: "lo", exists: true, isBridge: false, up: true, master: null, addresses: [] });
