@@ -23,21 +23,22 @@ export function virsh(remote: Remote, args: ReadonlyArray<string | number>): Pro
 }
 
 /**
- * Defines (or redefines) a domain from XML. The XML travels on stdin into a temporary file, so no
- * byte of it meets the shell; the file is removed whatever virsh says.
+ * Defines (or redefines) a domain, or with `net-define` a network, from XML. The XML travels on
+ * stdin into a temporary file, so no byte of it meets the shell; the file is removed whatever
+ * virsh says.
  */
-export function defineScript(xml: string): { command: string; stdin: string } {
+export function defineScript(xml: string, verb: "define" | "net-define" = "define"): { command: string; stdin: string } {
     const command = [
-        `f=$(mktemp /tmp/kvmtune-domain.XXXXXX.xml) || exit 1`,
-        `cat > "$f" && ${VIRSH} define --validate "$f"; rc=$?`,
+        `f=$(mktemp /tmp/kvmtune-${verb === "define" ? "domain" : "network"}.XXXXXX.xml) || exit 1`,
+        `cat > "$f" && ${VIRSH} ${verb} --validate "$f"; rc=$?`,
         `rm -f "$f"`,
         `exit $rc`,
     ].join("\n");
     return { command, stdin: xml };
 }
 
-export async function defineXml(remote: Remote, xml: string): Promise<void> {
-    const { command, stdin } = defineScript(xml);
+export async function defineXml(remote: Remote, xml: string, verb: "define" | "net-define" = "define"): Promise<void> {
+    const { command, stdin } = defineScript(xml, verb);
     // Wrapped in sh -c so sudo (for a non-root user) covers the whole sequence.
     await run(remote, `sh -c ${shellQuote(command)}`, { stdin, privileged: true });
 }
