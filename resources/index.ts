@@ -13,3 +13,4 @@ export type {
 export { HugepagePool, HugepagePoolArgs, HugepagePoolCounts } from "./hugepagePool";
 export { BlockElevator, BlockElevatorArgs, SchedulerName } from "./blockElevator";
 export { NumaPinnedGuest, NumaPinnedGuestArgs, GuestDiskArgs, GuestNetworkInterfaceArgs, GuestVfInterfaceArgs, CpuSetInput } from "./numaPinnedGuest";
+export { SriovNic, SriovNicArgs, SriovVfArgs, SriovVfDevice, SriovVfSettings } from "./sriovNic";

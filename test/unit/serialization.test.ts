@@ -15,6 +15,7 @@ const PROVIDERS: Record<string, Record<string, unknown>> = {
     hugepagePool: { pageSize: "2M", nodes: { "0": 8 } },
     blockElevator: { device: "vdb", scheduler: "mq-deadline", tunables: { read_expire: 100 } },
     numaPinnedGuest: { name: "g1", vcpus: 2, memoryMiB: 64, numaNode: 1, cpuPins: [2, 3], hugepages: "2M" },
+    sriovNic: { pf: "enp65s0", numVfs: 4, vfs: [{ vf: 0, mac: "52:54:00:aa:bb:01", vlan: 100 }], libvirtNetwork: "sriov-pool" },
 };
 
 describe("provider serialization", () => {
