@@ -28,6 +28,7 @@ import { shellQuote } from "../host/quote";
 import { Remote, runScript } from "../host/remote";
 import { remoteFor } from "../host/sshPool";
 import { buildDumpScript, globLiteral, parseDump, writeSysfsScript } from "../host/sysfs";
+import { mountUnitName } from "./hugepagePool";
 import { holdersMessage, runningHolders, VfDevice } from "../libvirt/vfHolders";
 import { ensureVfPoolNetwork, networkConflict, NetworkRead, readNetworks, removeNetwork } from "../libvirt/vfPoolNetwork";
 import { diffProps, FieldPolicy } from "../policy";
@@ -354,7 +355,14 @@ function labelFor(i: Pick<SriovNicInputs, "vfs">): (vf: number) => string {
     };
 }
 
-/** The script the boot unit runs: count (through 0), PF up, then every setting that is not a default. */
+/**
+ * The script the boot unit runs: count (through 0), PF up, then every setting that is not a default.
+ *
+ * Seen on the lab: at boot the PF was still `eth1` when the script first looked, udev renamed it,
+ * and a VF then came up as `eth1`, so `ip link set dev eth1 vf 0 ...` reached the VF ("Operation not
+ * supported"). The PF is therefore found by PCI address at each use (`pfdev`), and the unit waits
+ * for the PF's device unit, which systemd announces only after udev has named it.
+ */
 export function bootScript(owner: string, pciAddress: string, i: SriovNicInputs): string {
     const dev = shellQuote(`/sys/bus/pci/devices/${pciAddress}`);
     const wanted = wantedVfs(i);
@@ -362,20 +370,25 @@ export function bootScript(owner: string, pciAddress: string, i: SriovNicInputs)
         managedHeader(ownerLabel(owner)).trimEnd(),
         `# Puts back the SR-IOV VFs of PCI device ${pciAddress} at boot, before libvirt starts.`,
         `dev=${dev}`,
+        `pfdev() { ls "$dev/net" 2>/dev/null | head -n 1; }`,
         // The PF's netdev appears when its driver probes; its name may differ from the one at create.
-        `i=0; while [ -z "$(ls "$dev/net" 2>/dev/null)" ] && [ $i -lt 300 ]; do sleep 0.2; i=$((i+1)); done`,
-        `pf=$(ls "$dev/net" 2>/dev/null | head -n 1)`,
-        `[ -n "$pf" ] || { echo "kvmtune: PCI device ${pciAddress} has no network interface" >&2; exit 1; }`,
+        `i=0; while [ -z "$(pfdev)" ] && [ $i -lt 300 ]; do sleep 0.2; i=$((i+1)); done`,
+        `[ -n "$(pfdev)" ] || { echo "kvmtune: PCI device ${pciAddress} has no network interface" >&2; exit 1; }`,
         `cur=$(cat "$dev/sriov_numvfs") || exit 1`,
         `if [ "$cur" != ${i.numVfs} ]; then`,
         `  if [ "$cur" != 0 ]; then echo 0 > "$dev/sriov_numvfs" || exit 1; fi`,
         `  echo ${i.numVfs} > "$dev/sriov_numvfs" || exit 1`,
         `fi`,
-        ...(i.numVfs > 0 ? [`ip link set dev "$pf" up || exit 1`, `udevadm settle --timeout=30 || true`] : []),
-        ...vfCommands({ arg: `"$pf"`, carrier: `"/sys/class/net/$pf/carrier"` }, wanted, [], labelFor(i)),
+        ...(i.numVfs > 0 ? [`ip link set dev "$(pfdev)" up || exit 1`] : []),
+        ...vfCommands({ arg: `"$(pfdev)"`, carrier: `"/sys/class/net/$(pfdev)/carrier"` }, wanted, [], labelFor(i)),
         `exit 0`,
         "",
     ].join("\n");
+}
+
+/** systemd's device unit for an interface: `sys-subsystem-net-devices-enp65s0.device` (same escaping as mount units). */
+export function netDeviceUnit(ifname: string): string {
+    return mountUnitName(`/sys/subsystem/net/devices/${ifname}`).replace(/\.mount$/, ".device");
 }
 
 export function bootUnit(owner: string, pf: string): string {
@@ -384,7 +397,9 @@ export function bootUnit(owner: string, pf: string): string {
         [
             "[Unit]",
             `Description=kvmtune: SR-IOV VFs of ${pf}`,
-            "After=systemd-udev-trigger.service systemd-modules-load.service",
+            // After udev has named the PF; if the name changed, the wait ends (90 s) and the script finds it by PCI address.
+            `Wants=${netDeviceUnit(pf)}`,
+            `After=${netDeviceUnit(pf)} systemd-udev-trigger.service systemd-modules-load.service`,
             "Before=libvirtd.service virtqemud.service libvirt-guests.service",
             "",
             "[Service]",

@@ -327,18 +327,26 @@ describe("SriovNic boot persistence", function () {
         const unit = bootUnit("SriovNic nic (kvmtune/lab)", "enp65s0");
         assert.match(unit, /^# Managed by kvmtune for SriovNic nic \(kvmtune\/lab\)\./);
         assert.match(unit, /^Before=libvirtd\.service virtqemud\.service libvirt-guests\.service$/m);
+        assert.match(unit, /^Wants=sys-subsystem-net-devices-enp65s0\.device$/m, "waits for udev to have named the PF");
+        assert.match(unit, /^After=sys-subsystem-net-devices-enp65s0\.device /m);
+        assert.match(bootUnit("o", "br-lan0"), /^Wants=sys-subsystem-net-devices-br\\x2dlan0\.device$/m, "escaped as systemd does");
         assert.match(unit, /^Type=oneshot$/m);
         assert.match(unit, /^ExecStart=\/bin\/sh \/etc\/kvmtune\/sriov-enp65s0\.sh$/m);
         assert.match(unit, /^WantedBy=multi-user\.target$/m);
     });
 
-    it("the boot script finds the PF by PCI address, goes through 0, brings the PF up and sets the VFs", async () => {
+    it("the boot script finds the PF by PCI address at each use, goes through 0, brings the PF up and sets the VFs", async () => {
         const dir = fs.mkdtempSync(path.join(os.tmpdir(), "kvmtune-boot-"));
         try {
-            // A stand-in PCI device with 2 VFs, and stand-in ip and udevadm that log their arguments.
-            fs.mkdirSync(path.join(dir, "dev", "net", "enp65s0"), { recursive: true });
+            // A stand-in PCI device with 2 VFs whose netdev is still eth1, and a stand-in ip that
+            // logs its arguments and, like udev at boot, renames the PF to enp65s0 after the first call.
+            fs.mkdirSync(path.join(dir, "dev", "net", "eth1"), { recursive: true });
             fs.writeFileSync(path.join(dir, "dev", "sriov_numvfs"), "2\n");
-            for (const tool of ["ip", "udevadm"]) fs.writeFileSync(path.join(dir, tool), `#!/bin/sh\necho "${tool} $*" >> ${dir}/calls\n`, { mode: 0o755 });
+            fs.writeFileSync(
+                path.join(dir, "ip"),
+                `#!/bin/sh\necho "ip $*" >> ${dir}/calls\n[ -d ${dir}/dev/net/eth1 ] && mv ${dir}/dev/net/eth1 ${dir}/dev/net/enp65s0\nexit 0\n`,
+                { mode: 0o755 },
+            );
             const script = bootScript("SriovNic nic (kvmtune/lab)", "0000:41:00.0", i);
             assert.match(script, /^# Managed by kvmtune for SriovNic nic \(kvmtune\/lab\)\./);
             assert.match(script, /^\s*if \[ "\$cur" != 0 \]; then echo 0 > "\$dev\/sriov_numvfs"/m, "a non-zero count goes to 0 first");
@@ -347,8 +355,8 @@ describe("SriovNic boot persistence", function () {
             await runScript(new LocalRemote(), `PATH=${dir}:$PATH\n${local}`);
             assert.strictEqual(fs.readFileSync(path.join(dir, "dev", "sriov_numvfs"), "utf8").trim(), "3");
             assert.deepStrictEqual(fs.readFileSync(path.join(dir, "calls"), "utf8").trim().split("\n"), [
-                "ip link set dev enp65s0 up",
-                "udevadm settle --timeout=30",
+                "ip link set dev eth1 up",
+                // Renamed meanwhile: the PF is found again by its PCI address, never the stale name.
                 "ip link set dev enp65s0 vf 0 mac 52:54:00:aa:bb:01",
                 "ip link set dev enp65s0 vf 0 vlan 100 qos 0",
                 "ip link set dev enp65s0 vf 0 spoofchk off",
