@@ -7,6 +7,7 @@ import { z } from "zod";
 import { blockElevatorSchema } from "../resources/providers/blockElevator";
 import { hugepagePoolSchema } from "../resources/providers/hugepagePool";
 import { numaPinnedGuestSchema } from "../resources/providers/numaPinnedGuest";
+import { sriovNicSchema } from "../resources/providers/sriovNic";
 import { vhostNetworkSchema } from "../resources/providers/vhostNetwork";
 import { validate } from "../resources/validate";
 
@@ -14,6 +15,7 @@ import { validate } from "../resources/validate";
 export const TUNING_KINDS = {
     hugepagePools: hugepagePoolSchema,
     elevators: blockElevatorSchema,
+    sriovNics: sriovNicSchema,
     vhostNetworks: vhostNetworkSchema,
     guests: numaPinnedGuestSchema,
 } as const;

@@ -24,6 +24,7 @@ interface HostState {
     readExpire: number;
     domains: string;
     networks: string;
+    numVfs: number;
 }
 
 async function hostState(h: LabHost): Promise<HostState> {
@@ -35,7 +36,8 @@ async function hostState(h: LabHost): Promise<HostState> {
             "cat /sys/block/vdb/queue/scheduler",
             "cat /sys/block/vdb/queue/iosched/read_expire 2>/dev/null || echo -1",
             "virsh -c qemu:///system list --all --name | sort | tr '\\n' ' '; echo",
-            "virsh -c qemu:///system net-list --all --name | sort | tr '\\n' ' '",
+            "virsh -c qemu:///system net-list --all --name | sort | tr '\\n' ' '; echo",
+            "cat /sys/class/net/enp33s0/device/sriov_numvfs",
         ].join("; "),
     );
     const l = out.split("\n");
@@ -46,6 +48,7 @@ async function hostState(h: LabHost): Promise<HostState> {
         readExpire: Number(l[5]),
         domains: l[6].trim(),
         networks: l[7].trim(),
+        numVfs: Number(l[8]),
     };
 }
 
@@ -121,6 +124,10 @@ describe("the kvmtune program through the Pulumi CLI", function () {
             assert.match(numatune, /numa_mode\s*:\s*strict/);
             assert.match(numatune, /numa_nodeset\s*:\s*1\s*$/m);
             assert.strictEqual(out.topology, path.join(topologyDir, `${h.name}.svg`));
+
+            // The first PF's VFs, and VF 0's settings as the kernel reports them.
+            assert.strictEqual(now.numVfs, 4);
+            assert.match(await sshOk(h, "ip link show enp33s0"), /vf 0\b.*link\/ether 52:54:00:00:00:10.*vlan 100.*trust on/);
 
             // The vhost network: active with its bridge, and demo-db on it with the in-kernel backend.
             assert.match(await sshOk(h, "virsh -c qemu:///system net-info tuned"), /Active:\s+yes[\s\S]*Autostart:\s+yes[\s\S]*Bridge:\s+kvmt-tuned/);

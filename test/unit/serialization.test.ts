@@ -16,6 +16,7 @@ const PROVIDERS: Record<string, Record<string, unknown>> = {
     blockElevator: { device: "vdb", scheduler: "mq-deadline", tunables: { read_expire: 100 } },
     numaPinnedGuest: { name: "g1", vcpus: 2, memoryMiB: 64, numaNode: 1, cpuPins: [2, 3], hugepages: "2M" },
     vhostNetwork: { name: "vhnet0", bridge: "kvbr0", uplink: "kvdummy0", queues: 2, rxQueueSize: 1024 },
+    sriovNic: { pf: "enp65s0", numVfs: 4, vfs: [{ vf: 0, mac: "52:54:00:aa:bb:01", vlan: 100 }], libvirtNetwork: "sriov-pool" },
 };
 
 describe("provider serialization", () => {
