@@ -9,8 +9,8 @@
  */
 import { Remote } from "../host/remote";
 import { pciAddressOf } from "./domain";
-import { readNetworks } from "./vfPoolNetwork";
-import { readAllDomains } from "./virsh";
+import { parseVfPoolNetworkXml } from "./vfPoolNetwork";
+import { readAllDomains, readAllNetworks } from "./virsh";
 import { child, childElements, find, parse, textOf, XmlElement } from "./xml";
 
 export interface VfDevice {
@@ -75,20 +75,14 @@ export function holdersIn(domainXmls: Iterable<string>, vfs: readonly VfDevice[]
 
 /**
  * Running guests on the host that hold any of `vfs`, or an interface on a VF pool network of `pf`,
- * or on one of `alsoNetworks` (networks about to be removed). Two round trips: the domains, then
- * the networks their interfaces name.
+ * or on one of `alsoNetworks` (networks about to be removed). The running domains and all networks
+ * are read side by side, one round trip each.
  */
 export async function runningHolders(remote: Remote, pf: string, vfs: readonly VfDevice[], alsoNetworks: readonly string[] = []): Promise<VfHolder[]> {
-    const domains = [...(await readAllDomains(remote)).values()];
-    const running = domains.map((x) => parse(x)).filter(isRunningXml);
-    if (running.length === 0) return [];
-    const named = [...new Set(running.flatMap((d) => networksOf(child(d, "devices"))))];
-    const nets = await readNetworks(remote, named);
-    const pools = named.filter((n) => {
-        const net = nets.get(n)?.network;
-        return alsoNetworks.includes(n) || (net?.mode === "hostdev" && net.pf === pf);
-    });
-    return holdersIn(domains, vfs, pools);
+    const [domains, networks] = await Promise.all([readAllDomains(remote, "running"), readAllNetworks(remote)]);
+    if (domains.size === 0) return [];
+    const pools = [...networks.values()].map((x) => parseVfPoolNetworkXml(x)).filter((n) => n.mode === "hostdev" && n.pf === pf).map((n) => n.name);
+    return holdersIn(domains.values(), vfs, [...new Set([...pools, ...alsoNetworks])]);
 }
 
 /** The refusal message: names every guest and what it holds. */

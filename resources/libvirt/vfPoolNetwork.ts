@@ -12,7 +12,7 @@ import { Remote, runScript } from "../host/remote";
 import { shellQuote } from "../host/quote";
 import { buildDumpScript, parseDump } from "../host/sysfs";
 import { ownerMetadata, ownerOf, pciAddressOf } from "./domain";
-import { defineXml, parseDominfo, VIRSH } from "./virsh";
+import { defineXml, VIRSH } from "./virsh";
 import { child, childElements, el, parse, serialize, textOf } from "./xml";
 
 export interface VfPoolNetwork {
@@ -65,25 +65,34 @@ export interface NetworkRead {
     network: VfPoolNetwork | null;
 }
 
-/** Reads networks by name in one round trip: definition, active and autostart flags. */
+/**
+ * Reads networks by name in one round trip: definition, active and autostart flags. The flags come
+ * from `net-list` (active ones by default, `--autostart`), not `net-info`: for a hostdev network
+ * libvirt 9.0 logs "internal error: network ... does not have a bridge name" at every `net-info`
+ * (seen on the lab), which would fill the host's journal at each refresh.
+ */
 export async function readNetworks(remote: Remote, names: readonly string[]): Promise<Map<string, NetworkRead>> {
     const out = new Map<string, NetworkRead>();
     if (names.length === 0) return out;
-    const commands: Record<string, string> = {};
-    names.forEach((name, k) => {
-        commands[`info${k}`] = `${VIRSH} net-info ${shellQuote(name)}`;
-        commands[`xml${k}`] = `${VIRSH} net-dumpxml ${shellQuote(name)}`;
-    });
+    const commands: Record<string, string> = {
+        active: `${VIRSH} net-list --name`,
+        autostart: `${VIRSH} net-list --all --name --autostart`,
+    };
+    names.forEach((name, k) => (commands[`xml${k}`] = `${VIRSH} net-dumpxml ${shellQuote(name)}`));
     const dump = parseDump(await runScript(remote, buildDumpScript({ commands })));
+    const listed = (k: string) => {
+        const c = dump.commands.get(k);
+        if (!c || c.code !== 0) throw new Error(`virsh net-list failed on ${remote.name}: ${c?.stdout.trim() || "no output"}`);
+        return new Set(c.stdout.split("\n").map((l) => l.trim()).filter(Boolean));
+    };
+    const [active, autostart] = [listed("active"), listed("autostart")];
     names.forEach((name, k) => {
-        const info = dump.commands.get(`info${k}`);
         const xml = dump.commands.get(`xml${k}`);
-        if (!info || info.code !== 0 || !xml || xml.code !== 0) {
+        if (!xml || xml.code !== 0) {
             out.set(name, { exists: false, active: false, autostart: false, network: null });
             return;
         }
-        const fields = parseDominfo(info.stdout);
-        out.set(name, { exists: true, active: fields.Active === "yes", autostart: fields.Autostart === "yes", network: parseVfPoolNetworkXml(xml.stdout) });
+        out.set(name, { exists: true, active: active.has(name), autostart: autostart.has(name), network: parseVfPoolNetworkXml(xml.stdout) });
     });
     return out;
 }
