@@ -67,9 +67,9 @@ export function isHostdev(i: InterfaceSpec): i is HostdevInterfaceSpec {
     return "pciAddress" in i;
 }
 
-/** The `<metadata>` carrying kvmtune's ownership mark (domains and networks alike). */
-export function ownerMetadata(owner: string): XmlElement {
-    return el("metadata", {}, el("kvmtune:owner", { "xmlns:kvmtune": OWNER_NS }, owner));
+/** The `<metadata>` carrying kvmtune's ownership mark (domains and networks alike), and any other marks. */
+export function ownerMetadata(owner: string, ...more: Array<XmlElement | null>): XmlElement {
+    return el("metadata", {}, el("kvmtune:owner", { "xmlns:kvmtune": OWNER_NS }, owner), ...more);
 }
 
 /** The text of kvmtune's ownership mark in a document's `<metadata>`, or null when it has none. */

@@ -19,7 +19,7 @@ import { shellQuote } from "../host/quote";
 import type { Remote } from "../host/remote";
 import { runScript } from "../host/remote";
 import { buildDumpScript, Dump, parseDump } from "../host/sysfs";
-import { OWNER_NS } from "./domain";
+import { ownerMetadata, ownerOf } from "./domain";
 import { parseDominfo, VIRSH } from "./virsh";
 import { child, childElements, el, localName, namespaceOf, parse, serialize, textOf, XmlElement } from "./xml";
 
@@ -73,12 +73,7 @@ export function buildNetworkXml(spec: NetworkSpec, owner: string, uuid?: string)
         {},
         el("name", {}, spec.name),
         uuid ? el("uuid", {}, uuid) : null,
-        el(
-            "metadata",
-            {},
-            el("kvmtune:owner", { "xmlns:kvmtune": OWNER_NS }, owner),
-            d ? el("kvh:vhostNetwork", { "xmlns:kvh": VHOST_NS, queues: d.queues, rxQueueSize: d.rxQueueSize, txQueueSize: d.txQueueSize }) : null,
-        ),
+        ownerMetadata(owner, d ? el("kvh:vhostNetwork", { "xmlns:kvh": VHOST_NS, queues: d.queues, rxQueueSize: d.rxQueueSize, txQueueSize: d.txQueueSize }) : null),
         spec.forward === "bridge" ? el("forward", { mode: "bridge" }) : null,
         el("bridge", { name: spec.bridge }),
     );
@@ -89,13 +84,11 @@ export function buildNetworkXml(spec: NetworkSpec, owner: string, uuid?: string)
 export function parseNetworkXml(xml: string): ParsedNetwork {
     const n = parse(xml);
     if (n.name !== "network") throw new Error(`not a network document: <${n.name}>`);
-    let owner: string | null = null;
+    const owner = ownerOf(n);
     let vhost: GuestDefaults | null = null;
     const metadata = child(n, "metadata");
     for (const m of childElements(metadata)) {
-        const ns = namespaceOf(m, [n, metadata as XmlElement]);
-        if (localName(m.name) === "owner" && ns === OWNER_NS) owner = textOf(m) ?? "";
-        if (localName(m.name) === "vhostNetwork" && ns === VHOST_NS) {
+        if (localName(m.name) === "vhostNetwork" && namespaceOf(m, [n, metadata as XmlElement]) === VHOST_NS) {
             vhost = {};
             const q = Number(m.attrs.queues);
             if (Number.isInteger(q) && q > 0) vhost.queues = q;
