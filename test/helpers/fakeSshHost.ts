@@ -5,8 +5,12 @@
  *   a LocalRemote (with `etc`, in a private /etc). It counts what the tests check.
  * - `startSilentPort`: accepts TCP connections and never says a word (a hung sshd, a black hole).
  * - `closedPort`: a port nothing listens on (a host that is down refuses the connection).
+ * - `startFakeDiskHost`: a FakeSshHost with a private /etc and one disk queue made of files.
  */
+import * as fs from "fs";
 import * as net from "net";
+import * as os from "os";
+import * as path from "path";
 import type { Remote } from "../../resources/host/remote";
 import { KeyPair, newKeyPair } from "./fixtures";
 import { LocalRemote } from "./localRemote";
@@ -61,14 +65,24 @@ export interface FakeSshHost {
     close(): Promise<void>;
 }
 
-function listen(server: net.Server): Promise<number> {
+function listen(server: net.Server, port = 0): Promise<number> {
     return new Promise((resolve, reject) => {
         server.once("error", reject);
-        server.listen(0, "127.0.0.1", () => resolve((server.address() as net.AddressInfo).port));
+        server.listen(port, "127.0.0.1", () => resolve((server.address() as net.AddressInfo).port));
     });
 }
 
-export async function startFakeSshHost(opts: { clientKey: KeyPair; remote?: Remote; hostKey?: KeyPair }): Promise<FakeSshHost> {
+export interface FakeSshHostOptions {
+    /** The one client key it accepts. */
+    clientKey: KeyPair;
+    /** Where commands run: this machine by default; a LocalRemote with `etc` keeps /etc private. */
+    remote?: Remote;
+    /** Its host key (a new one by default); the same key and `port` bring a host back. */
+    hostKey?: KeyPair;
+    port?: number;
+}
+
+export async function startFakeSshHost(opts: FakeSshHostOptions): Promise<FakeSshHost> {
     const hostKey = opts.hostKey ?? newKeyPair();
     const allowed = ssh2.utils.parseKey(opts.clientKey.publicKey);
     if (allowed instanceof Error) throw allowed;
@@ -109,7 +123,7 @@ export async function startFakeSshHost(opts: { clientKey: KeyPair; remote?: Remo
             });
         });
     });
-    const port = await listen(server);
+    const port = await listen(server, opts.port);
     return {
         port,
         hostKey: hostKey.fingerprint,
@@ -150,4 +164,74 @@ export async function closedPort(): Promise<number> {
     const port = await listen(server);
     await new Promise<void>((resolve) => server.close(() => resolve()));
     return port;
+}
+
+/**
+ * A loopback host with a disk whose queue is a folder: a FakeSshHost whose commands run with a
+ * private /etc (hostname `fakehost`) and a read-only /sys, except one real disk's `queue/`, over
+ * which lies a folder of plain files (`scheduler` says `[none] mq-deadline` until a provider writes
+ * another name into it; `resetQueue` puts that back). Commands that act beyond the namespace
+ * (modprobe, udevadm, systemctl, update-grub) are stand-ins that do nothing. Providers run their
+ * real scripts against it; nothing on this machine changes.
+ */
+export interface FakeDiskHost {
+    ssh: FakeSshHost;
+    /** The host's /etc, as a folder here. */
+    etc: string;
+    /** The disk's kernel name, and the folder that stands for its queue. */
+    disk: string;
+    queue: string;
+    /** Puts the fake queue back as it started. */
+    resetQueue(): void;
+    /** Stops answering (the host goes away) and comes back on the same port with the same key. */
+    stop(): Promise<void>;
+    start(): Promise<void>;
+    /** Stops the host and removes its folders. */
+    dispose(): Promise<void>;
+}
+
+export async function startFakeDiskHost(clientKey: KeyPair): Promise<FakeDiskHost> {
+    const root = fs.mkdtempSync(path.join(os.tmpdir(), "kvmtune-fakehost-"));
+    const etc = path.join(root, "etc");
+    const queue = path.join(root, "queue");
+    fs.mkdirSync(etc);
+    fs.writeFileSync(path.join(etc, "hostname"), "fakehost\n");
+    fs.writeFileSync(path.join(etc, "machine-id"), "0123456789abcdef0123456789abcdef\n");
+    const resetQueue = () => {
+        fs.rmSync(queue, { recursive: true, force: true });
+        fs.mkdirSync(path.join(queue, "iosched"), { recursive: true });
+        fs.writeFileSync(path.join(queue, "scheduler"), "[none] mq-deadline\n");
+        fs.writeFileSync(path.join(queue, "nr_requests"), "256\n");
+        fs.writeFileSync(path.join(queue, "read_ahead_kb"), "128\n");
+    };
+    resetQueue();
+    const bin = path.join(root, "bin");
+    fs.mkdirSync(bin);
+    for (const command of ["modprobe", "udevadm", "systemctl", "update-grub"]) {
+        fs.writeFileSync(path.join(bin, command), "#!/bin/sh\nexit 0\n", { mode: 0o755 });
+    }
+    // Any whole disk with a scheduler: only its name and its place in /sys are used.
+    const disk = fs
+        .readdirSync("/sys/block")
+        .filter((d) => /^(?:[sv]d[a-z]+|nvme\d+n\d+|loop\d+)$/.test(d) && fs.existsSync(`/sys/block/${d}/queue/scheduler`))
+        .sort((a, b) => Number(a.startsWith("loop")) - Number(b.startsWith("loop")) || a.localeCompare(b))[0];
+    if (!disk) throw new Error("this machine has no block device with a scheduler to stand in for a disk");
+    const remote = new LocalRemote({ etc, binds: [[queue, fs.realpathSync(`/sys/block/${disk}/queue`)]], pathFirst: bin });
+    const hostKey = newKeyPair();
+    const host: FakeDiskHost = {
+        ssh: await startFakeSshHost({ clientKey, remote, hostKey }),
+        etc,
+        disk,
+        queue,
+        resetQueue,
+        stop: () => host.ssh.close(),
+        start: async () => {
+            host.ssh = await startFakeSshHost({ clientKey, remote, hostKey, port: host.ssh.port });
+        },
+        dispose: async () => {
+            await host.ssh.close();
+            fs.rmSync(root, { recursive: true, force: true });
+        },
+    };
+    return host;
 }
