@@ -3,10 +3,11 @@
  * through it, so the parsers meet a real kernel's sysfs without needing a lab host.
  *
  * With `etc`, every command runs in a private mount namespace (`unshare --mount`, as root) whose
- * /etc is that folder and whose /sys is read-only: scripts that write persistence files and claims
- * under /etc run unchanged and land in the test's folder, and no script can change this machine's
- * kernel settings. `binds` lays test folders over paths inside it (a fake disk queue over a real
- * disk's `/sys/block/X/queue`), so a provider's writes go to files a test reads.
+ * /etc is that folder and whose / and /sys are read-only: scripts that write persistence files and
+ * claims under /etc run unchanged and land in the test's folder, and no script, however broken,
+ * can change this machine's files or kernel settings (/proc and /dev stay writable: keep scripts
+ * that write there out of it). `binds` lays test folders over paths inside it (a fake disk queue
+ * over a real disk's `/sys/block/X/queue`), so a provider's writes go to files a test reads.
  */
 import { spawn } from "child_process";
 import type { ExecOptions, ExecResult, Remote } from "../../resources/host/remote";
@@ -25,6 +26,8 @@ const NAMESPACE_SETUP = [
     'etc=$0 cmd=$1; shift',
     'mount --bind "$etc" /etc && mount -o remount,bind,ro /sys || exit 125',
     'while [ $# -gt 1 ]; do mount --bind "$1" "$2" || exit 125; shift 2; done',
+    // Last: a bind made from a read-only mount would be read-only too.
+    'mount -o remount,bind,ro / || exit 125',
     'exec /bin/sh -c "$cmd"',
 ].join("\n");
 
