@@ -72,7 +72,40 @@ export function validate<S extends z.ZodType>(
 ): { ok: true; value: z.output<S> } | { ok: false; failures: Failure[] } {
     const result = schema.safeParse(input);
     if (result.success) return { ok: true, value: result.data };
-    return { ok: false, failures: result.error.issues.map((i) => describeIssue(i, input)) };
+    return { ok: false, failures: result.error.issues.flatMap((i) => closestBranch(i)).map((i) => describeIssue(i, input)) };
+}
+
+type Issue = z.core.$ZodIssue;
+
+/**
+ * A value that fits no form of a union (a NIC given as `{network}` or `{hostdevVf}`, a CPU set as
+ * a number, a list or a string) fails as one issue at the union, "Invalid input". Report instead
+ * what the closest form says, with its full path (`interfaces.0.hostdevVf.vf: expected number`):
+ * the form without unknown keys at the union's level, with the fewest issues, deepest, in which
+ * the value at least had the right type. Forms that come equally close are named together.
+ */
+export function closestBranch(issue: Issue, prefix: ReadonlyArray<PropertyKey> = []): Issue[] {
+    const path = [...prefix, ...issue.path];
+    if (issue.code !== "invalid_union" || issue.errors.length === 0) return [{ ...issue, path } as Issue];
+    const branches = issue.errors.map((b) => b.flatMap((i) => closestBranch(i, path)));
+    const score = (b: Issue[]) => [
+        b.filter((i) => i.code === "unrecognized_keys" && i.path.length === path.length).length,
+        b.length,
+        -Math.max(...b.map((i) => i.path.length)),
+        b.filter((i) => i.code === "invalid_type").length,
+    ];
+    const cmp = (a: number[], b: number[]) => {
+        const n = a.findIndex((x, k) => x !== b[k]);
+        return n < 0 ? 0 : a[n] - b[n];
+    };
+    const ranked = branches.map((b) => ({ b, s: score(b) })).sort((x, y) => cmp(x.s, y.s));
+    const best = ranked.filter((r) => cmp(r.s, ranked[0].s) === 0).map((r) => r.b);
+    if (best.length === 1) return best[0];
+    // Equally close forms: one issue at the union naming what each wanted.
+    const tied = best.flat();
+    const messages = [...new Set(tied.map((i) => i.message))];
+    const code = tied.every((i) => i.code === tied[0].code) ? tied[0].code : issue.code;
+    return [{ ...issue, code, path, message: messages.join("; or ") } as Issue];
 }
 
 /** For code paths that are not `check` (create after a skipped check, read of imported state). */

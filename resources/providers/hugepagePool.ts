@@ -21,7 +21,8 @@ import { diffProps, FieldPolicy } from "../policy";
 import { stateOf } from "../state";
 import { checkInputs, inputsFrom } from "../validate";
 
-const MOUNT_PATH = /^\/(?:[A-Za-z0-9_.-]+\/)*[A-Za-z0-9_.-]+$/;
+/** Absolute, of plain names, and normalized: no `.` or `..` (systemd refuses such a mount unit's Where=). */
+const MOUNT_PATH = /^(?!.*\/\.\.?(?:\/|$))\/(?:[A-Za-z0-9_.-]+\/)*[A-Za-z0-9_.-]+$/;
 
 export const hugepagePoolSchema = z
     .object({
@@ -32,7 +33,7 @@ export const hugepagePoolSchema = z
         /** Or one total the kernel spreads over the nodes. */
         total: z.number().int().min(0).max(4_194_304).optional(),
         /** A hugetlbfs mount point for this page size (created when missing). */
-        mount: z.string().regex(MOUNT_PATH, "must be an absolute path of plain names").optional(),
+        mount: z.string().regex(MOUNT_PATH, "must be an absolute path of plain names, without . or .. parts").optional(),
         persist: z.boolean().default(true),
         /** Accept fewer pages than asked; the outputs then show what the kernel gave. */
         allowPartial: z.boolean().default(false),
