@@ -11,6 +11,7 @@
 import * as pulumi from "@pulumi/pulumi";
 import { ConnectionInput, secretConnection } from "./connectionInput";
 import { lazyProvider } from "./lazyProvider";
+import { ownerLabel } from "./owner";
 
 /** A CPU set: one CPU, a list of CPUs, or a kernel CPU list such as `"2-3,6"`. */
 export type CpuSetInput = number | number[] | string;
@@ -113,7 +114,7 @@ export class NumaPinnedGuest extends pulumi.dynamic.Resource {
                 ...args,
                 connection: secretConnection(args.connection),
                 // The ownership mark in the domain's <metadata>: resource, project and stack.
-                owner: `NumaPinnedGuest ${name} (${pulumi.getProject()}/${pulumi.getStack()})`,
+                owner: ownerLabel("NumaPinnedGuest", name),
                 uuid: undefined,
                 state: undefined,
                 resolvedCpuPins: undefined,
