@@ -8,6 +8,9 @@ import type { Tuning } from "./tuning";
 export const labTuning: Tuning = {
     hugepagePools: [{ pageSize: "2M", nodes: { "0": 64, "1": 64 }, mount: "/dev/hugepages" }],
     elevators: [{ device: "vdb", scheduler: "mq-deadline", tunables: { read_expire: 100 } }],
+    // The first igb PF (node 0): 4 VFs, VF 0 with a fixed MAC, VLAN 100 and trust on.
+    sriovNics: [{ pf: "enp33s0", numVfs: 4, vfs: [{ vf: 0, mac: "52:54:00:00:00:10", vlan: 100, trust: true }] }],
+    vhostNetworks: [{ name: "tuned", bridge: "kvmt-tuned", queues: 2 }],
     guests: [
         {
             name: "demo-db",
@@ -17,7 +20,11 @@ export const labTuning: Tuning = {
             memoryMode: "strict",
             memoryMiB: 64,
             hugepages: "2M",
+            interfaces: [{ network: "tuned", queues: 2 }],
             running: true,
+            // The demo guest boots no OS, so nothing answers the ACPI shutdown request: do not
+            // wait the default two minutes before forcing it off on delete.
+            shutdownTimeoutSeconds: 10,
         },
     ],
 };

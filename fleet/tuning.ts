@@ -7,12 +7,16 @@ import { z } from "zod";
 import { blockElevatorSchema } from "../resources/providers/blockElevator";
 import { hugepagePoolSchema } from "../resources/providers/hugepagePool";
 import { numaPinnedGuestSchema } from "../resources/providers/numaPinnedGuest";
+import { sriovNicSchema } from "../resources/providers/sriovNic";
+import { vhostNetworkSchema } from "../resources/providers/vhostNetwork";
 import { validate } from "../resources/validate";
 
 /** Per kind of tuning: the provider's schema (which also wants the host's connection). */
 export const TUNING_KINDS = {
     hugepagePools: hugepagePoolSchema,
     elevators: blockElevatorSchema,
+    sriovNics: sriovNicSchema,
+    vhostNetworks: vhostNetworkSchema,
     guests: numaPinnedGuestSchema,
 } as const;
 

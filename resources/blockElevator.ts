@@ -7,6 +7,7 @@
 import * as pulumi from "@pulumi/pulumi";
 import { ConnectionInput, secretConnection } from "./connectionInput";
 import { lazyProvider } from "./lazyProvider";
+import { ownerLabel } from "./owner";
 
 export type SchedulerName = "mq-deadline" | "bfq" | "kyber" | "none";
 
@@ -56,7 +57,8 @@ export class BlockElevator extends pulumi.dynamic.Resource {
             {
                 ...args,
                 connection: secretConnection(args.connection),
-                owner: `BlockElevator ${name}`,
+                // Names this resource (and its project and stack) in the files and claims it leaves on the host.
+                owner: ownerLabel("BlockElevator", name),
                 kernelName: undefined,
                 activeScheduler: undefined,
                 availableSchedulers: undefined,

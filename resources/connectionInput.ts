@@ -20,7 +20,10 @@ export interface ConnectionInput {
     hostKey: pulumi.Input<string>;
     /** Run privileged commands through `sudo -n` (for a non-root user with password-less sudo). */
     sudo?: pulumi.Input<boolean>;
-    /** How long one connection attempt may take, in seconds (default 30). */
+    /**
+     * How long connecting may take, in seconds, retries included (default 30): a host that is down
+     * or does not answer SSH fails the deployment within this time, with an error naming host:port.
+     */
     connectTimeoutSeconds?: pulumi.Input<number>;
 }
 

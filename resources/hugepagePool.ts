@@ -9,6 +9,7 @@
 import * as pulumi from "@pulumi/pulumi";
 import { ConnectionInput, secretConnection } from "./connectionInput";
 import { lazyProvider } from "./lazyProvider";
+import { ownerLabel } from "./owner";
 
 export interface HugepagePoolArgs {
     connection: ConnectionInput;
@@ -50,7 +51,8 @@ export class HugepagePool extends pulumi.dynamic.Resource {
             {
                 ...args,
                 connection: secretConnection(args.connection),
-                owner: `HugepagePool ${name}`,
+                // Names this resource (and its project and stack) in the files and claims it leaves on the host.
+                owner: ownerLabel("HugepagePool", name),
                 pools: undefined,
                 totalPages: undefined,
                 freePages: undefined,

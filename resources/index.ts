@@ -14,3 +14,5 @@ export { HugepagePool, HugepagePoolArgs, HugepagePoolCounts } from "./hugepagePo
 export { BlockElevator, BlockElevatorArgs, SchedulerName } from "./blockElevator";
 export { NumaPinnedGuest, NumaPinnedGuestArgs, GuestDiskArgs, GuestNetworkInterfaceArgs, GuestVfInterfaceArgs, CpuSetInput } from "./numaPinnedGuest";
 export { KvmHost, KvmHostArgs, KvmHostApplied } from "./kvmHost";
+export { VhostNetwork, VhostNetworkArgs, VhostGuestDefaults, RingSizeInput } from "./vhostNetwork";
+export { SriovNic, SriovNicArgs, SriovVfArgs, SriovVfDevice, SriovVfSettings } from "./sriovNic";

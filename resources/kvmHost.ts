@@ -11,6 +11,8 @@ import { HostFacts } from "./hostFacts";
 import { HugepagePool, HugepagePoolArgs } from "./hugepagePool";
 import { GuestPlan, hugepageShortfalls, overlappingPins, remoteVfs } from "./kvmHostChecks";
 import { NumaPinnedGuest, NumaPinnedGuestArgs } from "./numaPinnedGuest";
+import { SriovNic, SriovNicArgs } from "./sriovNic";
+import { VhostNetwork, VhostNetworkArgs } from "./vhostNetwork";
 
 /** Every child takes the host's connection; the rest of its arguments are given here. */
 type OnHost<T> = Omit<T, "connection">;
@@ -21,6 +23,10 @@ export interface KvmHostArgs {
     hugepagePools?: Array<OnHost<HugepagePoolArgs> & { pageSize: "2M" | "1G" }>;
     /** One elevator per disk; `device` names the child resource, so it is a plain string. */
     elevators?: Array<OnHost<BlockElevatorArgs> & { device: string }>;
+    /** SR-IOV PFs by interface name or PCI address (a plain string: it names the child). */
+    sriovNics?: Array<OnHost<SriovNicArgs> & { pf: string }>;
+    /** vhost-net networks by libvirt network name (a plain string: it names the child). */
+    vhostNetworks?: Array<OnHost<VhostNetworkArgs> & { name: string }>;
     /** Guests by domain name (a plain string: it names the child resource). */
     guests?: Array<OnHost<NumaPinnedGuestArgs> & { name: string }>;
 }
@@ -29,6 +35,8 @@ export interface KvmHostArgs {
 export interface KvmHostApplied {
     hugepagePools: Record<string, unknown>;
     elevators: Record<string, unknown>;
+    sriovNics: Record<string, unknown>;
+    vhostNetworks: Record<string, unknown>;
     guests: Record<string, unknown>;
 }
 
@@ -45,6 +53,8 @@ function crossCheck(hostName: string, args: KvmHostArgs): void {
     for (const [kind, keys] of [
         ["hugepage pool for page size", (args.hugepagePools ?? []).map((p) => p.pageSize)],
         ["elevator for disk", (args.elevators ?? []).map((e) => e.device)],
+        ["SR-IOV PF", (args.sriovNics ?? []).map((n) => n.pf)],
+        ["vhost network", (args.vhostNetworks ?? []).map((n) => n.name)],
         ["guest", (args.guests ?? []).map((g) => g.name)],
     ] as const) {
         for (const key of keys) {
@@ -59,6 +69,8 @@ export class KvmHost extends pulumi.ComponentResource {
     public readonly facts: HostFacts;
     public readonly hugepagePools: Record<string, HugepagePool> = {};
     public readonly elevators: Record<string, BlockElevator> = {};
+    public readonly sriovNics: Record<string, SriovNic> = {};
+    public readonly vhostNetworks: Record<string, VhostNetwork> = {};
     public readonly guests: Record<string, NumaPinnedGuest> = {};
     /** Per child, what it applied (read back from the host). */
     public readonly applied: pulumi.Output<KvmHostApplied>;
@@ -81,8 +93,18 @@ export class KvmHost extends pulumi.ComponentResource {
         for (const e of args.elevators ?? []) {
             this.elevators[e.device] = new BlockElevator(`${name}-elevator-${namePart(e.device)}`, { ...e, connection }, child);
         }
+        for (const n of args.sriovNics ?? []) {
+            this.sriovNics[n.pf] = new SriovNic(`${name}-sriov-${namePart(n.pf)}`, { ...n, connection }, child);
+        }
+        for (const n of args.vhostNetworks ?? []) {
+            this.vhostNetworks[n.name] = new VhostNetwork(`${name}-net-${n.name}`, { ...n, connection }, child);
+        }
         // Guests start after everything they draw on: pools for their memory, networks and VFs.
-        const guestDeps: pulumi.Resource[] = [...Object.values(this.hugepagePools)];
+        const guestDeps: pulumi.Resource[] = [
+            ...Object.values(this.hugepagePools),
+            ...Object.values(this.sriovNics),
+            ...Object.values(this.vhostNetworks),
+        ];
         for (const g of args.guests ?? []) {
             this.guests[g.name] = new NumaPinnedGuest(`${name}-guest-${g.name}`, { ...g, connection }, { ...child, dependsOn: guestDeps });
         }
@@ -93,10 +115,16 @@ export class KvmHost extends pulumi.ComponentResource {
             .all([
                 mapOutputs(this.hugepagePools, (p) => p.pools),
                 mapOutputs(this.elevators, (e) => pulumi.all([e.kernelName, e.activeScheduler, e.currentTunables])),
+                mapOutputs(this.sriovNics, (n) => pulumi.all([n.pfName, n.numaNode, n.vfDevices])),
+                mapOutputs(this.vhostNetworks, (n) => pulumi.all([n.bridgeName, n.active, n.vhostNetAvailable, n.guestDefaults])),
                 mapOutputs(this.guests, (g) => pulumi.all([g.state, g.resolvedCpuPins, g.pendingRestart])),
             ])
-            .apply(([pools, elevators, guests]) => ({
+            .apply(([pools, elevators, nics, networks, guests]) => ({
                 hugepagePools: pools,
+                sriovNics: Object.fromEntries(Object.entries(nics).map(([k, [pf, numaNode, vfs]]) => [k, { pf, numaNode, vfs }])),
+                vhostNetworks: Object.fromEntries(
+                    Object.entries(networks).map(([k, [bridge, active, vhostNet, guestDefaults]]) => [k, { bridge, active, vhostNet, guestDefaults }]),
+                ),
                 elevators: Object.fromEntries(
                     Object.entries(elevators).map(([k, [disk, scheduler, tunables]]) => [k, { disk, scheduler, tunables }]),
                 ),

@@ -11,6 +11,7 @@
 import * as pulumi from "@pulumi/pulumi";
 import { ConnectionInput, secretConnection } from "./connectionInput";
 import { lazyProvider } from "./lazyProvider";
+import { ownerLabel } from "./owner";
 
 /** A CPU set: one CPU, a list of CPUs, or a kernel CPU list such as `"2-3,6"`. */
 export type CpuSetInput = number | number[] | string;
@@ -102,6 +103,8 @@ export class NumaPinnedGuest extends pulumi.dynamic.Resource {
     public readonly owned!: pulumi.Output<boolean>;
     /** The guest was adopted (the `adopt` input) rather than defined by this resource. */
     public readonly adopted!: pulumi.Output<boolean>;
+    /** Per interface: what it took from its network's guest defaults (a VhostNetwork's queues, ring sizes); null: nothing. */
+    public readonly interfaceDefaults!: pulumi.Output<Array<{ queues?: number; rxQueueSize?: number; txQueueSize?: number } | null>>;
 
     constructor(name: string, args: NumaPinnedGuestArgs, opts?: pulumi.CustomResourceOptions) {
         super(
@@ -111,7 +114,7 @@ export class NumaPinnedGuest extends pulumi.dynamic.Resource {
                 ...args,
                 connection: secretConnection(args.connection),
                 // The ownership mark in the domain's <metadata>: resource, project and stack.
-                owner: `NumaPinnedGuest ${name} (${pulumi.getProject()}/${pulumi.getStack()})`,
+                owner: ownerLabel("NumaPinnedGuest", name),
                 uuid: undefined,
                 state: undefined,
                 resolvedCpuPins: undefined,
@@ -119,6 +122,7 @@ export class NumaPinnedGuest extends pulumi.dynamic.Resource {
                 owned: undefined,
                 adopted: undefined,
                 vfAddresses: undefined,
+                interfaceDefaults: undefined,
             },
             opts,
             "kvmtune",

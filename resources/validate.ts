@@ -4,9 +4,34 @@
  */
 import type * as pulumi from "@pulumi/pulumi";
 import type { z } from "zod";
+import { ownerProblem } from "./host/files";
 
 /** Fields whose values must never be echoed back, even in an error. */
 const SECRET_FIELD = /privateKey|password|passphrase|secret|token/i;
+
+/**
+ * Key text wherever it sits: a key pasted into the wrong field, used as an object key (which then
+ * is part of an issue's path), or echoed by a custom message. From the BEGIN line to the END line,
+ * or to the end of the text when the END line was cut off.
+ */
+const KEY_TEXT = /-----BEGIN [A-Z0-9 ]*PRIVATE KEY-----[\s\S]*?(?:-----END [A-Z0-9 ]*PRIVATE KEY-----|$)|PuTTY-User-Key-File-[\s\S]*/g;
+
+/** Text with any private key in it replaced by a placeholder. */
+export function scrubKeys(text: string): string {
+    return text.replace(KEY_TEXT, "(a private key)");
+}
+
+/** A value for display: secret fields and private keys replaced, at any depth. */
+function redact(value: unknown): unknown {
+    if (typeof value === "string") return scrubKeys(value);
+    if (Array.isArray(value)) return value.map(redact);
+    if (value && typeof value === "object") {
+        return Object.fromEntries(
+            Object.entries(value as Record<string, unknown>).map(([k, v]) => [scrubKeys(k), SECRET_FIELD.test(k) ? "(secret)" : redact(v)]),
+        );
+    }
+    return value;
+}
 
 function valueAt(input: unknown, path: ReadonlyArray<PropertyKey>): unknown {
     let v: unknown = input;
@@ -18,7 +43,7 @@ function valueAt(input: unknown, path: ReadonlyArray<PropertyKey>): unknown {
 }
 
 function show(value: unknown): string {
-    const text = value === undefined ? "nothing" : JSON.stringify(value);
+    const text = value === undefined ? "nothing" : JSON.stringify(redact(value));
     return text.length > 80 ? text.slice(0, 77) + "..." : text;
 }
 
@@ -28,16 +53,16 @@ export interface Failure extends pulumi.dynamic.CheckFailure {
 }
 
 export function describeIssue(issue: z.core.$ZodIssue, input: unknown): Failure {
-    const property = issue.path.map(String).join(".") || "(inputs)";
+    const property = scrubKeys(issue.path.map(String).join(".") || "(inputs)");
     const secret = issue.path.some((k) => typeof k === "string" && SECRET_FIELD.test(k));
     const value = valueAt(input, issue.path);
     const unknown = containsUnknown(value) || issue.path.length === 0 && containsUnknown(input);
     const given = secret ? "a value" : show(value);
     // Unknown keys are reported once for the object; name them so a typo is easy to spot.
     if (issue.code === "unrecognized_keys") {
-        return { property, reason: `${property}: unknown field(s) ${issue.keys.join(", ")}` };
+        return { property, reason: scrubKeys(`${property}: unknown field(s) ${issue.keys.join(", ")}`) };
     }
-    return { property, reason: `${property}: got ${given}; ${issue.message}`, ...(unknown ? { unknown } : {}) };
+    return { property, reason: scrubKeys(`${property}: got ${given}; ${issue.message}`), ...(unknown ? { unknown } : {}) };
 }
 
 /** Validates inputs: the parsed value (defaults filled in) or one failure per issue. */
@@ -47,7 +72,40 @@ export function validate<S extends z.ZodType>(
 ): { ok: true; value: z.output<S> } | { ok: false; failures: Failure[] } {
     const result = schema.safeParse(input);
     if (result.success) return { ok: true, value: result.data };
-    return { ok: false, failures: result.error.issues.map((i) => describeIssue(i, input)) };
+    return { ok: false, failures: result.error.issues.flatMap((i) => closestBranch(i)).map((i) => describeIssue(i, input)) };
+}
+
+type Issue = z.core.$ZodIssue;
+
+/**
+ * A value that fits no form of a union (a NIC given as `{network}` or `{hostdevVf}`, a CPU set as
+ * a number, a list or a string) fails as one issue at the union, "Invalid input". Report instead
+ * what the closest form says, with its full path (`interfaces.0.hostdevVf.vf: expected number`):
+ * the form without unknown keys at the union's level, with the fewest issues, deepest, in which
+ * the value at least had the right type. Forms that come equally close are named together.
+ */
+export function closestBranch(issue: Issue, prefix: ReadonlyArray<PropertyKey> = []): Issue[] {
+    const path = [...prefix, ...issue.path];
+    if (issue.code !== "invalid_union" || issue.errors.length === 0) return [{ ...issue, path } as Issue];
+    const branches = issue.errors.map((b) => b.flatMap((i) => closestBranch(i, path)));
+    const score = (b: Issue[]) => [
+        b.filter((i) => i.code === "unrecognized_keys" && i.path.length === path.length).length,
+        b.length,
+        -Math.max(...b.map((i) => i.path.length)),
+        b.filter((i) => i.code === "invalid_type").length,
+    ];
+    const cmp = (a: number[], b: number[]) => {
+        const n = a.findIndex((x, k) => x !== b[k]);
+        return n < 0 ? 0 : a[n] - b[n];
+    };
+    const ranked = branches.map((b) => ({ b, s: score(b) })).sort((x, y) => cmp(x.s, y.s));
+    const best = ranked.filter((r) => cmp(r.s, ranked[0].s) === 0).map((r) => r.b);
+    if (best.length === 1) return best[0];
+    // Equally close forms: one issue at the union naming what each wanted.
+    const tied = best.flat();
+    const messages = [...new Set(tied.map((i) => i.message))];
+    const code = tied.every((i) => i.code === tied[0].code) ? tied[0].code : issue.code;
+    return [{ ...issue, code, path, message: messages.join("; or ") } as Issue];
 }
 
 /** For code paths that are not `check` (create after a skipped check, read of imported state). */
@@ -76,11 +134,19 @@ export function checkInputs(schema: z.ZodObject, news: Record<string, unknown>):
     const strays = Object.keys(news).filter((k) => !RESERVED.has(k) && !(k in schema.shape) && news[k] !== undefined);
     const input = { ...pick(schema, news), ...Object.fromEntries(strays.map((k) => [k, news[k]])) };
     const r = validate(schema, input);
-    if (r.ok) return { inputs: news.owner === undefined ? r.value : { ...r.value, owner: news.owner } };
+    const ownerFailure = checkOwner(news.owner);
+    if (r.ok && !ownerFailure) return { inputs: news.owner === undefined ? r.value : { ...r.value, owner: news.owner } };
     // During preview a value computed by another resource is not known yet: judge it at apply time.
-    const failures = r.failures.filter((f) => !f.unknown);
+    const failures = [...(r.ok ? [] : r.failures.filter((f) => !f.unknown)), ...(ownerFailure ? [ownerFailure] : [])];
     if (failures.length === 0 && containsUnknown(input)) return { inputs: news };
     return { failures: failures.map(({ property, reason }) => ({ property, reason })) };
+}
+
+/** The owner label goes into headers of files on hosts: one printable line (see host/files.ts). */
+function checkOwner(owner: unknown): Failure | null {
+    if (owner === undefined) return null;
+    const problem = typeof owner === "string" ? ownerProblem(owner) : "the owner label must be a string";
+    return problem ? { property: "owner", reason: scrubKeys(`owner: got ${show(owner)}; ${problem}`) } : null;
 }
 
 /** Props that are not user inputs: the serialized provider, the owner label, the change plan. */

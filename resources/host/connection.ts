@@ -27,7 +27,7 @@ export const connectionSchema = z
         }),
         /** Run privileged commands through `sudo -n` (the user needs password-less sudo). */
         sudo: z.boolean().default(false),
-        /** How long one connection attempt may take, in seconds. */
+        /** How long connecting may take, in seconds, retries included: a host that is down fails within it. */
         connectTimeoutSeconds: z.number().int().min(1).max(600).default(30),
     })
     .strict();

@@ -47,8 +47,14 @@ export class ConnectError extends Error {
         public readonly host: string,
         public readonly attempts: number,
         public readonly reason: string,
+        /** How long the attempts took, so a user sees the connect timeout was kept. */
+        public readonly elapsedMs?: number,
     ) {
-        super(`cannot connect to ${host} after ${attempts} attempt(s): ${reason}`);
+        super(
+            `cannot connect to ${host} after ${attempts} attempt(s)` +
+                (elapsedMs === undefined ? "" : ` in ${(elapsedMs / 1000).toFixed(1)} s`) +
+                `: ${reason}`,
+        );
         this.name = "ConnectError";
     }
 }

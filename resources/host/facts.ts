@@ -76,6 +76,14 @@ export interface HostFactsData {
 const NODE = "/sys/devices/system/node";
 const NET = "/sys/class/net";
 
+/** The facts script's commands; read scripts that need one of these facts reuse the command and its parser. */
+export const FACT_COMMANDS = {
+    hugepageSizes: "ls -1 /sys/kernel/mm/hugepages",
+    vhostNet: "test -c /dev/vhost-net && echo device; test -d /sys/module/vhost_net && echo module",
+    libvirtVersion: "virsh --version",
+    libvirtActive: "systemctl is-active libvirtd || systemctl is-active virtqemud",
+};
+
 /** The read script: kept as data so a host's facts always come from one round trip. */
 export const FACTS_SCRIPT = buildDumpScript({
     files: [
@@ -108,13 +116,19 @@ export const FACTS_SCRIPT = buildDumpScript({
         `${NET}/*/device/driver`,
         `${NET}/*/device/physfn`,
     ],
-    commands: {
-        hugepageSizes: "ls -1 /sys/kernel/mm/hugepages",
-        vhostNet: "test -c /dev/vhost-net && echo device; test -d /sys/module/vhost_net && echo module",
-        libvirtVersion: "virsh --version",
-        libvirtActive: "systemctl is-active libvirtd || systemctl is-active virtqemud",
-    },
+    commands: FACT_COMMANDS,
 });
+
+/** `/dev/vhost-net` and the vhost_net module, from a dump that ran FACT_COMMANDS.vhostNet. */
+export function vhostNetOf(dump: Dump): HostFactsData["vhostNet"] {
+    const out = dump.commands.get("vhostNet")?.stdout ?? "";
+    return { device: /^device$/m.test(out), moduleLoaded: /^module$/m.test(out) };
+}
+
+/** libvirtd (or virtqemud) running, from a dump that ran FACT_COMMANDS.libvirtActive. */
+export function libvirtActiveOf(dump: Dump): boolean {
+    return /^active$/m.test(dump.commands.get("libvirtActive")?.stdout ?? "");
+}
 
 export async function gatherFacts(remote: Remote): Promise<HostFactsData> {
     // Privileged: some sysfs files (sriov_*) are root-only on some kernels.
@@ -243,7 +257,6 @@ export function parseFacts(dump: Dump): HostFactsData {
     }
     nics.sort((a, b) => a.name.localeCompare(b.name));
 
-    const vhost = dump.commands.get("vhostNet")?.stdout ?? "";
     const libvirtVersion = dump.commands.get("libvirtVersion");
     const osrelease = f.get("/proc/sys/kernel/osrelease");
     if (osrelease === undefined) {
@@ -259,10 +272,10 @@ export function parseFacts(dump: Dump): HostFactsData {
         numaNodes: [...nodes.values()].sort((a, b) => a.id - b.id),
         blockDevices,
         nics,
-        vhostNet: { device: /^device$/m.test(vhost), moduleLoaded: /^module$/m.test(vhost) },
+        vhostNet: vhostNetOf(dump),
         libvirt: {
             version: libvirtVersion && libvirtVersion.code === 0 ? libvirtVersion.stdout.trim() || null : null,
-            active: /^active$/m.test(dump.commands.get("libvirtActive")?.stdout ?? ""),
+            active: libvirtActiveOf(dump),
         },
     };
 }

@@ -34,9 +34,20 @@ export async function run(remote: Remote, command: string, options?: ExecOptions
     return r.stdout;
 }
 
+/**
+ * A script as it is sent: inside one brace group, which the shell parses whole before it runs any
+ * of it. A connection cut mid-send leaves `sh -s` with a truncated script and end of input; bare,
+ * its complete lines would run, and so would a cut-off last line (`mv -f "$tmp" /etc/udev/rules.d/6`
+ * renames the file to a wrong name). Grouped, the group is unterminated: a syntax error, nothing runs.
+ */
+export function wholeScript(script: string): string {
+    // The `:` keeps an empty script a valid group; the group's status is still the last command's.
+    return `{ :\n${script}\n}\n`;
+}
+
 /** Runs a shell script sent on stdin (`sh -s`), privileged unless told otherwise. */
 export function runScript(remote: Remote, script: string, options: { privileged?: boolean } = {}): Promise<string> {
-    return run(remote, "sh -s", { stdin: script, privileged: options.privileged ?? true });
+    return run(remote, "sh -s", { stdin: wholeScript(script), privileged: options.privileged ?? true });
 }
 
 /** A script is shown by its text in errors, since `sh -s` alone says nothing. */

@@ -10,13 +10,17 @@
 import type { NodeSSH } from "node-ssh";
 import { Connection, connectionKey, describeHost } from "./connection";
 import { ConnectError, HostKeyMismatchError } from "./errors";
-import { fingerprintOf, parseHostKeyPin } from "./hostKey";
+import { fingerprintOf, parseHostKeyPin, PinnedHostKey } from "./hostKey";
 import { shellQuote } from "./quote";
 import type { ExecOptions, ExecResult, Remote } from "./remote";
 
 /** Channels open at once on one connection: below sshd's default MaxSessions of 10. */
 export const MAX_CHANNELS = 8;
-/** Connection attempts before giving up, and the first back-off (doubled each time). */
+/**
+ * Connection attempts before giving up, and the first back-off (doubled each time). All attempts
+ * and back-offs fit in the connection's `connectTimeoutSeconds`: a host that is down fails the
+ * deployment within that time, not a multiple of it.
+ */
 const CONNECT_ATTEMPTS = 3;
 const FIRST_BACKOFF_MS = 1000;
 
@@ -120,28 +124,33 @@ class PooledHost implements Remote {
     }
 
     private async connectWithRetry(): Promise<NodeSSH> {
+        const started = Date.now();
+        const deadline = started + this.connection.connectTimeoutSeconds * 1000;
+        // A pin that does not parse will not parse on a second try either.
+        const pin = parseHostKeyPin(this.connection.hostKey);
+        if ("error" in pin) throw new Error(`hostKey of ${this.name}: ${pin.error}`);
         let lastError = "";
-        for (let attempt = 1; attempt <= CONNECT_ATTEMPTS; attempt++) {
+        let attempts = 0;
+        for (;;) {
+            attempts++;
             try {
-                return await this.connectOnce();
+                return await this.connectOnce(pin, deadline);
             } catch (err) {
                 // A wrong host key or a refused key will not get better by trying again.
                 if (err instanceof HostKeyMismatchError) throw err;
                 lastError = err instanceof Error ? err.message : String(err);
-                if (/authentication methods failed|permission denied/i.test(lastError)) break;
-                if (attempt < CONNECT_ATTEMPTS) {
-                    await new Promise((r) => setTimeout(r, FIRST_BACKOFF_MS * 2 ** (attempt - 1)));
-                }
+                if (/authentication methods failed|permission denied|cannot parse privatekey/i.test(lastError)) break;
+                const backoff = FIRST_BACKOFF_MS * 2 ** (attempts - 1);
+                if (attempts >= CONNECT_ATTEMPTS || Date.now() + backoff >= deadline) break;
+                await new Promise((r) => setTimeout(r, backoff));
             }
         }
-        throw new ConnectError(this.name, CONNECT_ATTEMPTS, lastError);
+        throw new ConnectError(this.name, attempts, lastError, Date.now() - started);
     }
 
-    private async connectOnce(): Promise<NodeSSH> {
+    private async connectOnce(pin: PinnedHostKey, deadline: number): Promise<NodeSSH> {
         const { NodeSSH } = await import("node-ssh");
         const c = this.connection;
-        const pin = parseHostKeyPin(c.hostKey);
-        if ("error" in pin) throw new Error(`hostKey of ${this.name}: ${pin.error}`);
         let mismatch: HostKeyMismatchError | undefined;
         const ssh = new NodeSSH();
         try {
@@ -150,13 +159,15 @@ class PooledHost implements Remote {
                 port: c.port,
                 username: c.user,
                 privateKey: c.privateKey,
-                readyTimeout: c.connectTimeoutSeconds * 1000,
+                // What is left of connectTimeoutSeconds; covers TCP connect, key exchange and login.
+                readyTimeout: Math.max(1, deadline - Date.now()),
                 keepaliveInterval: 15000,
                 // Ask for the pinned key's type when we know it, so the host presents that key.
                 algorithms: pin.keyType ? { serverHostKey: [pin.keyType as never] } : undefined,
                 hostVerifier: (key: Buffer) => {
                     const presented = fingerprintOf(key);
                     if (presented === pin.fingerprint) return true;
+                    // No trust on first use: an unknown key is refused before any credential is sent.
                     mismatch = new HostKeyMismatchError(this.name, pin.fingerprint, presented);
                     return false;
                 },

@@ -67,6 +67,21 @@ export function isHostdev(i: InterfaceSpec): i is HostdevInterfaceSpec {
     return "pciAddress" in i;
 }
 
+/** The `<metadata>` carrying kvmtune's ownership mark (domains and networks alike), and any other marks. */
+export function ownerMetadata(owner: string, ...more: Array<XmlElement | null>): XmlElement {
+    return el("metadata", {}, el("kvmtune:owner", { "xmlns:kvmtune": OWNER_NS }, owner), ...more);
+}
+
+/** The text of kvmtune's ownership mark in a document's `<metadata>`, or null when it has none. */
+export function ownerOf(doc: XmlElement): string | null {
+    let owner: string | null = null;
+    const metadata = child(doc, "metadata");
+    for (const m of childElements(metadata)) {
+        if (localName(m.name) === "owner" && namespaceOf(m, [doc, metadata!]) === OWNER_NS) owner = textOf(m) ?? "";
+    }
+    return owner;
+}
+
 const PAGE_KIB: Record<string, number> = { "2M": 2048, "1G": 1048576 };
 
 function pciAddressElement(address: string): XmlElement {
@@ -120,7 +135,7 @@ export function buildDomainXml(spec: GuestSpec, owner: string, uuid?: string): s
         { type: "kvm" },
         el("name", {}, spec.name),
         uuid ? el("uuid", {}, uuid) : null,
-        el("metadata", {}, el("kvmtune:owner", { "xmlns:kvmtune": OWNER_NS }, owner)),
+        ownerMetadata(owner),
         el("memory", { unit: "KiB" }, String(spec.memoryMiB * 1024)),
         el("currentMemory", { unit: "KiB" }, String(spec.memoryMiB * 1024)),
         spec.hugepages
@@ -272,11 +287,7 @@ export function parseDomainXml(xml: string): ParsedDomain {
             otherDevices++;
         }
     }
-    let owner: string | null = null;
-    const metadata = child(d, "metadata");
-    for (const m of childElements(metadata)) {
-        if (localName(m.name) === "owner" && namespaceOf(m, [d, metadata!]) === OWNER_NS) owner = textOf(m) ?? "";
-    }
+    const owner = ownerOf(d);
     const spec: GuestSpec = {
         name: textOf(child(d, "name")) ?? "",
         vcpus,

@@ -23,23 +23,25 @@ export function virsh(remote: Remote, args: ReadonlyArray<string | number>): Pro
 }
 
 /**
- * Defines (or redefines) a domain from XML. The XML travels on stdin into a temporary file, so no
- * byte of it meets the shell; the file is removed whatever virsh says.
+ * Defines (or redefines) a domain (`define`) or a network (`net-define`) from XML. The XML travels
+ * on stdin into a temporary file, so no byte of it meets the shell; the file is removed whatever
+ * virsh says.
  */
-export function defineScript(xml: string): { command: string; stdin: string } {
-    const command = [
-        `f=$(mktemp /tmp/kvmtune-domain.XXXXXX.xml) || exit 1`,
-        `cat > "$f" && ${VIRSH} define --validate "$f"; rc=$?`,
+export function defineScript(xml: string, command: "define" | "net-define" = "define"): { command: string; stdin: string } {
+    const kind = command === "define" ? "domain" : "network";
+    const script = [
+        `f=$(mktemp /tmp/kvmtune-${kind}.XXXXXX.xml) || exit 1`,
+        `cat > "$f" && ${VIRSH} ${command} --validate "$f"; rc=$?`,
         `rm -f "$f"`,
         `exit $rc`,
     ].join("\n");
-    return { command, stdin: xml };
+    return { command: script, stdin: xml };
 }
 
-export async function defineXml(remote: Remote, xml: string): Promise<void> {
-    const { command, stdin } = defineScript(xml);
+export async function defineXml(remote: Remote, xml: string, command: "define" | "net-define" = "define"): Promise<void> {
+    const script = defineScript(xml, command);
     // Wrapped in sh -c so sudo (for a non-root user) covers the whole sequence.
-    await run(remote, `sh -c ${shellQuote(command)}`, { stdin, privileged: true });
+    await run(remote, `sh -c ${shellQuote(script.command)}`, { stdin: script.stdin, privileged: true });
 }
 
 /** One domain as read in one round trip: both XMLs, its state and autostart flag. */
@@ -107,24 +109,37 @@ export function parseDominfo(text: string): Record<string, string> {
     return out;
 }
 
-/** The current XML of every domain on the host (running ones live), keyed by UUID. One round trip. */
-export async function readAllDomains(remote: Remote): Promise<Map<string, string>> {
+/**
+ * The XML of everything a virsh list command prints by UUID, keyed by UUID. One round trip.
+ * `list` and `dump` are the library's own virsh subcommands, never user values.
+ */
+async function readAllXml(remote: Remote, list: string, dump: string): Promise<Map<string, string>> {
     const script = [
-        `for u in $(${VIRSH} list --all --uuid); do`,
+        `for u in $(${VIRSH} ${list}); do`,
         `  printf '\\036D\\037%s\\n' "$u"`,
-        `  ${VIRSH} dumpxml "$u" 2>/dev/null`,
+        `  ${VIRSH} ${dump} "$u" 2>/dev/null`,
         `done`,
         `exit 0`,
     ].join("\n");
     const out = await runScript(remote, script);
-    const domains = new Map<string, string>();
+    const found = new Map<string, string>();
     for (const record of out.split("\x1e").slice(1)) {
         const nl = record.indexOf("\n");
         if (record[0] !== "D" || nl < 0) continue;
         const xml = record.slice(nl + 1).trim();
-        if (xml) domains.set(record.slice(2, nl), xml);
+        if (xml) found.set(record.slice(2, nl), xml);
     }
-    return domains;
+    return found;
+}
+
+/** The current XML of every domain on the host (running ones live), or of the running ones only, keyed by UUID. */
+export function readAllDomains(remote: Remote, which: "all" | "running" = "all"): Promise<Map<string, string>> {
+    return readAllXml(remote, which === "all" ? "list --all --uuid" : "list --uuid", "dumpxml");
+}
+
+/** The persistent XML of every libvirt network on the host, keyed by UUID. One round trip. */
+export function readAllNetworks(remote: Remote): Promise<Map<string, string>> {
+    return readAllXml(remote, "net-list --all --uuid", "net-dumpxml --inactive");
 }
 
 /** Which of the named libvirt networks exist on the host (one round trip). */

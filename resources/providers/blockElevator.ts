@@ -6,6 +6,7 @@
  */
 import type * as pulumi from "@pulumi/pulumi";
 import { z } from "zod";
+import { claimKnob, formerOwnersOf, holdForDelete, KnobClaim, releaseKnob } from "../host/claims";
 import { connectionSchema } from "../host/connection";
 import { BlockDeviceFacts, gatherFacts } from "../host/facts";
 import { atomicWriteScript, managedHeader, removeFileScript } from "../host/files";
@@ -212,6 +213,14 @@ export function udevRule(owner: string, i: BlockElevatorInputs, disk: Pick<Block
 /** One rule file per disk: the name comes from the kernel name, which the schema keeps plain. */
 const rulePath = (kernelName: string) => `/etc/udev/rules.d/61-kvmtune-elevator-${kernelName}.rules`;
 
+/**
+ * The knob a BlockElevator owns: the disk's queue, by kernel name like its rule file, so two
+ * resources naming one disk differently (`vdb`, a by-id link) still meet at one claim.
+ */
+export function diskClaim(owner: string, kernelName: string, formerOwners: string[] = []): KnobClaim {
+    return { knob: `block-elevator-${kernelName}`, what: `the I/O scheduler of ${kernelName}`, owner, formerOwners, files: [rulePath(kernelName)] };
+}
+
 async function ensureOffered(remote: Remote, disk: BlockDeviceFacts, scheduler: Scheduler, q: QueueState, hostname: string): Promise<void> {
     if (q.available.includes(scheduler)) return;
     const module = MODULES[scheduler];
@@ -281,6 +290,9 @@ export const provider = {
         const facts = await gatherFacts(remote);
         const disk = resolveDevice(i.device, facts.blockDevices, facts.hostname);
         const [before] = await readQueues(remote, disk);
+        // Before anything changes: the disk must not belong to another resource.
+        const claim = diskClaim(owner, disk.name);
+        await claimKnob(remote, claim);
         // Only the tunables we set need restoring: a scheduler switch back resets the rest.
         const original: Original = {
             scheduler: before.scheduler,
@@ -288,7 +300,14 @@ export const provider = {
             nrRequests: before.nrRequests,
             readAheadKb: before.readAheadKb,
         };
-        const after = await converge(remote, i, disk, owner, facts.hostname);
+        let after: QueueState;
+        try {
+            after = await converge(remote, i, disk, owner, facts.hostname);
+        } catch (err) {
+            // A failed create leaves nothing behind, its claim included.
+            await releaseKnob(remote, claim).catch(() => undefined);
+            throw err;
+        }
         return { id: `${facts.hostname}/${disk.name}`, outs: outputs(i, owner, disk, after, original) };
     },
 
@@ -321,7 +340,13 @@ export const provider = {
         const remote = remoteFor(i.connection);
         const facts = await gatherFacts(remote);
         const disk = resolveDevice(i.device, facts.blockDevices, facts.hostname);
+        // Re-taken on every update: it moves the claim to a new label, and a by-id device that now
+        // resolves to another kernel name takes that disk's claim before writing to it.
+        await claimKnob(remote, diskClaim(owner, disk.name, formerOwnersOf(olds, owner)));
         const after = await converge(remote, i, disk, owner, facts.hostname);
+        if (typeof olds.kernelName === "string" && olds.kernelName !== disk.name) {
+            await releaseKnob(remote, diskClaim(owner, olds.kernelName, formerOwnersOf(olds, owner)));
+        }
         return { outs: outputs(i, owner, disk, after, olds.original as Original) };
     },
 
@@ -329,10 +354,14 @@ export const provider = {
         const i = inputsOf(props);
         const remote = remoteFor(i.connection);
         const original = props.original as Original;
-        await runScript(remote, removeFileScript(rulePath(String(props.kernelName))) + "\nudevadm control --reload 2>/dev/null || true");
+        const kernelName = String(props.kernelName);
+        const claim = diskClaim(String(props.owner ?? "BlockElevator"), kernelName);
+        // The disk went to another resource since (our claim was removed by hand): not ours to undo.
+        if (await holdForDelete(remote, claim)) return;
+        await runScript(remote, removeFileScript(rulePath(kernelName)) + "\nudevadm control --reload 2>/dev/null || true");
         const facts = await gatherFacts(remote);
-        const disk = facts.blockDevices.find((d) => d.name === props.kernelName);
-        if (!disk) return; // the disk is gone; nothing to restore
-        await runScript(remote, applyScript(disk, original));
+        const disk = facts.blockDevices.find((d) => d.name === kernelName);
+        if (disk) await runScript(remote, applyScript(disk, original)); // else the disk is gone; nothing to restore
+        await releaseKnob(remote, claim);
     },
 };

@@ -56,8 +56,10 @@ export const provider = {
         return diffProps(hostFactsSchema, POLICY, olds, news);
     },
 
-    async create(inputs: Inputs): Promise<pulumi.dynamic.CreateResult> {
-        return readHost(inputs);
+    async create(props: Record<string, unknown>): Promise<pulumi.dynamic.CreateResult> {
+        // Validated here too: the engine skips check for some paths (imports), and an unchecked
+        // host name would reach the network and the error messages as it is.
+        return readHost(inputsOf(props));
     },
 
     async read(id: string, props: Record<string, unknown>): Promise<pulumi.dynamic.ReadResult> {
@@ -69,8 +71,8 @@ export const provider = {
         return { id: current, props: outs };
     },
 
-    async update(_id: string, _olds: unknown, news: Inputs): Promise<pulumi.dynamic.UpdateResult> {
-        return { outs: (await readHost(news)).outs };
+    async update(_id: string, _olds: unknown, news: Record<string, unknown>): Promise<pulumi.dynamic.UpdateResult> {
+        return { outs: (await readHost(inputsOf(news))).outs };
     },
 
     async delete(): Promise<void> {

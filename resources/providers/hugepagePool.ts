@@ -9,6 +9,7 @@
  */
 import type * as pulumi from "@pulumi/pulumi";
 import { z } from "zod";
+import { claimKnob, formerOwnersOf, holdForDelete, KnobClaim, releaseKnob } from "../host/claims";
 import { connectionSchema } from "../host/connection";
 import { gatherFacts, HostFactsData, pageSizeKb } from "../host/facts";
 import { atomicWriteScript, managedHeader, removeFileScript } from "../host/files";
@@ -20,7 +21,8 @@ import { checkWithPlan, diffProps, FieldPolicy } from "../policy";
 import { stateOf } from "../state";
 import { inputsFrom } from "../validate";
 
-const MOUNT_PATH = /^\/(?:[A-Za-z0-9_.-]+\/)*[A-Za-z0-9_.-]+$/;
+/** Absolute, of plain names, and normalized: no `.` or `..` (systemd refuses such a mount unit's Where=). */
+const MOUNT_PATH = /^(?!.*\/\.\.?(?:\/|$))\/(?:[A-Za-z0-9_.-]+\/)*[A-Za-z0-9_.-]+$/;
 
 export const hugepagePoolSchema = z
     .object({
@@ -31,7 +33,7 @@ export const hugepagePoolSchema = z
         /** Or one total the kernel spreads over the nodes. */
         total: z.number().int().min(0).max(4_194_304).optional(),
         /** A hugetlbfs mount point for this page size (created when missing). */
-        mount: z.string().regex(MOUNT_PATH, "must be an absolute path of plain names").optional(),
+        mount: z.string().regex(MOUNT_PATH, "must be an absolute path of plain names, without . or .. parts").optional(),
         persist: z.boolean().default(true),
         /** Accept fewer pages than asked; the outputs then show what the kernel gave. */
         allowPartial: z.boolean().default(false),
@@ -82,6 +84,17 @@ export function mountUnitName(path: string): string {
         .map((part) => part.replace(/[^A-Za-z0-9:_.]|^\./g, (c) => `\\x${c.charCodeAt(0).toString(16).padStart(2, "0")}`))
         .join("-");
     return `${escaped}.mount`;
+}
+
+/**
+ * The knob a HugepagePool owns: its page size's pool on the host, every node of it. One boot unit
+ * (and, for 1G, one GRUB fragment) persists a size's pool, so a second pool of the same size, even
+ * on other nodes, would overwrite the first one's boot configuration: declare all nodes of a size
+ * in one HugepagePool. A mount unit belongs to the pool that mounts it.
+ */
+export function poolClaim(owner: string, i: Pick<HugepagePoolInputs, "pageSize" | "mount">, formerOwners: string[] = []): KnobClaim {
+    const files = [bootUnitPath(i.pageSize), ...(i.pageSize === "1G" ? [grubFragmentPath] : []), ...(i.mount ? [`/etc/systemd/system/${mountUnitName(i.mount)}`] : [])];
+    return { knob: `hugepages-${i.pageSize}`, what: `the ${i.pageSize} huge page pool`, owner, formerOwners, files };
 }
 
 /** Checks the inputs against what the host has, before anything changes. */
@@ -307,16 +320,25 @@ export const provider = {
         const facts = await gatherFacts(remote);
         const problems = checkAgainstHost(i, facts);
         if (problems.length) throw new Error(`HugepagePool on ${facts.hostname}: ${problems.join("; ")}`);
-        const before = await readPools(remote, i);
-        const original: Original = {
-            nodes: Object.fromEntries(Object.entries(before.pools).map(([n, p]) => [n, p.total])),
-            mountWasThere: before.mounted,
-        };
-        const pools = await applyPool(remote, i, original.nodes);
-        await ensureMount(remote, i);
-        await runScript(remote, persistScript(owner, i));
-        const after = await readPools(remote, i);
-        return { id: `${facts.hostname}/hugepages-${i.pageSize}`, outs: outputs(i, owner, pools, original, after.cmdline) };
+        // Before anything changes: the pool must not belong to another resource.
+        const claim = poolClaim(owner, i);
+        await claimKnob(remote, claim);
+        try {
+            const before = await readPools(remote, i);
+            const original: Original = {
+                nodes: Object.fromEntries(Object.entries(before.pools).map(([n, p]) => [n, p.total])),
+                mountWasThere: before.mounted,
+            };
+            const pools = await applyPool(remote, i, original.nodes);
+            await ensureMount(remote, i);
+            await runScript(remote, persistScript(owner, i));
+            const after = await readPools(remote, i);
+            return { id: `${facts.hostname}/hugepages-${i.pageSize}`, outs: outputs(i, owner, pools, original, after.cmdline) };
+        } catch (err) {
+            // A failed create leaves nothing behind, its claim included.
+            await releaseKnob(remote, claim).catch(() => undefined);
+            throw err;
+        }
     },
 
     async read(id: string, props: Record<string, unknown>): Promise<pulumi.dynamic.ReadResult> {
@@ -341,6 +363,8 @@ export const provider = {
         const facts = await gatherFacts(remote);
         const problems = checkAgainstHost(i, facts);
         if (problems.length) throw new Error(`HugepagePool on ${facts.hostname}: ${problems.join("; ")}`);
+        // Re-taken on every update: moves the claim to a new label, and checks a new mount's unit.
+        await claimKnob(remote, poolClaim(owner, i, formerOwnersOf(olds, owner)));
         const original = olds.original as Original;
         const oldInputs = inputsOf(olds);
         // Nodes the pool no longer names go back to what they had before this pool existed.
@@ -361,6 +385,9 @@ export const provider = {
         const i = inputsOf(props);
         const remote = remoteFor(i.connection);
         const original = props.original as Original;
+        const claim = poolClaim(String(props.owner ?? "HugepagePool"), i);
+        // The pool went to another resource since (our claim was removed by hand): not ours to undo.
+        if (await holdForDelete(remote, claim)) return;
         // Give back exactly the nodes this pool set, to their counts from before create.
         const nodes = i.nodes ? Object.keys(i.nodes) : Object.keys(original.nodes);
         await runScript(remote, unpersistScript(i));
@@ -368,5 +395,6 @@ export const provider = {
         if (i.mount && !original.mountWasThere) {
             await runScript(remote, `umount ${shellQuote(i.mount)} 2>/dev/null || true`);
         }
+        await releaseKnob(remote, claim);
     },
 };

@@ -23,7 +23,8 @@ import { Remote, runScript } from "../host/remote";
 import { remoteFor } from "../host/sshPool";
 import { buildDumpScript, formatCpuList, parseCpuList, parseDump } from "../host/sysfs";
 import { buildDomainXml, DiskSpec, GuestSpec, InterfaceSpec, isHostdev, parseDomainXml, ParsedDomain, projectLive } from "../libvirt/domain";
-import { defineXml, DomainRead, existingNetworks, readAllDomains, readDomain, stopDomain, undefineDomain, virsh } from "../libvirt/virsh";
+import { defaultsFor, GuestDefaults, networkGuestDefaults } from "../libvirt/network";
+import { defineXml, DomainRead, readAllDomains, readDomain, stopDomain, undefineDomain, virsh } from "../libvirt/virsh";
 import { canonical, checkWithPlan, diffResult, FieldPolicy } from "../policy";
 import { stateOf } from "../state";
 import { containsUnknown, inputsFrom } from "../validate";
@@ -208,10 +209,10 @@ export function nodesOf(i: Pick<NumaPinnedGuestInputs, "numaNode" | "nodeset">):
     return i.numaNode !== undefined ? [i.numaNode] : (i.nodeset ?? null);
 }
 
-/** Interfaces with each VF as a PCI address (`vfs[n]`, resolved on the host). */
-function interfaceSpecs(i: NumaPinnedGuestInputs, vfs: Array<string | null>): InterfaceSpec[] {
+/** Interfaces with each VF as a PCI address (`vfs[n]`, resolved on the host) and network defaults taken (`taken[n]`). */
+function interfaceSpecs(i: NumaPinnedGuestInputs, vfs: Array<string | null>, taken: Array<GuestDefaults | null>): InterfaceSpec[] {
     return i.interfaces.map((f, n) => {
-        if ("network" in f) return { ...f };
+        if ("network" in f) return { ...f, ...(taken[n] ?? {}) };
         const pciAddress = "pciAddress" in f.hostdevVf ? f.hostdevVf.pciAddress : (vfs[n] ?? "");
         return { pciAddress, ...(f.mac ? { mac: f.mac } : {}), ...(f.vlan !== undefined ? { vlan: f.vlan } : {}) };
     });
@@ -229,8 +230,13 @@ function diskSpecs(i: NumaPinnedGuestInputs): DiskSpec[] {
     }));
 }
 
-/** The spec the inputs ask for, with `auto` pins and VF names resolved. */
-export function wantedSpec(i: NumaPinnedGuestInputs, vcpuPins: number[][], vfs: Array<string | null> = []): GuestSpec {
+/** Per interface: what it takes from its network's guest defaults (a VhostNetwork's metadata); null: nothing. */
+function takenDefaults(i: NumaPinnedGuestInputs, networks: ReadonlyMap<string, GuestDefaults>): Array<GuestDefaults | null> {
+    return i.interfaces.map((f) => ("network" in f ? defaultsFor(f, i.vcpus, networks) : null));
+}
+
+/** The spec the inputs ask for, with `auto` pins, VF names and network defaults resolved. */
+export function wantedSpec(i: NumaPinnedGuestInputs, vcpuPins: number[][], vfs: Array<string | null> = [], taken: Array<GuestDefaults | null> = []): GuestSpec {
     const nodes = nodesOf(i);
     return {
         name: i.name,
@@ -244,7 +250,7 @@ export function wantedSpec(i: NumaPinnedGuestInputs, vcpuPins: number[][], vfs: 
         iothreadPins: Array.from({ length: i.iothreads }, (_x, n) => i.iothreadPins?.[n] ?? []),
         hugepages: i.hugepages ?? null,
         disks: diskSpecs(i),
-        interfaces: interfaceSpecs(i, vfs),
+        interfaces: interfaceSpecs(i, vfs, taken),
     };
 }
 
@@ -264,6 +270,8 @@ export interface HostView {
     others: OtherGuest[];
     /** Networks among those the inputs name that exist. */
     networks: Set<string>;
+    /** Their guest defaults (empty for networks without a VhostNetwork's mark). */
+    netDefaults?: ReadonlyMap<string, GuestDefaults>;
     /** Per interface: the VF's PCI address when found (null: not found or not a VF interface). */
     vfs: Array<string | null>;
 }
@@ -388,16 +396,17 @@ async function resolveVfs(remote: Remote, i: NumaPinnedGuestInputs): Promise<Arr
     });
 }
 
+const networkNames = (i: NumaPinnedGuestInputs) => [...new Set(i.interfaces.flatMap((f) => ("network" in f ? [f.network] : [])))];
+
 /** Facts, other guests' pins, networks and VFs: what the checks need, read in parallel. */
 async function viewHost(remote: Remote, i: NumaPinnedGuestInputs, selfUuid?: string): Promise<HostView & { domains: ParsedDomain[] }> {
-    const networks = [...new Set(i.interfaces.flatMap((f) => ("network" in f ? [f.network] : [])))];
-    const [facts, all, nets, vfs] = await Promise.all([gatherFacts(remote), readAllDomains(remote), existingNetworks(remote, networks), resolveVfs(remote, i)]);
+    const [facts, all, nets, vfs] = await Promise.all([gatherFacts(remote), readAllDomains(remote), networkGuestDefaults(remote, networkNames(i)), resolveVfs(remote, i)]);
     const domains = [...all.values()].map((xml) => parseDomainXml(xml));
     const others = domains
         .filter((d) => d.uuid !== selfUuid)
         .map((d) => ({ name: d.spec.name, uuid: d.uuid, vcpuCpus: sorted(d.spec.vcpuPins.flat()) }))
         .filter((o) => o.vcpuCpus.length > 0);
-    return { facts, others, networks: nets, vfs, domains };
+    return { facts, others, networks: new Set(nets.keys()), netDefaults: nets, vfs, domains };
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -495,7 +504,7 @@ async function observe(remote: Remote, ref: string): Promise<Observed | null> {
     return { read, config, live, running, spec: observedSpec(config.spec, live.spec, running) };
 }
 
-function outputs(i: NumaPinnedGuestInputs, owner: string, o: Observed, resolvedCpuPins: number[][], adopted: boolean, vfAddresses: Array<string | null>) {
+function outputs(i: NumaPinnedGuestInputs, owner: string, o: Observed, resolvedCpuPins: number[][], adopted: boolean, vfAddresses: Array<string | null>, interfaceDefaults: Array<GuestDefaults | null>) {
     return stateOf({
         ...i,
         owner,
@@ -508,6 +517,8 @@ function outputs(i: NumaPinnedGuestInputs, owner: string, o: Observed, resolvedC
         adopted,
         /** Each hostdev interface's VF as resolved when last applied (null for other interfaces). */
         vfAddresses,
+        /** What each network interface took from its network's guest defaults when last applied (null: nothing). */
+        interfaceDefaults,
     });
 }
 
@@ -577,7 +588,8 @@ async function adopt(remote: Remote, i: NumaPinnedGuestInputs, owner: string): P
     if (o.config.spec.name !== i.name) throw new Error(`adopt: domain ${ref} is named ${o.config.spec.name}, but name is ${i.name}`);
     const pins = i.cpuPins === "auto" ? o.spec.vcpuPins : i.cpuPins;
     const vfs = await resolveVfs(remote, i);
-    const wanted = wantedSpec(i, pins, vfs);
+    const taken = takenDefaults(i, await networkGuestDefaults(remote, networkNames(i)));
+    const wanted = wantedSpec(i, pins, vfs, taken);
     const seen = inputsFromHost(i, wanted, o.spec, o.read.autostart, o.running) as Record<string, unknown>;
     const declared = i as Record<string, unknown>;
     const differ = (Object.keys(POLICY) as string[]).filter((f) => canonical(seen[f]) !== canonical(declared[f]));
@@ -588,7 +600,7 @@ async function adopt(remote: Remote, i: NumaPinnedGuestInputs, owner: string): P
                 `. Declare the guest as it is to adopt it, then change it.`,
         );
     }
-    return { id: o.config.uuid, outs: outputs(i, owner, o, pins, true, vfs) };
+    return { id: o.config.uuid, outs: outputs(i, owner, o, pins, true, vfs, taken) };
 }
 
 export const provider = {
@@ -629,7 +641,8 @@ export const provider = {
         const pins = resolvePins(i, others);
         const problems = checkAgainstHost(i, pins, others, { willStart: i.running && !before?.running, pagesHeld: pagesHeldBy(before, i.hugepages) });
         if (problems.length) throw new Error(`NumaPinnedGuest ${i.name} on ${host.facts.hostname}: ${problems.join("; ")}`);
-        const wanted = wantedSpec(i, pins, host.vfs);
+        const taken = takenDefaults(i, host.netDefaults ?? new Map());
+        const wanted = wantedSpec(i, pins, host.vfs, taken);
         await defineXml(remote, buildDomainXml(wanted, owner, existing?.uuid));
         try {
             await setAutostart(remote, i.name, i.autostart, before?.read.autostart ?? false);
@@ -645,7 +658,7 @@ export const provider = {
         const o = (await observe(remote, i.name))!;
         const wrong = mismatches(wanted, o);
         if (wrong.length) throw new Error(`NumaPinnedGuest ${i.name} on ${host.facts.hostname}: libvirt did not take the definition: ${wrong.join("; ")}`);
-        return { id: o.config.uuid, outs: outputs(i, owner, o, pins, false, host.vfs) };
+        return { id: o.config.uuid, outs: outputs(i, owner, o, pins, false, host.vfs, taken) };
     },
 
     async read(id: string, props: Record<string, unknown>): Promise<pulumi.dynamic.ReadResult> {
@@ -666,9 +679,11 @@ export const provider = {
             const seen = o.spec.interfaces[n];
             return "hostdevVf" in f && seen && isHostdev(seen) ? (importing ? seen.pciAddress : ((props.vfAddresses as string[] | undefined)?.[n] ?? null)) : null;
         });
-        const wanted = wantedSpec(i, pins, vfs);
+        // What the interfaces took from their networks when last applied (a network's defaults may have changed since).
+        const taken = Array.isArray(props.interfaceDefaults) ? (props.interfaceDefaults as Array<GuestDefaults | null>) : [];
+        const wanted = wantedSpec(i, pins, vfs, taken);
         const live = inputsFromHost(i, wanted, o.spec, o.read.autostart, o.running);
-        const outs = outputs(live, owner, o, pins, importing || props.adopted === true, vfs);
+        const outs = outputs(live, owner, o, pins, importing || props.adopted === true, vfs, taken);
         return { id, props: outs, ...(importing ? { inputs: stateOf({ ...live, owner }) } : {}) };
     },
 
@@ -687,7 +702,8 @@ export const provider = {
         const host = await viewHost(remote, i, o.config.uuid);
         const previous = Array.isArray(olds.resolvedCpuPins) ? (olds.resolvedCpuPins as number[][]) : undefined;
         const pins = resolvePins(i, host, previous);
-        const wanted = wantedSpec(i, pins, host.vfs);
+        const taken = takenDefaults(i, host.netDefaults ?? new Map());
+        const wanted = wantedSpec(i, pins, host.vfs, taken);
         const restartParts = pendingRestartOf(wanted, o.live.spec);
         const restart = o.running && i.running && restartParts.length > 0 && i.restartPolicy === "restart";
         const willStart = i.running && (!o.running || restart);
@@ -706,7 +722,7 @@ export const provider = {
         const after = (await observe(remote, i.name))!;
         const wrong = mismatches(wanted, after);
         if (wrong.length) throw new Error(`NumaPinnedGuest ${i.name} on ${host.facts.hostname}: the guest did not take the change: ${wrong.join("; ")}`);
-        return { outs: outputs(i, owner, after, pins, olds.adopted === true, host.vfs) };
+        return { outs: outputs(i, owner, after, pins, olds.adopted === true, host.vfs, taken) };
     },
 
     async delete(id: string, props: Record<string, unknown>): Promise<void> {

@@ -23,6 +23,8 @@ interface HostState {
     vdb: string;
     readExpire: number;
     domains: string;
+    networks: string;
+    numVfs: number;
 }
 
 async function hostState(h: LabHost): Promise<HostState> {
@@ -33,7 +35,9 @@ async function hostState(h: LabHost): Promise<HostState> {
             "for n in 0 1; do cat /sys/devices/system/node/node$n/hugepages/hugepages-2048kB/free_hugepages; done",
             "cat /sys/block/vdb/queue/scheduler",
             "cat /sys/block/vdb/queue/iosched/read_expire 2>/dev/null || echo -1",
-            "virsh -c qemu:///system list --all --name | sort | tr '\\n' ' '",
+            "virsh -c qemu:///system list --all --name | sort | tr '\\n' ' '; echo",
+            "virsh -c qemu:///system net-list --all --name | sort | tr '\\n' ' '; echo",
+            "cat /sys/class/net/enp33s0/device/sriov_numvfs",
         ].join("; "),
     );
     const l = out.split("\n");
@@ -43,6 +47,8 @@ async function hostState(h: LabHost): Promise<HostState> {
         vdb: /\[([^\]]+)\]/.exec(l[4])![1],
         readExpire: Number(l[5]),
         domains: l[6].trim(),
+        networks: l[7].trim(),
+        numVfs: Number(l[8]),
     };
 }
 
@@ -118,6 +124,17 @@ describe("the kvmtune program through the Pulumi CLI", function () {
             assert.match(numatune, /numa_mode\s*:\s*strict/);
             assert.match(numatune, /numa_nodeset\s*:\s*1\s*$/m);
             assert.strictEqual(out.topology, path.join(topologyDir, `${h.name}.svg`));
+
+            // The first PF's VFs, and VF 0's settings as the kernel reports them.
+            assert.strictEqual(now.numVfs, 4);
+            assert.match(await sshOk(h, "ip link show enp33s0"), /vf 0\b.*link\/ether 52:54:00:00:00:10.*vlan 100.*trust on/);
+
+            // The vhost network: active with its bridge, and demo-db on it with the in-kernel backend.
+            assert.match(await sshOk(h, "virsh -c qemu:///system net-info tuned"), /Active:\s+yes[\s\S]*Autostart:\s+yes[\s\S]*Bridge:\s+kvmt-tuned/);
+            assert.match(await sshOk(h, "virsh -c qemu:///system dumpxml demo-db"), /<driver name='vhost' queues='2'\/>/);
+            const pid = (await sshOk(h, "cat /run/libvirt/qemu/demo-db.pid")).trim();
+            assert.match(await sshOk(h, `ls -l /proc/${pid}/fd`), /\/dev\/vhost-net/, "qemu does not hold /dev/vhost-net open");
+            assert.match(await sshOk(h, "ps -eo comm"), new RegExp(`^vhost-${pid}$`, "m"), "no vhost worker thread for demo-db's qemu");
         }
     });
 
@@ -135,6 +152,7 @@ describe("the kvmtune program through the Pulumi CLI", function () {
             assert.strictEqual(cells.get(0)!.drawn, "#eeeeee", "CPU 0 holds no guest");
             assert.ok(svg.includes("demo-db (running): 2 vCPUs, 64 MiB in 2M pages on node 1"), svg);
             assert.ok(svg.includes("huge pages 2M: 64 (32 used, 32 free)"), "node 1's pool as used by demo-db");
+            assert.ok(svg.includes("tuned: bridge kvmt-tuned, active; guests: demo-db"), "the vhost network and its guest");
         }
     });
 

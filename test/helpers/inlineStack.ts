@@ -14,6 +14,10 @@ export const repoRoot = path.resolve(__dirname, "..", "..", "..");
 
 export interface InlineStack {
     stack: Stack;
+    /** The file backend's folder: the state at rest, as bytes (exportStack decrypts secrets). */
+    backendDir: string;
+    /** What the engine printed during the last operation. */
+    output(): string;
     /** Runs `up` with this program; returns the engine's summary of changes. */
     up(program: PulumiFn): Promise<Record<string, number>>;
     /** Runs `preview` with this program; returns the change summary. */
@@ -51,6 +55,8 @@ export async function inlineStack(stackName: string): Promise<InlineStack> {
     };
     return {
         stack,
+        backendDir: backend,
+        output: () => log.join(""),
         async up(program) {
             log.length = 0;
             return changesOf((await explain("up", stack.up({ program, onOutput }))).summary.resourceChanges);

@@ -69,12 +69,14 @@ describe("KvmHost as a program declares it", function () {
             connection: connection(),
             hugepagePools: [{ pageSize: "2M", nodes: { "0": 64, "1": 64 } }],
             elevators: [{ device: "/dev/disk/by-id/virtio-lab1-vdb", scheduler: "mq-deadline" }],
-            guests: [{ name: "demo-db", vcpus: 2, memoryMiB: 64, numaNode: 1, cpuPins: [2, 3], hugepages: "2M" }],
+            sriovNics: [{ pf: "enp33s0", numVfs: 4 }],
+            vhostNetworks: [{ name: "tuned", bridge: "kvmt-tuned" }],
+            guests: [{ name: "demo-db", vcpus: 2, memoryMiB: 64, numaNode: 1, cpuPins: [2, 3], hugepages: "2M", interfaces: [{ network: "tuned" }] }],
         });
         const urnOf = (r: pulumi.Resource) => new Promise<string>((resolve) => r.urn.apply(resolve));
-        await Promise.all([host, host.facts, ...Object.values(host.hugepagePools), ...Object.values(host.elevators), ...Object.values(host.guests)].map(urnOf));
+        await Promise.all([host, host.facts, ...Object.values(host.hugepagePools), ...Object.values(host.elevators), ...Object.values(host.sriovNics), ...Object.values(host.vhostNetworks), ...Object.values(host.guests)].map(urnOf));
         const names = declared.filter((d) => d.type.startsWith("pulumi-nodejs:dynamic/kvmtune")).map((d) => d.name).sort();
-        assert.deepStrictEqual(names, ["lab1-elevator-virtio-lab1-vdb", "lab1-facts", "lab1-guest-demo-db", "lab1-hugepages-2M"]);
+        assert.deepStrictEqual(names, ["lab1-elevator-virtio-lab1-vdb", "lab1-facts", "lab1-guest-demo-db", "lab1-hugepages-2M", "lab1-net-tuned", "lab1-sriov-enp33s0"]);
         assert.ok(declared.some((d) => d.type === "kvmtune:index:KvmHost" && d.name === "lab1"));
         const guest = declared.find((d) => d.name === "lab1-guest-demo-db")!;
         // Every child got the host's connection, sent as a secret (it holds the key).

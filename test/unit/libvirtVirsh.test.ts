@@ -8,7 +8,7 @@ import * as fs from "fs";
 import * as os from "os";
 import * as path from "path";
 import fc from "fast-check";
-import { defineXml, existingNetworks, parseDominfo, readAllDomains, readDomain, stopDomain, undefineDomain, virsh, virshCommand } from "../../resources/libvirt/virsh";
+import { defineXml, existingNetworks, parseDominfo, readAllDomains, readAllNetworks, readDomain, stopDomain, undefineDomain, virsh, virshCommand } from "../../resources/libvirt/virsh";
 import { LocalRemote } from "../helpers/localRemote";
 
 describe("virsh wrapper", function () {
@@ -30,12 +30,14 @@ d=${JSON.stringify(dir)}
 [ "$1" = "-c" ] && [ "$2" = "qemu:///system" ] || { echo "wrong connection $1 $2" >&2; exit 9; }
 shift 2
 case "$1" in
-  define) shift; [ "$1" = "--validate" ] && shift; cp "$1" "$d/defined.xml"; echo "$1" > "$d/defined-path"; echo "Domain defined from $1" ;;
+  define|net-define) shift; [ "$1" = "--validate" ] && shift; cp "$1" "$d/defined.xml"; echo "$1" > "$d/defined-path"; echo "Domain defined from $1" ;;
   domuuid) echo "domuuid resolves names only" >&2; exit 1 ;;
   dumpxml) [ "$2" = "--inactive" ] && echo "<domain type='kvm'><name>config</name></domain>" || echo "<domain type='kvm'><name>live $2</name></domain>" ;;
   domstate) cat "$d/state" 2>/dev/null || echo running ;;
   dominfo) case "$2" in g1|11111111-2222-3333-4444-555555555555) printf 'Id:             3\\nName:           g1\\nPersistent:     yes\\nAutostart:      enable\\nSecurity model: none\\n' ;; *) echo "error: failed to get domain '$2'" >&2; exit 1 ;; esac ;;
-  list) printf 'aaaaaaaa-0000-0000-0000-000000000001\\naaaaaaaa-0000-0000-0000-000000000002\\n\\n' ;;
+  list) [ "$2" = "--all" ] && printf 'aaaaaaaa-0000-0000-0000-000000000001\\naaaaaaaa-0000-0000-0000-000000000002\\n\\n' || printf 'aaaaaaaa-0000-0000-0000-000000000002\\n' ;;
+  net-list) [ "$2 $3" = "--all --uuid" ] && printf 'bbbbbbbb-0000-0000-0000-000000000001\\n' ;;
+  net-dumpxml) [ "$2" = "--inactive" ] && echo "<network><name>persistent $3</name></network>" ;;
   net-uuid) [ "$2" = "default" ] && echo uuid || { echo "error: network not found" >&2; exit 1; } ;;
   shutdown) [ "$2" = "stuck" ] || echo "shut off" > "$d/state" ;;
   destroy) echo "shut off" > "$d/state" ;;
@@ -106,6 +108,19 @@ esac
         assert.deepStrictEqual([...all.keys()], ["aaaaaaaa-0000-0000-0000-000000000001", "aaaaaaaa-0000-0000-0000-000000000002"]);
         assert.match(all.get("aaaaaaaa-0000-0000-0000-000000000002")!, /live aaaaaaaa-0000-0000-0000-000000000002/);
         assert.deepStrictEqual([...(await existingNetworks(remote, ["default", "nope"]))], ["default"]);
+    });
+
+    it("defines networks the same way; lists running domains only, and every network's persistent XML", async () => {
+        const xml = "<network><name>vh</name><bridge name='kvbr0'/></network>\n";
+        await defineXml(remote, xml, "net-define");
+        assert.strictEqual(fs.readFileSync(path.join(dir, "defined.xml"), "utf8"), xml);
+        const tmp = fs.readFileSync(path.join(dir, "defined-path"), "utf8").trim();
+        assert.match(tmp, /^\/tmp\/kvmtune-network\./);
+        assert.ok(!fs.existsSync(tmp), "the temporary file is removed");
+        assert.match(calls()[0], /^-c\|qemu:\/\/\/system\|net-define\|--validate\|/);
+        assert.deepStrictEqual([...(await readAllDomains(remote, "running")).keys()], ["aaaaaaaa-0000-0000-0000-000000000002"]);
+        const nets = await readAllNetworks(remote);
+        assert.deepStrictEqual([...nets.entries()], [["bbbbbbbb-0000-0000-0000-000000000001", "<network><name>persistent bbbbbbbb-0000-0000-0000-000000000001</name></network>"]]);
     });
 
     it("stops gracefully, forces after the timeout, and undefines with --nvram when asked", async () => {

@@ -4,13 +4,10 @@
  * additions never read as changes.
  */
 import * as assert from "assert";
-import { spawnSync } from "child_process";
-import * as fs from "fs";
-import * as os from "os";
-import * as path from "path";
 import fc from "fast-check";
 import { buildDomainXml, GuestSpec, OWNER_NS, parseCpuset, parseDomainXml, pciAddressOf, projectLive } from "../../resources/libvirt/domain";
 import { el, escapeAttr, parse, serialize } from "../../resources/libvirt/xml";
+import { virtXmlValidate } from "../helpers/virtXmlValidate";
 
 const full: GuestSpec = {
     name: "db1",
@@ -40,18 +37,7 @@ const minimal: GuestSpec = {
     iothreads: 0, iothreadPins: [], hugepages: null, disks: [], interfaces: [],
 };
 
-function validate(xml: string): { ok: boolean; out: string } {
-    const dir = fs.mkdtempSync(path.join(os.tmpdir(), "kvmtune-xml-"));
-    const file = path.join(dir, "domain.xml");
-    fs.writeFileSync(file, xml);
-    try {
-        const r = spawnSync("virt-xml-validate", [file, "domain"], { encoding: "utf8" });
-        if (r.error) throw r.error;
-        return { ok: r.status === 0, out: `${r.stdout}${r.stderr}` };
-    } finally {
-        fs.rmSync(dir, { recursive: true, force: true });
-    }
-}
+const validate = (xml: string) => virtXmlValidate(xml, "domain");
 
 describe("XML builder and parser", () => {
     it("escapes attribute and text values so they cannot open elements or end attributes", () => {

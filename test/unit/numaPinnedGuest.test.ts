@@ -113,6 +113,19 @@ describe("NumaPinnedGuest field policy", () => {
         assert.deepStrictEqual((await diff({ name: "g2" })).replaces, ["name"]);
         assert.deepStrictEqual((await diff({ connection: goodConnection({ port: 2203 }) })).replaces, []);
     });
+    it("check tells the preview how each change will be applied (live, guest restart, replace)", async () => {
+        const r = await provider.check(olds, { ...olds, cpuPins: [3, 2], memoryMiB: 128, name: "g2" });
+        assert.deepStrictEqual(r.inputs?.changePlan, {
+            name: "replace",
+            memoryMiB: "guest restart (restartPolicy: restart now, or listed in pendingRestart)",
+            cpuPins: "live (applied to the running system)",
+        });
+        // The plan is for previews of changes: none on create, none when nothing changes, and
+        // a plan left in state from the last update is not itself a change.
+        assert.strictEqual((await provider.check({}, olds)).inputs?.changePlan, undefined);
+        assert.strictEqual((await provider.check(olds, olds)).inputs?.changePlan, undefined);
+        assert.strictEqual((await provider.diff("id", { ...olds, changePlan: { memoryMiB: "x" } }, olds)).changes, false);
+    });
     it("an unknown value during preview counts as changed", async () => {
         const d = await diff({ memoryMiB: "04da6b54-80e4-46f7-96ec-b56ff0331ba9" });
         assert.strictEqual(d.changes, true);

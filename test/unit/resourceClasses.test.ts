@@ -5,7 +5,7 @@
  */
 import * as assert from "assert";
 import * as pulumi from "@pulumi/pulumi";
-import { BlockElevator, ConnectionInput, HostFacts, HugepagePool } from "../../resources";
+import { BlockElevator, ConnectionInput, HostFacts, HugepagePool, SriovNic, VhostNetwork } from "../../resources";
 import { secretConnection } from "../../resources/connectionInput";
 import { goodConnection } from "../helpers/fixtures";
 
@@ -29,6 +29,11 @@ describe("resource classes", function () {
             [new HostFacts("f", { connection }), ["facts", "hostname", "kernel", "numaNodes", "hugepageSizes", "blockDevices", "nics", "vhostNet", "libvirtVersion"]],
             [new HugepagePool("p", { connection, pageSize: "2M", total: 8 }), ["pools", "totalPages", "freePages", "original", "rebootRequired"]],
             [new BlockElevator("e", { connection, device: "vdb", scheduler: "none" }), ["kernelName", "activeScheduler", "availableSchedulers", "currentTunables", "original"]],
+            [
+                new VhostNetwork("n", { connection, name: "vhnet0", bridge: "kvbr0", queues: 2 }),
+                ["name", "uuid", "bridgeName", "vhostNetAvailable", "guestDefaults", "active", "autostart", "owned", "drift"],
+            ],
+            [new SriovNic("n", { connection, pf: "enp65s0", numVfs: 2 }), ["pfName", "pfPciAddress", "numaNode", "totalVfs", "vfDevices", "original", "networkName", "bootUnit"]],
         ];
         for (const [resource, outputs] of cases) {
             for (const name of outputs) {

@@ -1,0 +1,239 @@
+/**
+ * Ownership claims (resources/host/claims.ts), run for real: every script goes through a shell
+ * whose /etc is a temp folder (LocalRemote with `etc`), so the files land where a test can read them.
+ * The knobs are the providers' own (diskClaim, poolClaim): what BlockElevator and HugepagePool claim.
+ */
+import * as assert from "assert";
+import * as fs from "fs";
+import * as os from "os";
+import * as path from "path";
+import { ClaimError, claimKnob, holdForDelete, KnobClaim, releaseKnob } from "../../resources/host/claims";
+import type { BlockDeviceFacts } from "../../resources/host/facts";
+import { managedHeader } from "../../resources/host/files";
+import { closeAll } from "../../resources/host/sshPool";
+import { diskClaim, provider as elevator, resolveDevice } from "../../resources/providers/blockElevator";
+import { hugepagePoolSchema, poolClaim, provider as pool } from "../../resources/providers/hugepagePool";
+import { FakeDiskHost, startFakeDiskHost } from "../helpers/fakeSshHost";
+import { goodConnection, throwawayKey } from "../helpers/fixtures";
+import { LocalRemote } from "../helpers/localRemote";
+
+const A = "BlockElevator db (shop/prod)";
+const B = "BlockElevator db (shop/staging)";
+
+describe("ownership claims on a host", function () {
+    this.timeout(60_000);
+    let etc: string;
+    let remote: LocalRemote;
+    /** A file under the host's /etc, as the host sees it. */
+    const onHost = (p: string) => path.join(etc, p.replace(/^\/etc\//, ""));
+    const claimFile = (knob: string) => onHost(`/etc/kvmtune/claims/${knob}`);
+
+    beforeEach(() => {
+        etc = fs.mkdtempSync(path.join(os.tmpdir(), "kvmtune-etc-"));
+        remote = new LocalRemote({ etc });
+    });
+    afterEach(() => fs.rmSync(etc, { recursive: true, force: true }));
+
+    async function refusal(c: KnobClaim): Promise<ClaimError> {
+        const err = await claimKnob(remote, c).then(
+            () => assert.fail(`the claim of ${c.owner} on ${c.knob} was granted`),
+            (e: unknown) => e,
+        );
+        assert.ok(err instanceof ClaimError, String(err));
+        return err;
+    }
+
+    it("records a claim as a root-owned 0644 file whose header names the owner", async () => {
+        await claimKnob(remote, diskClaim(A, "vdb"));
+        const file = claimFile("block-elevator-vdb");
+        assert.match(fs.readFileSync(file, "utf8"), /^# Managed by kvmtune for BlockElevator db \(shop\/prod\)\.\n/);
+        const st = fs.statSync(file);
+        assert.strictEqual(st.uid, 0);
+        assert.strictEqual(st.mode & 0o777, 0o644);
+        assert.deepStrictEqual(fs.readdirSync(path.dirname(file)), ["block-elevator-vdb"], "a temp file was left behind");
+    });
+
+    it("refuses a second owner, naming the first, and leaves the claim as it was", async () => {
+        await claimKnob(remote, diskClaim(A, "vdb"));
+        const before = fs.readFileSync(claimFile("block-elevator-vdb"), "utf8");
+        const err = await refusal(diskClaim(B, "vdb"));
+        assert.strictEqual(err.holder, A);
+        assert.strictEqual(err.file, "/etc/kvmtune/claims/block-elevator-vdb");
+        assert.match(err.message, /^the I\/O scheduler of vdb on local .* belongs to BlockElevator db \(shop\/prod\) \(\/etc\/kvmtune\/claims\/block-elevator-vdb\)\. A knob has one owner/);
+        assert.strictEqual(fs.readFileSync(claimFile("block-elevator-vdb"), "utf8"), before);
+    });
+
+    it("meets two names of one disk (kernel name, by-id link) at one claim", async () => {
+        const disks = [{ name: "vdb", ids: ["/dev/disk/by-id/virtio-data"], paths: [] } as unknown as BlockDeviceFacts];
+        await claimKnob(remote, diskClaim(A, resolveDevice("vdb", disks, "h").name));
+        const err = await refusal(diskClaim(B, resolveDevice("/dev/disk/by-id/virtio-data", disks, "h").name));
+        assert.strictEqual(err.holder, A);
+    });
+
+    it("lets the owner claim again, and moves the claim to the owner's new label", async () => {
+        await claimKnob(remote, diskClaim("BlockElevator db", "vdb"));
+        await claimKnob(remote, diskClaim("BlockElevator db", "vdb"));
+        // What an update does after the label gained the stack: the old label counts as the owner's.
+        await claimKnob(remote, diskClaim(A, "vdb", ["BlockElevator db"]));
+        assert.match(fs.readFileSync(claimFile("block-elevator-vdb"), "utf8"), /^# Managed by kvmtune for BlockElevator db \(shop\/prod\)\./);
+        assert.strictEqual((await refusal(diskClaim("BlockElevator db", "vdb"))).holder, A);
+    });
+
+    it("refuses when the knob's persistence file names another owner (a udev rule, a boot unit)", async () => {
+        const rule = "/etc/udev/rules.d/61-kvmtune-elevator-vdb.rules";
+        fs.mkdirSync(path.dirname(onHost(rule)), { recursive: true });
+        fs.writeFileSync(onHost(rule), managedHeader("BlockElevator old (shop/legacy)") + 'ACTION=="add"\n');
+        const err = await refusal(diskClaim(A, "vdb"));
+        assert.deepStrictEqual([err.holder, err.file], ["BlockElevator old (shop/legacy)", rule]);
+        assert.ok(!fs.existsSync(claimFile("block-elevator-vdb")), "a refused claim was recorded");
+
+        const unit = "/etc/systemd/system/kvmtune-hugepages-2M.service";
+        fs.mkdirSync(path.dirname(onHost(unit)), { recursive: true });
+        fs.writeFileSync(onHost(unit), managedHeader("HugepagePool other (shop/prod)") + "[Unit]\n");
+        const pool = hugepagePoolSchema.parse({ connection: goodConnection(), pageSize: "2M", nodes: { "1": 8 } });
+        const poolErr = await refusal(poolClaim("HugepagePool mine (shop/prod)", pool));
+        assert.deepStrictEqual([poolErr.holder, poolErr.file], ["HugepagePool other (shop/prod)", unit]);
+        assert.match(poolErr.message, /^the 2M huge page pool on local/);
+    });
+
+    it("refuses a file kvmtune did not write, quoting its first line", async () => {
+        const rule = "/etc/udev/rules.d/61-kvmtune-elevator-sda.rules";
+        fs.mkdirSync(path.dirname(onHost(rule)), { recursive: true });
+        fs.writeFileSync(onHost(rule), 'ACTION=="add", KERNEL=="sda", ATTR{queue/scheduler}="bfq"\n');
+        const err = await refusal(diskClaim(A, "sda"));
+        assert.strictEqual(err.holder, null);
+        assert.match(err.message, /\/etc\/udev\/rules\.d\/61-kvmtune-elevator-sda\.rules exists but kvmtune did not write it \(its first line is "ACTION==\\"add\\", KERNEL/);
+    });
+
+    it("gives one pool per page size on a host, whichever nodes; another size and another disk are other knobs", async () => {
+        const pool = (i: Record<string, unknown>) => hugepagePoolSchema.parse({ connection: goodConnection(), ...i });
+        await claimKnob(remote, poolClaim("HugepagePool a (p/s)", pool({ pageSize: "2M", nodes: { "0": 8 } })));
+        const err = await refusal(poolClaim("HugepagePool b (p/s)", pool({ pageSize: "2M", nodes: { "1": 8 } })));
+        assert.strictEqual(err.holder, "HugepagePool a (p/s)");
+        await claimKnob(remote, poolClaim("HugepagePool b (p/s)", pool({ pageSize: "1G", total: 1 })));
+        await claimKnob(remote, diskClaim(B, "vdc"));
+        assert.deepStrictEqual(fs.readdirSync(path.join(etc, "kvmtune", "claims")).sort(), ["block-elevator-vdc", "hugepages-1G", "hugepages-2M"]);
+    });
+
+    it("a mount point's unit belongs to the pool that mounts it", async () => {
+        const pool = (size: string) => hugepagePoolSchema.parse({ connection: goodConnection(), pageSize: size, total: 1, mount: "/mnt/huge-pages" });
+        const unit = "/etc/systemd/system/mnt-huge\\x2dpages.mount";
+        assert.ok(poolClaim("x", pool("2M")).files!.includes(unit));
+        fs.mkdirSync(path.dirname(onHost(unit)), { recursive: true });
+        fs.writeFileSync(onHost(unit), managedHeader("HugepagePool a (p/s)") + "[Mount]\n");
+        assert.strictEqual((await refusal(poolClaim("HugepagePool b (p/s)", pool("1G")))).file, unit);
+    });
+
+    it("of many owners racing for one free knob, exactly one wins and the others are told who", async () => {
+        const owners = Array.from({ length: 6 }, (_, n) => `BlockElevator racer${n} (p/s)`);
+        const results = await Promise.all(owners.map((o) => claimKnob(remote, diskClaim(o, "vdd")).then(() => null, (e: unknown) => e)));
+        const winners = owners.filter((_, n) => results[n] === null);
+        assert.strictEqual(winners.length, 1, `winners: ${winners.join(", ")}`);
+        for (const r of results.filter((x) => x !== null)) {
+            assert.ok(r instanceof ClaimError, String(r));
+            assert.strictEqual(r.holder, winners[0]);
+        }
+        assert.match(fs.readFileSync(claimFile("block-elevator-vdd"), "utf8"), new RegExp(`for ${winners[0].replace(/[()]/g, "\\$&")}\\.`));
+    });
+
+    it("releases the owner's claim, so another resource may take the knob", async () => {
+        await claimKnob(remote, diskClaim(A, "vdb"));
+        assert.strictEqual(await releaseKnob(remote, diskClaim(A, "vdb")), null);
+        assert.ok(!fs.existsSync(claimFile("block-elevator-vdb")));
+        assert.strictEqual(await releaseKnob(remote, diskClaim(A, "vdb")), null, "releasing twice is fine");
+        await claimKnob(remote, diskClaim(B, "vdb"));
+    });
+
+    it("never releases another owner's claim; delete learns the knob is not its own", async () => {
+        await claimKnob(remote, diskClaim(B, "vdb"));
+        const released = await releaseKnob(remote, diskClaim(A, "vdb"));
+        assert.strictEqual(released?.holder, B);
+        assert.strictEqual((await holdForDelete(remote, diskClaim(A, "vdb")))?.holder, B);
+        assert.match(fs.readFileSync(claimFile("block-elevator-vdb"), "utf8"), /for BlockElevator db \(shop\/staging\)\./);
+    });
+
+    it("keeps owner labels inert: quotes, $(...) and backticks are matched as text, never run", async () => {
+        const canary = path.join(etc, "canary");
+        const evil = `x' $(touch ${canary}) \`touch ${canary}\` "; touch ${canary}; echo '`;
+        await claimKnob(remote, diskClaim(evil, "vdb"));
+        await claimKnob(remote, diskClaim(evil, "vdb"));
+        assert.strictEqual((await refusal(diskClaim(A, "vdb"))).holder, evil);
+        assert.strictEqual(await releaseKnob(remote, diskClaim(evil, "vdb")), null);
+        assert.ok(!fs.existsSync(canary), "an owner label ran as a command");
+    });
+
+    it("refuses an owner label that would add a line to a file header", async () => {
+        await assert.rejects(claimKnob(remote, diskClaim('db\nACTION=="add", RUN+="/bin/sh -c reboot"', "vdb")), /one line without control characters/);
+        assert.ok(!fs.existsSync(claimFile("block-elevator-vdb")));
+    });
+});
+
+describe("BlockElevator and HugepagePool keep to their claims (a loopback host)", function () {
+    this.timeout(120_000);
+    const key = throwawayKey();
+    let host: FakeDiskHost;
+    const connection = () => ({ host: "127.0.0.1", port: host.ssh.port, user: "root", privateKey: key.privateKey, hostKey: host.ssh.hostKey });
+    const claimOnHost = (knob: string) => path.join(host.etc, "kvmtune", "claims", knob);
+    const scheduler = () => fs.readFileSync(path.join(host.queue, "scheduler"), "utf8").trim();
+    /** What the engine does: check, then create with the checked inputs. */
+    async function create(p: { check(o: unknown, n: Record<string, unknown>): Promise<{ inputs?: Record<string, unknown>; failures?: unknown[] }>; create(i: Record<string, unknown>): Promise<{ id: string; outs?: Record<string, unknown> }> }, inputs: Record<string, unknown>) {
+        const checked = await p.check({}, { connection: connection(), ...inputs });
+        assert.strictEqual(checked.failures, undefined, JSON.stringify(checked.failures));
+        return p.create(checked.inputs!);
+    }
+
+    before(async () => {
+        host = await startFakeDiskHost(key);
+    });
+    beforeEach(() => host.resetQueue());
+    after(async () => {
+        closeAll();
+        await host?.dispose();
+    });
+
+    it("BlockElevator with persist: false still records its claim, and delete releases it", async () => {
+        const owner = "BlockElevator db (shop/prod)";
+        const r = await create(elevator, { device: host.disk, scheduler: "mq-deadline", persist: false, owner });
+        assert.strictEqual(scheduler(), "mq-deadline");
+        assert.match(fs.readFileSync(claimOnHost(`block-elevator-${host.disk}`), "utf8"), /^# Managed by kvmtune for BlockElevator db \(shop\/prod\)\./);
+        assert.ok(!fs.existsSync(path.join(host.etc, "udev", "rules.d", `61-kvmtune-elevator-${host.disk}.rules`)), "persist: false wrote a rule");
+
+        // A second resource on the same disk is refused before it writes, naming the owner.
+        await assert.rejects(create(elevator, { device: host.disk, scheduler: "none", owner: "BlockElevator other (shop/staging)" }), (err: Error) => {
+            assert.ok(err instanceof ClaimError, String(err));
+            assert.match(err.message, new RegExp(`^the I/O scheduler of ${host.disk} on root@127\\.0\\.0\\.1:\\d+ belongs to BlockElevator db \\(shop/prod\\)`));
+            return true;
+        });
+        assert.strictEqual(scheduler(), "mq-deadline", "the refused resource changed the disk");
+
+        await elevator.delete(r.id, r.outs!);
+        assert.ok(!fs.existsSync(claimOnHost(`block-elevator-${host.disk}`)), "delete left the claim");
+        assert.strictEqual(scheduler(), "none", "delete did not restore the scheduler");
+    });
+
+    it("BlockElevator delete leaves alone a disk that another resource has taken since", async () => {
+        const r = await create(elevator, { device: host.disk, scheduler: "mq-deadline", persist: true, owner: "BlockElevator a (p/s)" });
+        const rule = path.join(host.etc, "udev", "rules.d", `61-kvmtune-elevator-${host.disk}.rules`);
+        assert.match(fs.readFileSync(rule, "utf8"), /^# Managed by kvmtune for BlockElevator a \(p\/s\)\.\n/);
+        // By hand: the claim and rule removed, another stack takes the disk.
+        fs.rmSync(claimOnHost(`block-elevator-${host.disk}`));
+        fs.rmSync(rule);
+        await create(elevator, { device: host.disk, scheduler: "mq-deadline", persist: false, owner: "BlockElevator b (p/s)" });
+        await elevator.delete(r.id, r.outs!);
+        assert.match(fs.readFileSync(claimOnHost(`block-elevator-${host.disk}`), "utf8"), /for BlockElevator b \(p\/s\)\./);
+        assert.strictEqual(scheduler(), "mq-deadline", "a's delete undid b's setting");
+        fs.rmSync(claimOnHost(`block-elevator-${host.disk}`));
+    });
+
+    it("HugepagePool is refused a page size another pool owns, before it writes", async () => {
+        await claimKnob(new LocalRemote({ etc: host.etc }), { ...poolClaim("HugepagePool first (p/s)", { pageSize: "2M" }) });
+        await assert.rejects(create(pool, { pageSize: "2M", nodes: { "0": 1 }, persist: false, owner: "HugepagePool second (p/s)" }), /the 2M huge page pool on root@127\.0\.0\.1:\d+ belongs to HugepagePool first \(p\/s\)/);
+        fs.rmSync(claimOnHost("hugepages-2M"));
+    });
+
+    it("a HugepagePool create that fails leaves no claim behind", async () => {
+        // The host's /sys is read-only here, so the kernel "refuses" the pool after the claim was taken.
+        await assert.rejects(create(pool, { pageSize: "2M", nodes: { "0": 1 }, persist: false, owner: "HugepagePool p (p/s)" }), /refused|Read-only/);
+        assert.ok(!fs.existsSync(claimOnHost("hugepages-2M")), "a failed create left its claim");
+    });
+});

@@ -1,0 +1,109 @@
+/**
+ * The SSH transport against loopback stand-ins, no lab: a real SSH server with its own host key
+ * (test/helpers/fakeSshHost.ts), a port that accepts TCP and never speaks, a port nothing listens
+ * on. Each case is what a user meets when a host is wrong, hung or down.
+ */
+import * as assert from "assert";
+import { Connection, connectionSchema } from "../../resources/host/connection";
+import { ConnectError, HostKeyMismatchError, RemoteCommandError } from "../../resources/host/errors";
+import { run } from "../../resources/host/remote";
+import { closeAll, remoteFor } from "../../resources/host/sshPool";
+import { closedPort, FakeSshHost, startFakeSshHost, startSilentPort } from "../helpers/fakeSshHost";
+import { leakedPiece, newKeyPair, secretPieces, throwawayKey } from "../helpers/fixtures";
+
+/** Slack for the event loop on a loaded 2-core machine, on top of connectTimeoutSeconds. */
+const SLACK_MS = 1000;
+
+describe("SSH transport on loopback", function () {
+    this.timeout(60_000);
+    const key = throwawayKey();
+    const pieces = secretPieces(key.privateKey);
+    let host: FakeSshHost;
+    const connection = (overrides: Partial<Connection> = {}): Connection =>
+        connectionSchema.parse({ host: "127.0.0.1", port: host.port, user: "root", privateKey: key.privateKey, hostKey: host.hostKey, ...overrides });
+
+    beforeEach(async () => {
+        host = await startFakeSshHost({ clientKey: key });
+    });
+    afterEach(async () => {
+        closeAll();
+        await host.close();
+    });
+
+    it("runs a command on the host whose key matches the pin", async () => {
+        assert.strictEqual(await run(remoteFor(connection()), "echo pinned"), "pinned\n");
+        assert.deepStrictEqual(host.stats, { connections: 1, authAttempts: host.stats.authAttempts, commands: 1 });
+        assert.ok(host.stats.authAttempts >= 1);
+    });
+
+    it("refuses a host presenting another key before sending any credential, naming both keys, without retrying", async () => {
+        const pin = newKeyPair().fingerprint;
+        await assert.rejects(run(remoteFor(connection({ hostKey: pin })), "echo never"), (err: Error) => {
+            assert.ok(err instanceof HostKeyMismatchError, String(err));
+            assert.ok(err.message.includes(pin) && err.message.includes(host.hostKey), err.message);
+            assert.match(err.message, new RegExp(`127\\.0\\.0\\.1:${host.port}`));
+            return true;
+        });
+        // No trust on first use, and no credential offered to an impostor.
+        assert.deepStrictEqual(host.stats, { connections: 1, authAttempts: 0, commands: 0 });
+    });
+
+    it("a connection without a usable pin never opens a socket (the schema refuses it first)", async () => {
+        assert.throws(() => connection({ hostKey: undefined }), /hostKey/);
+        // Past the schema (state written by hand, say), connect refuses it before any TCP connection.
+        const unpinned = { ...connection(), hostKey: "" };
+        await assert.rejects(run(remoteFor(unpinned), "true"), /hostKey of root@127\.0\.0\.1:\d+: hostKey must be a SHA256 fingerprint/);
+        assert.strictEqual(host.stats.connections, 0);
+    });
+
+    it("a host that is down: a connect error naming host:port within connectTimeoutSeconds", async () => {
+        const port = await closedPort();
+        const started = Date.now();
+        await assert.rejects(run(remoteFor(connection({ port, connectTimeoutSeconds: 2 })), "true"), (err: Error) => {
+            assert.ok(err instanceof ConnectError, String(err));
+            assert.match(err.message, new RegExp(`cannot connect to root@127\\.0\\.0\\.1:${port} after \\d attempt\\(s\\) in \\d+\\.\\d s: .*ECONNREFUSED`));
+            assert.ok(err.elapsedMs! <= 2000 + SLACK_MS, `took ${err.elapsedMs} ms`);
+            // Refused at once, so there was time to retry once after a 1 s back-off, not after 2 s more.
+            assert.strictEqual(err.attempts, 2);
+            return true;
+        });
+        assert.ok(Date.now() - started <= 2000 + SLACK_MS);
+    });
+
+    it("a port that accepts TCP but never speaks SSH: a connect error within connectTimeoutSeconds", async () => {
+        const silent = await startSilentPort();
+        try {
+            await assert.rejects(run(remoteFor(connection({ port: silent.port, connectTimeoutSeconds: 3 })), "true"), (err: Error) => {
+                assert.ok(err instanceof ConnectError, String(err));
+                assert.match(err.message, new RegExp(`root@127\\.0\\.0\\.1:${silent.port} after 1 attempt\\(s\\) in 3\\.\\d s: Timed out while waiting for handshake`));
+                assert.ok(err.elapsedMs! >= 2900 && err.elapsedMs! <= 3000 + SLACK_MS, `took ${err.elapsedMs} ms`);
+                return true;
+            });
+            assert.strictEqual(silent.accepted(), 1, "the whole timeout went to one attempt; no second connection");
+        } finally {
+            await silent.close();
+        }
+    });
+
+    it("a key the client cannot parse: one attempt, and the error quotes none of it", async () => {
+        const [begin, ...rest] = key.privateKey.split("\n");
+        // The right framing, a damaged body: still secret material the error must not repeat.
+        const damaged = [begin, ...rest.map((l) => (l.startsWith("-----") || !l ? l : l.split("").reverse().join("")))].join("\n");
+        await assert.rejects(run(remoteFor(connection({ privateKey: damaged })), "true"), (err: Error) => {
+            assert.ok(err instanceof ConnectError, String(err));
+            assert.strictEqual(err.attempts, 1);
+            assert.strictEqual(leakedPiece(err.message + JSON.stringify(err), secretPieces(damaged)), undefined, err.message);
+            return true;
+        });
+        assert.strictEqual(host.stats.authAttempts, 0);
+    });
+
+    it("a failed command names host, command, exit code and stderr, and never the key", async () => {
+        await assert.rejects(run(remoteFor(connection()), "echo oops >&2; exit 9"), (err: Error) => {
+            assert.ok(err instanceof RemoteCommandError, String(err));
+            assert.match(err.message, new RegExp(`command failed on root@127\\.0\\.0\\.1:${host.port} \\(exit 9\\): echo oops >&2; exit 9\\nstderr: oops`));
+            assert.strictEqual(leakedPiece(err.message + JSON.stringify(err) + String(err.stack), pieces), undefined);
+            return true;
+        });
+    });
+});
