@@ -24,10 +24,17 @@ reset_host() {
   $VIRSH undefine demo-db --managed-save >/dev/null 2>&1 || true
   $VIRSH net-destroy tuned >/dev/null 2>&1 || true
   $VIRSH net-undefine tuned >/dev/null 2>&1 || true
-  # Persistence files of both tools.
-  local units="kvmtune-hugepages-2M.service lab-hugepages-2M.service lab-sriov.service"
+  # Bridges either tool's network left (libvirt removes its own on net-destroy).
+  for b in kvmt-tuned virbr-tuned; do ip link del "$b" >/dev/null 2>&1 || true; done
+  # Persistence files of both tools, and kvmtune's own (SR-IOV scripts, ownership claims): the
+  # bench drops kvmtune's state without a destroy, so a claim left here would refuse the next run.
+  local units="kvmtune-hugepages-2M.service lab-hugepages-2M.service lab-sriov.service" u
+  for u in /etc/systemd/system/kvmtune-sriov-*.service; do [ -e "$u" ] && units="$units ${u##*/}"; done
   systemctl disable $units >/dev/null 2>&1 || true
   for u in $units; do rm -f "/etc/systemd/system/$u"; done
+  rm -rf /etc/kvmtune
+  rm -f /etc/modules-load.d/kvmtune-vhost-net.conf /etc/libvirt/hooks/network.d/kvmtune-*
+  rmdir /etc/libvirt/hooks/network.d /etc/libvirt/hooks 2>/dev/null || true
   if grep -qs 'Managed by kvmtune' /etc/systemd/system/dev-hugepages.mount; then
     systemctl disable dev-hugepages.mount >/dev/null 2>&1 || true
     rm -f /etc/systemd/system/dev-hugepages.mount
@@ -41,8 +48,12 @@ reset_host() {
   for q in /sys/block/*/queue/scheduler; do
     grep -q 'none' "$q" 2>/dev/null && echo none >"$q" 2>/dev/null || true
   done
+  # SR-IOV PFs as a fresh host has them: no VFs, link down.
   for f in /sys/class/net/*/device/sriov_numvfs; do
-    [ -f "$f" ] && [ "$(cat "$f")" != 0 ] && echo 0 >"$f"
+    [ -f "$f" ] || continue
+    [ "$(cat "$f")" != 0 ] && echo 0 >"$f"
+    f=${f%/device/sriov_numvfs}
+    ip link set "${f##*/}" down 2>/dev/null || true
   done
   for f in /sys/devices/system/node/node*/hugepages/hugepages-*/nr_hugepages; do echo 0 >"$f"; done
   # Anything left over is a bug in this script, not something to time around.

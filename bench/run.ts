@@ -121,7 +121,7 @@ class Bench {
                 sriov: scopeSriov,
                 vhost: scopeVhost,
                 note:
-                    `lab tuning (fleet/labTuning.ts: 2M huge pages 64+64 mounted at /dev/hugepages, vdb mq-deadline read_expire 100, guest demo-db pinned to node 1 on 2M pages)` +
+                    `lab tuning (fleet/labTuning.ts: 2M huge pages 64+64 mounted at /dev/hugepages, vdb mq-deadline read_expire 100, guest demo-db pinned to node 1 on 2M pages${scopeVhost ? ", on the vhost-net network with 2 queues" : ""})` +
                     ` plus N bench elevators per host (mq-deadline, read_expire 100, on loop devices). SR-IOV: ${scopeSriov ? "on in both" : "off in both (not in kvmtune's lab tuning yet; the playbook has it: --ansible-scope full)"}.` +
                     ` vhost-net network: ${scopeVhost ? "on in both" : "off in both (not in kvmtune's lab tuning yet; the playbook has it)"}.`,
             },
