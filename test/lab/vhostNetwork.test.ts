@@ -124,8 +124,9 @@ describe("VhostNetwork on a lab host", function () {
     });
 
     it("creates both networks: defined, active, autostarted, the bridge with its uplink, vhost_net loaded now and at boot", async () => {
-        assert.strictEqual(await vhostLoaded(), false, "the suite unloaded vhost_net");
-        assert.strictEqual(await ok("test -c /dev/vhost-net"), false);
+        // The suite unloaded vhost_net, but any open of /dev/vhost-net (libvirtd probing it) loads it
+        // again on demand, so whether it is still unloaded here depends on timing: say which.
+        if (await vhostLoaded()) console.log("      vhost_net was loaded again before create (on-demand load)");
         assert.deepStrictEqual(await s.up(program(full)), { create: 3 }, "two networks and the stack");
         step("created");
         const info = await netInfo(NET);
