@@ -8,15 +8,10 @@
 import { spawn } from "node:child_process";
 import * as fs from "node:fs";
 import * as path from "node:path";
+import type { LabInventoryHost } from "../fleet/labInventory";
 
-export interface InventoryHost {
-    name: string;
-    host: string;
-    port: number;
-    user: string;
-    privateKeyPath: string;
-    hostKey: string;
-}
+/** A host of the lab inventory, in the shape the program reads it. */
+export type InventoryHost = LabInventoryHost;
 
 /** What one host's sshd logged during a step, the bench's own sessions left out. */
 export interface SshdCounts {
