@@ -83,6 +83,14 @@ wait_ssh() { # NAME TIMEOUT [OLD_BOOT_ID]
   done
 }
 
+# Sends one QMP command (no arguments) to a running host's monitor socket.
+qmp() { # NAME COMMAND
+  local sock; sock="$(host_dir "$1")/qmp.sock"
+  [ -S "$sock" ] || return 1
+  printf '{"execute":"qmp_capabilities"}\n{"execute":"%s"}\n' "$2" \
+    | timeout 10 socat - "UNIX-CONNECT:$sock" | grep -c '"return"' | grep -qx 2
+}
+
 # All lab host names that have a state directory, sorted by index.
 known_hosts_list() {
   [ -d "$STATE/hosts" ] || return 0
