@@ -57,5 +57,6 @@ export function leakedPiece(text: string, pieces: readonly string[]): string | u
 
 export function goodConnection(overrides: Record<string, unknown> = {}): Record<string, unknown> {
     const key = throwawayKey();
-    return { host: "127.0.0.1", port: 2201, user: "root", privateKey: key.privateKey, hostKey: key.fingerprint, ...overrides };
+    // Port 1: nothing listens there. A test that connects by mistake must not reach a lab host (2201, 2202).
+    return { host: "127.0.0.1", port: 1, user: "root", privateKey: key.privateKey, hostKey: key.fingerprint, ...overrides };
 }

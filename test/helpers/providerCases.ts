@@ -127,3 +127,29 @@ export const PROVIDER_CASES: Record<string, ProviderCase> = {
 export function withConnection(inputs: Record<string, unknown>, overrides: Record<string, unknown> = {}): Record<string, unknown> {
     return { connection: goodConnection(overrides), ...inputs };
 }
+
+export type Path = Array<string | number>;
+
+/** Every path below the root of an input: object fields, record keys, list elements. */
+export function fieldsOf(value: unknown, at: Path = []): Array<{ path: Path; value: unknown }> {
+    if (value === null || typeof value !== "object") return [];
+    const entries: Array<[string | number, unknown]> = Array.isArray(value) ? value.map((v, n) => [n, v]) : Object.entries(value);
+    return entries.flatMap(([k, v]) => [{ path: [...at, k], value: v }, ...fieldsOf(v, [...at, k])]);
+}
+
+/** The objects (not lists) in an input, by path, the root included. */
+export function objectsOf(value: unknown, at: Path = []): Path[] {
+    if (value === null || typeof value !== "object") return [];
+    const own = Array.isArray(value) ? [] : [at];
+    const entries: Array<[string | number, unknown]> = Array.isArray(value) ? value.map((v, n) => [n, v]) : Object.entries(value);
+    return [...own, ...entries.flatMap(([k, v]) => objectsOf(v, [...at, k]))];
+}
+
+/** A copy of an input with the value at `at` replaced (or a key added). */
+export function setAt(root: Record<string, unknown>, at: Path, v: unknown): Record<string, unknown> {
+    const copy = structuredClone(root);
+    let node: Record<string | number, unknown> = copy;
+    at.slice(0, -1).forEach((k) => (node = node[k] as Record<string | number, unknown>));
+    node[at[at.length - 1]] = v;
+    return copy;
+}

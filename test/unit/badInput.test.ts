@@ -19,9 +19,8 @@ import { blockElevatorSchema, diskClaim, provider as elevator, udevRule } from "
 import { poolClaim } from "../../resources/providers/hugepagePool";
 import { goodConnection } from "../helpers/fixtures";
 import { LocalRemote } from "../helpers/localRemote";
-import { PROVIDER_CASES, ProviderCase, withConnection } from "../helpers/providerCases";
+import { fieldsOf, objectsOf, Path, PROVIDER_CASES, ProviderCase, setAt, withConnection } from "../helpers/providerCases";
 
-type Path = Array<string | number>;
 type Check = (olds: unknown, news: Record<string, unknown>) => Promise<pulumi.dynamic.CheckResult>;
 
 /** Strings written to break out of a shell, each with a command that would leave a trace. */
@@ -41,29 +40,6 @@ const ATTACKS = [
     "root$",
     "a b",
 ];
-
-/** Every path below the root: object fields, record keys, array elements. */
-function fieldsOf(value: unknown, at: Path = []): Array<{ path: Path; value: unknown }> {
-    if (value === null || typeof value !== "object") return [];
-    const entries: Array<[string | number, unknown]> = Array.isArray(value) ? value.map((v, n) => [n, v]) : Object.entries(value);
-    return entries.flatMap(([k, v]) => [{ path: [...at, k], value: v }, ...fieldsOf(v, [...at, k])]);
-}
-
-/** The objects (not arrays) in a value, by path, the root included. */
-function objectsOf(value: unknown, at: Path = []): Path[] {
-    if (value === null || typeof value !== "object") return [];
-    const own = Array.isArray(value) ? [] : [at];
-    const entries: Array<[string | number, unknown]> = Array.isArray(value) ? value.map((v, n) => [n, v]) : Object.entries(value);
-    return [...own, ...entries.flatMap(([k, v]) => objectsOf(v, [...at, k]))];
-}
-
-function setAt(root: Record<string, unknown>, at: Path, v: unknown): Record<string, unknown> {
-    const copy = structuredClone(root);
-    let node: Record<string | number, unknown> = copy;
-    at.slice(0, -1).forEach((k) => (node = node[k] as Record<string | number, unknown>));
-    node[at[at.length - 1]] = v;
-    return copy;
-}
 
 /** Taken by a shell as one word, unquoted: no quoting needed, no NUL (which no argument carries). */
 const plainWord = (s: string) => !s.includes("\0") && shellQuote(s) === s;
