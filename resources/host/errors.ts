@@ -42,6 +42,12 @@ export class HostKeyMismatchError extends Error {
     }
 }
 
+/** One connect attempt's allowance, in ms from the first attempt's start. */
+export interface AttemptWindow {
+    fromMs: number;
+    untilMs: number;
+}
+
 export class ConnectError extends Error {
     constructor(
         public readonly host: string,
@@ -49,6 +55,8 @@ export class ConnectError extends Error {
         public readonly reason: string,
         /** How long the attempts took, so a user sees the connect timeout was kept. */
         public readonly elapsedMs?: number,
+        /** The time each attempt was allowed, from the first attempt's start: all end by the timeout. */
+        public readonly windows?: readonly AttemptWindow[],
     ) {
         super(
             `cannot connect to ${host} after ${attempts} attempt(s)` +

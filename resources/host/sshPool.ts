@@ -9,7 +9,7 @@
  */
 import type { NodeSSH } from "node-ssh";
 import { Connection, connectionKey, describeHost } from "./connection";
-import { ConnectError, HostKeyMismatchError } from "./errors";
+import { AttemptWindow, ConnectError, HostKeyMismatchError } from "./errors";
 import { fingerprintOf, parseHostKeyPin, PinnedHostKey } from "./hostKey";
 import { shellQuote } from "./quote";
 import type { ExecOptions, ExecResult, Remote } from "./remote";
@@ -131,10 +131,15 @@ class PooledHost implements Remote {
         if ("error" in pin) throw new Error(`hostKey of ${this.name}: ${pin.error}`);
         let lastError = "";
         let attempts = 0;
+        const windows: AttemptWindow[] = [];
         for (;;) {
             attempts++;
+            // What is left of connectTimeoutSeconds; covers TCP connect, key exchange and login.
+            const now = Date.now();
+            const readyTimeout = Math.max(1, deadline - now);
+            windows.push({ fromMs: now - started, untilMs: now + readyTimeout - started });
             try {
-                return await this.connectOnce(pin, deadline);
+                return await this.connectOnce(pin, readyTimeout);
             } catch (err) {
                 // A wrong host key or a refused key will not get better by trying again.
                 if (err instanceof HostKeyMismatchError) throw err;
@@ -145,10 +150,10 @@ class PooledHost implements Remote {
                 await new Promise((r) => setTimeout(r, backoff));
             }
         }
-        throw new ConnectError(this.name, attempts, lastError, Date.now() - started);
+        throw new ConnectError(this.name, attempts, lastError, Date.now() - started, windows);
     }
 
-    private async connectOnce(pin: PinnedHostKey, deadline: number): Promise<NodeSSH> {
+    private async connectOnce(pin: PinnedHostKey, readyTimeout: number): Promise<NodeSSH> {
         const { NodeSSH } = await import("node-ssh");
         const c = this.connection;
         let mismatch: HostKeyMismatchError | undefined;
@@ -159,8 +164,7 @@ class PooledHost implements Remote {
                 port: c.port,
                 username: c.user,
                 privateKey: c.privateKey,
-                // What is left of connectTimeoutSeconds; covers TCP connect, key exchange and login.
-                readyTimeout: Math.max(1, deadline - Date.now()),
+                readyTimeout,
                 keepaliveInterval: 15000,
                 // Ask for the pinned key's type when we know it, so the host presents that key.
                 algorithms: pin.keyType ? { serverHostKey: [pin.keyType as never] } : undefined,
