@@ -18,8 +18,9 @@ const V = "virsh -c qemu:///system";
 const NET = "kvmtune-lab-vh0";
 const NET2 = "kvmtune-lab-vh1";
 const BR = "kvlabbr0";
-/** The uplink: a dummy interface the suite makes (never the management NIC). */
+/** The uplink: a dummy interface the suite makes (never the management NIC); later the second one. */
 const UP = "kvlabup0";
+const UP2 = "kvlabup1";
 /** A bridge the host "already has", made by the suite, for the existingBridge shape. */
 const EXBR = "kvlabex0";
 const GUEST = "kvmtune-lab-vhg";
@@ -65,6 +66,8 @@ describe("VhostNetwork on a lab host", function () {
     // ---- the program ----------------------------------------------------------------------------
     type NetArgs = Omit<VhostNetworkArgs, "connection">;
     const netArgs: NetArgs = { name: NET, bridge: BR, uplink: UP, queues: 2, rxQueueSize: 1024 };
+    /** vh0's args over netArgs from the live update on. */
+    let netNow: Partial<NetArgs> = {};
     interface Shape {
         /** vh0's args over netArgs; null: no vh0 in the program. */
         net?: Partial<NetArgs> | null;
@@ -79,7 +82,7 @@ describe("VhostNetwork on a lab host", function () {
         const out: Record<string, unknown> = {};
         let net: VhostNetwork | undefined;
         if (shape.net !== null) {
-            net = new VhostNetwork("vh0", { connection, ...netArgs, ...shape.net });
+            net = new VhostNetwork("vh0", { connection, ...netArgs, ...netNow, ...shape.net });
             Object.assign(out, { uuid: net.uuid, bridgeName: net.bridgeName, vhostNetAvailable: net.vhostNetAvailable, guestDefaults: net.guestDefaults, drift: net.drift });
         }
         if (shape.net2) new VhostNetwork("vh1", { connection, name: NET2, bridge: EXBR, existingBridge: true });
@@ -112,7 +115,7 @@ describe("VhostNetwork on a lab host", function () {
         await clean();
         // The suite's own uplink and "existing" bridge; vhost_net unloaded (the lab image loads it at
         // boot, and no guest runs here) so that loading it is the resource's doing.
-        await ssh(`ip link del ${UP} 2>/dev/null; ip link del ${EXBR} 2>/dev/null; ip link add ${UP} type dummy && ip link add ${EXBR} type bridge && ip link set ${EXBR} up`);
+        await ssh(`ip link del ${UP} 2>/dev/null; ip link del ${UP2} 2>/dev/null; ip link del ${EXBR} 2>/dev/null; ip link add ${UP} type dummy && ip link add ${UP2} type dummy && ip link add ${EXBR} type bridge && ip link set ${EXBR} up`);
         await ssh(`rm -f ${MODFILE}; rmmod vhost_net`);
         s = await inlineStack("lab-vhostnet");
     });
@@ -120,7 +123,7 @@ describe("VhostNetwork on a lab host", function () {
         await s?.destroy().catch((e) => console.error(String(e).slice(0, 2000)));
         await s?.remove();
         await clean();
-        await sshRun(h, `ip link del ${UP}; ip link del ${EXBR}; rm -f ${MODFILE}; modprobe vhost_net`);
+        await sshRun(h, `ip link del ${UP}; ip link del ${UP2}; ip link del ${EXBR}; rm -f ${MODFILE}; modprobe vhost_net`);
     });
 
     it("creates both networks: defined, active, autostarted, the bridge with its uplink, vhost_net loaded now and at boot", async () => {
@@ -247,6 +250,19 @@ describe("VhostNetwork on a lab host", function () {
         step("bad inputs refused");
     });
 
+    it("moves the uplink live under the running guest: the old one leaves the bridge, the hook follows, the guest's tap stays", async () => {
+        const pid = (await ssh(`cat /run/libvirt/qemu/${GUEST}.pid`)).trim();
+        const tap = (await ports(BR)).filter((p) => p !== UP);
+        netNow = { uplink: UP2 };
+        assert.deepStrictEqual(await s.up(program({ ...full, guest: true })), { update: 1 });
+        assert.deepStrictEqual(await ports(BR), [UP2, ...tap].sort());
+        assert.doesNotMatch(await ssh(`ip -o link show ${UP}`), / master /, "the old uplink is in no bridge");
+        assert.match(await ssh(`cat ${HOOK}`), new RegExp(`^ip link set dev ${UP2} master ${BR} `, "m"));
+        assert.strictEqual((await ssh(`cat /run/libvirt/qemu/${GUEST}.pid`)).trim(), pid, "the guest kept running");
+        assert.strictEqual((await netInfo(NET)).Active, "yes");
+        step("uplink moved live");
+    });
+
     it("delete keeps the shared modules-load file while another vhost network needs it; destroy removes everything", async () => {
         assert.deepStrictEqual(await s.up(program({ guest: true })), { delete: 1 }, "vh1 goes");
         assert.ok(!(await networks()).includes(NET2));
@@ -256,7 +272,7 @@ describe("VhostNetwork on a lab host", function () {
         step("destroyed");
         assert.deepStrictEqual((await networks()).filter((n) => n.startsWith("kvmtune-lab-")), []);
         assert.strictEqual(await ok(`ip link show ${BR}`), false, "the bridge libvirt made is gone");
-        assert.doesNotMatch(await ssh(`ip -o link show ${UP}`), /master/, "the uplink is in no bridge");
+        assert.doesNotMatch(await ssh(`ip -o link show ${UP2}`), / master /, "the uplink is in no bridge");
         assert.strictEqual(await ok(`test -e ${MODFILE}`), false);
         assert.strictEqual(await ok(`test -e ${HOOK} || test -e /etc/libvirt/hooks/network.d`), false, "the hook and its empty folder are gone");
         assert.strictEqual(await ok(`${V} dominfo ${GUEST}`), false);
