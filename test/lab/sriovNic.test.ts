@@ -100,6 +100,23 @@ describe("SriovNic on a lab host", function () {
     };
     const outputs = async () => Object.fromEntries(Object.entries(await s.stack.outputs()).map(([k, v]) => [k, v.value]));
     const removeGuest = () => sshRun(h, `${V} destroy ${GUEST} >/dev/null 2>&1; ${V} undefine ${GUEST} >/dev/null 2>&1; true`);
+    /**
+     * What this suite itself may have left on the host when a run was cut short (the host went
+     * away before destroy): its pool network, and its boot unit, script and owner file, recognized
+     * by this suite's owner in their header; then the PF back to no VFs and its link down. Nothing
+     * of another owner is touched.
+     */
+    const removeLeftovers = () =>
+        sshRun(
+            h,
+            [
+                `${V} net-dumpxml ${NET} 2>/dev/null | grep -q 'SriovNic nic (kvmtune/lab-sriov)' && { ${V} net-destroy ${NET}; ${V} net-undefine ${NET}; } >/dev/null 2>&1`,
+                `for f in /etc/systemd/system/kvmtune-sriov-${pf}.service /etc/kvmtune/sriov-${pf}.sh /etc/kvmtune/sriov-${pf}.owner; do`,
+                `  grep -qs 'Managed by kvmtune for SriovNic nic (kvmtune/lab-sriov)' $f && { systemctl disable --no-reload $(basename $f) >/dev/null 2>&1; rm -f $f; echo left; }`,
+                `done | grep -q left && { systemctl daemon-reload; echo 0 > /sys/class/net/${pf}/device/sriov_numvfs; ip link set ${pf} down; }`,
+                `true`,
+            ].join("\n"),
+        );
 
     before(async () => {
         // The igb PF on NUMA node 1 and the management NIC (a device without SR-IOV), found by sysfs.
@@ -107,6 +124,7 @@ describe("SriovNic on a lab host", function () {
         const node1 = pfs.trim().split("\n").map((l) => l.split(" ")).find((w) => w[1] === "1");
         assert.ok(node1, `no SR-IOV PF on NUMA node 1: ${pfs}`);
         [pf, pfNuma, pfPci] = [node1[0], Number(node1[1]), node1[2]];
+        await removeLeftovers();
         mgmt = (await ssh(`for n in /sys/class/net/*; do [ -e $n/device ] && [ ! -e $n/device/sriov_totalvfs ] && basename $n; done | head -1`)).trim();
         assert.ok(mgmt, "no NIC without SR-IOV");
         initial = await host();
@@ -115,7 +133,8 @@ describe("SriovNic on a lab host", function () {
     });
     after(async () => {
         await removeGuest();
-        await s?.destroy().catch(() => undefined);
+        const destroyed = await s?.destroy().then(() => true, () => false);
+        if (s && !destroyed) await removeLeftovers();
         await s?.remove();
         await s2?.remove();
     });
