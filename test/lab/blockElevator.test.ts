@@ -8,7 +8,7 @@ import type { PulumiFn } from "@pulumi/pulumi/automation";
 import { BlockElevator } from "../../resources";
 import { inlineStack, InlineStack } from "../helpers/inlineStack";
 import { labConnection, rebootLabHost } from "../helpers/labConnection";
-import { loadInventory, sshOk } from "./labHosts";
+import { sshOk, suiteHost } from "./labHosts";
 
 interface DiskState {
     scheduler: string;
@@ -17,8 +17,7 @@ interface DiskState {
 
 describe("BlockElevator on a lab host", function () {
     this.timeout(30 * 60_000);
-    const inventory = loadInventory();
-    const h = inventory.hosts[0];
+    const h = suiteHost(0);
     const connection = labConnection(h);
     let s: InlineStack;
     let nvmeId: string;

@@ -7,11 +7,11 @@ import type { PulumiFn } from "@pulumi/pulumi/automation";
 import { HugepagePool } from "../../resources";
 import { inlineStack, InlineStack } from "../helpers/inlineStack";
 import { labConnection, rebootLabHost } from "../helpers/labConnection";
-import { loadInventory, sshOk } from "./labHosts";
+import { sshOk, suiteHost } from "./labHosts";
 
 describe("HugepagePool on a lab host", function () {
     this.timeout(30 * 60_000);
-    const h = loadInventory().hosts[0];
+    const h = suiteHost(0);
     const connection = labConnection(h);
     let s: InlineStack;
     let originals: Record<string, number>;

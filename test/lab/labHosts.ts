@@ -42,6 +42,16 @@ export function inventoryPath(): string {
   return process.env.KVMTUNE_LAB_INVENTORY ?? path.join(repoRoot, ".lab", "inventory.json");
 }
 
+/**
+ * The lab host a suite runs on: the inventory's host at `index`, or its last host when it lists
+ * fewer. `npm test` runs the suites of the first and second host side by side, each group with an
+ * inventory of its one host; a whole inventory gives each suite the host it names.
+ */
+export function suiteHost(index: number): LabHost {
+  const hosts = loadInventory().hosts;
+  return hosts[Math.min(index, hosts.length - 1)];
+}
+
 function fail(file: string, why: string): never {
   throw new Error(`lab inventory ${file}: ${why}`);
 }

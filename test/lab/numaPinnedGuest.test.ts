@@ -11,7 +11,7 @@ import type { PulumiFn } from "@pulumi/pulumi/automation";
 import { HugepagePool, NumaPinnedGuest, NumaPinnedGuestArgs } from "../../resources";
 import { inlineStack, InlineStack } from "../helpers/inlineStack";
 import { labConnection } from "../helpers/labConnection";
-import { loadInventory, sshOk, sshRun } from "./labHosts";
+import { sshOk, sshRun, suiteHost } from "./labHosts";
 
 const V = "virsh -c qemu:///system";
 const G1 = "kvmtune-lab-g1";
@@ -36,7 +36,7 @@ const HAND_XML = `<domain type='kvm'>
 
 describe("NumaPinnedGuest on a lab host", function () {
     this.timeout(60 * 60_000);
-    const h = loadInventory().hosts[1];
+    const h = suiteHost(1);
     const connection = labConnection(h);
     let s: InlineStack;
 

@@ -13,7 +13,7 @@ import type { PulumiFn } from "@pulumi/pulumi/automation";
 import { SriovNic, SriovNicArgs } from "../../resources";
 import { inlineStack, InlineStack } from "../helpers/inlineStack";
 import { labConnection, rebootLabHost } from "../helpers/labConnection";
-import { loadInventory, sshOk, sshRun } from "./labHosts";
+import { sshOk, sshRun, suiteHost } from "./labHosts";
 
 const V = "virsh -c qemu:///system";
 const NET = "kvmtune-lab-vfpool";
@@ -40,7 +40,7 @@ interface HostView {
 
 describe("SriovNic on a lab host", function () {
     this.timeout(30 * 60_000);
-    const h = loadInventory().hosts[0];
+    const h = suiteHost(0);
     const connection = labConnection(h);
     let s: InlineStack;
     let s2: InlineStack | undefined;

@@ -12,7 +12,7 @@ import type { PulumiFn } from "@pulumi/pulumi/automation";
 import { NumaPinnedGuest, VhostNetwork, VhostNetworkArgs } from "../../resources";
 import { inlineStack, InlineStack } from "../helpers/inlineStack";
 import { labConnection } from "../helpers/labConnection";
-import { loadInventory, sshOk, sshRun } from "./labHosts";
+import { sshOk, sshRun, suiteHost } from "./labHosts";
 
 const V = "virsh -c qemu:///system";
 const NET = "kvmtune-lab-vh0";
@@ -29,7 +29,7 @@ const HOOK = `/etc/libvirt/hooks/network.d/kvmtune-${NET}`;
 
 describe("VhostNetwork on a lab host", function () {
     this.timeout(30 * 60_000);
-    const h = loadInventory().hosts[1];
+    const h = suiteHost(1);
     const connection = labConnection(h);
     let s: InlineStack;
     const started = Date.now();
