@@ -25,7 +25,7 @@ import { buildDumpScript, formatCpuList, parseCpuList, parseDump } from "../host
 import { buildDomainXml, DiskSpec, GuestSpec, InterfaceSpec, isHostdev, parseDomainXml, ParsedDomain, projectLive } from "../libvirt/domain";
 import { defaultsFor, GuestDefaults, networkGuestDefaults } from "../libvirt/network";
 import { defineXml, DomainRead, readAllDomains, readDomain, stopDomain, undefineDomain, virsh } from "../libvirt/virsh";
-import { canonical, checkWithPlan, diffResult, FieldPolicy } from "../policy";
+import { canonical, checkWithPlan, diffResult, FieldPolicy, KIND_WORDS } from "../policy";
 import { stateOf } from "../state";
 import { containsUnknown, inputsFrom } from "../validate";
 
@@ -477,7 +477,25 @@ export function pendingRestartOf(config: GuestSpec, live: GuestSpec): string[] {
         return !same(seen[p], config[p]);
     });
     if (!same(live.numa?.mode, config.numa?.mode)) parts.push("memoryMode");
+    else if (config.numa && !movesMemoryLive(config.numa.mode) && !same(live.numa?.nodeset, config.numa.nodeset)) parts.push("nodeset");
     return parts;
+}
+
+/**
+ * libvirt moves a running guest's memory binding (`numatune --live`) only in strict or restrictive
+ * mode; in preferred or interleave mode a new nodeset waits for the guest's next start.
+ */
+export function movesMemoryLive(mode: string): boolean {
+    return mode === "strict" || mode === "restrictive";
+}
+
+/** The node fields' plan follows the memory mode: live where libvirt can move memory, else restart. */
+function withModeAwarePlan(result: pulumi.dynamic.CheckResult): pulumi.dynamic.CheckResult {
+    const inputs = result.inputs as (NumaPinnedGuestInputs & { changePlan?: Record<string, string> }) | undefined;
+    if (!inputs?.changePlan || movesMemoryLive(inputs.memoryMode)) return result;
+    const plan = { ...inputs.changePlan };
+    for (const f of ["numaNode", "nodeset"]) if (plan[f]) plan[f] = KIND_WORDS.restart;
+    return { ...result, inputs: { ...inputs, changePlan: plan } };
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -564,7 +582,7 @@ async function applyLivePins(remote: Remote, name: string, wanted: GuestSpec, li
         }
     }
     // libvirt moves a running guest's memory binding only in strict or restrictive mode.
-    if (wanted.numa && live.numa && wanted.numa.mode === live.numa.mode && ["strict", "restrictive"].includes(wanted.numa.mode) && !same(wanted.numa.nodeset, live.numa.nodeset)) {
+    if (wanted.numa && live.numa && wanted.numa.mode === live.numa.mode && movesMemoryLive(wanted.numa.mode) && !same(wanted.numa.nodeset, live.numa.nodeset)) {
         await virsh(remote, ["numatune", name, "--nodeset", formatCpuList(wanted.numa.nodeset), "--live"]);
         done.push(`numatune nodeset -> ${formatCpuList(wanted.numa.nodeset)}`);
     }
@@ -605,7 +623,7 @@ async function adopt(remote: Remote, i: NumaPinnedGuestInputs, owner: string): P
 
 export const provider = {
     async check(olds: Record<string, unknown>, news: Record<string, unknown>): Promise<pulumi.dynamic.CheckResult> {
-        return checkWithPlan(numaPinnedGuestSchema, POLICY, olds, news);
+        return withModeAwarePlan(checkWithPlan(numaPinnedGuestSchema, POLICY, olds, news));
     },
 
     /**

@@ -4,7 +4,7 @@ import * as fs from "fs";
 import * as os from "os";
 import * as path from "path";
 import type { HostFactsData } from "../../resources/host/facts";
-import { buildDomainXml, parseDomainXml } from "../../resources/libvirt/domain";
+import { buildDomainXml, GuestSpec, parseDomainXml } from "../../resources/libvirt/domain";
 import {
     checkAgainstHost,
     HostView,
@@ -126,6 +126,18 @@ describe("NumaPinnedGuest field policy", () => {
         assert.strictEqual((await provider.check(olds, olds)).inputs?.changePlan, undefined);
         assert.strictEqual((await provider.diff("id", { ...olds, changePlan: { memoryMiB: "x" } }, olds)).changes, false);
     });
+    it("a new node is live in strict mode, a guest restart in preferred or interleave mode (libvirt moves memory only in strict)", async () => {
+        const strict = await provider.check(olds, { ...olds, numaNode: 0 });
+        assert.strictEqual((strict.inputs?.changePlan as Record<string, string>).numaNode, "live (applied to the running system)");
+        for (const memoryMode of ["preferred", "interleave"]) {
+            const before = { ...olds, memoryMode };
+            const r = await provider.check(before, { ...before, numaNode: 0, cpuPins: [3, 2] });
+            assert.deepStrictEqual(r.inputs?.changePlan, {
+                numaNode: "guest restart (restartPolicy: restart now, or listed in pendingRestart)",
+                cpuPins: "live (applied to the running system)",
+            }, memoryMode);
+        }
+    });
     it("an unknown value during preview counts as changed", async () => {
         const d = await diff({ memoryMiB: "04da6b54-80e4-46f7-96ec-b56ff0331ba9" });
         assert.strictEqual(d.changes, true);
@@ -226,5 +238,10 @@ describe("NumaPinnedGuest spec, XML and read-back", () => {
         const live = parseDomainXml(buildDomainXml(wanted, "o")).spec;
         assert.deepStrictEqual(pendingRestartOf(wanted, live), []);
         assert.deepStrictEqual(pendingRestartOf({ ...wanted, memoryMiB: 128, disks: [] }, live), ["memoryMiB", "disks"]);
+        // A running guest keeps its memory binding in preferred mode until it restarts; strict moves live.
+        const preferred = { ...wanted, numa: { nodeset: [1], mode: "preferred" } } as GuestSpec;
+        const preferredLive = parseDomainXml(buildDomainXml(preferred, "o")).spec;
+        assert.deepStrictEqual(pendingRestartOf({ ...preferred, numa: { nodeset: [0], mode: "preferred" } } as GuestSpec, preferredLive), ["nodeset"]);
+        assert.deepStrictEqual(pendingRestartOf({ ...wanted, numa: { nodeset: [0], mode: "strict" } } as GuestSpec, live), []);
     });
 });
