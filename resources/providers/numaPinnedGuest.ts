@@ -34,7 +34,8 @@ const NAME = /^[A-Za-z0-9][A-Za-z0-9_.+-]{0,63}$/;
 const IFNAME = /^[A-Za-z0-9][A-Za-z0-9_.:-]{0,14}$/;
 const PCI = /^[0-9a-f]{4}:[0-9a-f]{2}:[0-9a-f]{2}\.[0-7]$/;
 const MAC = /^[0-9a-f]{2}(?::[0-9a-f]{2}){5}$/;
-const ABS_PATH = /^\/(?:[A-Za-z0-9_.+@-]+\/)*[A-Za-z0-9_.+@-]+$/;
+/** An absolute path of plain names: no `.` or `..` step, so the path libvirt reads back is the one declared. */
+const ABS_PATH = /^(?:\/(?!\.\.?(?:\/|$))[A-Za-z0-9_.+@-]+)+$/;
 
 const cpu = z.number().int().min(0).max(8191);
 const sorted = (cpus: number[]) => [...new Set(cpus)].sort((a, b) => a - b);
@@ -55,7 +56,7 @@ const ringSize = z.union([z.literal(256), z.literal(512), z.literal(1024)]);
 const diskSchema = z
     .object({
         /** A file or block device by absolute path; or a storage volume with `pool`. */
-        path: z.string().regex(ABS_PATH, "must be an absolute path of plain names").optional(),
+        path: z.string().regex(ABS_PATH, "must be an absolute path of plain names (no . or .. steps)").optional(),
         pool: z.string().regex(NAME, "must be a storage pool name").optional(),
         volume: z.string().regex(NAME, "must be a volume name").optional(),
         /** The guest's device name: `vda` on virtio, `sda` on scsi/sata. */

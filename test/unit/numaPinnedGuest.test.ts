@@ -84,6 +84,13 @@ describe("NumaPinnedGuest inputs", () => {
         assert.throws(() => parse({ ...base, adopt: "g1; virsh destroy x" }), /must be a domain name or UUID/);
     });
 
+    it("takes a disk path only as plain names, so libvirt reads back the path declared", () => {
+        assert.strictEqual(parse({ ...base, disks: [{ path: "/var/lib/.img/a..b.img", target: "vda" }] }).disks[0].path, "/var/lib/.img/a..b.img");
+        for (const bad of ["/var/lib/../../etc/shadow", "/var/./lib/a.img", "/var/lib/", "var/lib/a.img", "/var//a.img"]) {
+            assert.throws(() => parse({ ...base, disks: [{ path: bad, target: "vda" }] }), /disks\.0\.path|no \. or \.\. steps/, bad);
+        }
+    });
+
     it("wants a node for auto pins", async () => {
         const r = await provider.check({}, { connection: goodConnection(), name: "g", vcpus: 1, memoryMiB: 64 });
         assert.deepStrictEqual(r.failures?.map((f) => f.property), ["cpuPins"]);
