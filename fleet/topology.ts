@@ -8,7 +8,7 @@
  * no second SSH connection per host (issue 10). `readTopology` reads a host live instead (every
  * guest and network libvirt has, managed or not), for tools that hold a connection anyway.
  */
-import { HostFactsData, gatherFacts } from "../resources/host/facts";
+import { HostFactsData, gatherFacts, pageSizeKb } from "../resources/host/facts";
 import { Remote, runScript } from "../resources/host/remote";
 import { buildDumpScript, parseDump } from "../resources/host/sysfs";
 import { isHostdev, parseDomainXml } from "../resources/libvirt/domain";
@@ -222,6 +222,16 @@ export function topologyFromApplied(facts: PictureFacts, applied: AppliedView, g
             for (const [size, pools] of Object.entries(applied.hugepagePools)) {
                 const p = pools[String(n.id)];
                 if (p) hugepages[size] = { total: p.total, free: p.free };
+            }
+            // A pool's counts may predate the guests (read when the pool was applied, before the
+            // guests that depend on it started): a running guest bound to this node alone holds its
+            // memory in pages here, so at least that much is used.
+            for (const [size, pool] of Object.entries(hugepages)) {
+                const held = guests
+                    .filter((g) => g.running && g.hugepages === size && g.nodeset?.length === 1 && g.nodeset[0] === n.id)
+                    .reduce((sum, g) => sum + Math.ceil((g.memoryMiB * 1024) / pageSizeKb(size)), 0);
+                const used = Math.min(pool.total, Math.max(pool.total - pool.free, held));
+                hugepages[size] = { total: pool.total, free: pool.total - used };
             }
             return { id: n.id, cpus: n.cpus, memoryMiB: n.memoryMiB, hugepages };
         }),

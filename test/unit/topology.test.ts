@@ -105,7 +105,8 @@ describe("topology", () => {
 describe("topology from the resources' outputs (what `up` draws: no SSH of its own)", () => {
     // The same host as above, as its KvmHost's children report it after `up`.
     const applied: AppliedView = {
-        hugepagePools: { "2M": { "0": { total: 64, free: 64 }, "1": { total: 64, free: 32 } } },
+        // Read when the pool was applied, before demo-db started on node 1: no page used yet.
+        hugepagePools: { "2M": { "0": { total: 64, free: 64 }, "1": { total: 64, free: 64 } } },
         sriovNics: { enp33s0: { pf: "enp33s0", numaNode: 0, vfs: [{ vf: 1, pciAddress: "0000:21:10.2" }, { vf: 0, pciAddress: "0000:21:10.0" }] } },
         vhostNetworks: { tuned: { bridge: "kvmt-tuned", active: true } },
         guests: { "demo-db": { state: "running", cpuPins: [[2], [3]] }, web: { state: "shut off", cpuPins: [[0]] } },
@@ -129,8 +130,13 @@ describe("topology from the resources' outputs (what `up` draws: no SSH of its o
             ["enp65s0", 1, []],
         ]);
         assert.deepStrictEqual(t.networks, [{ name: "tuned", bridge: "kvmt-tuned", active: true, guests: ["demo-db"] }]);
-        assert.deepStrictEqual(t.nodes[1].hugepages["2M"], { total: 64, free: 32 });
+        assert.deepStrictEqual(t.nodes[1].hugepages["2M"], { total: 64, free: 32 }, "running demo-db's 64 MiB are 32 pages of node 1's pool");
+        assert.deepStrictEqual(t.nodes[0].hugepages["2M"], { total: 64, free: 64 });
         assert.deepStrictEqual(t.nodes[1].hugepages["1G"], { total: 0, free: 0 }, "a size no pool manages comes from the facts");
+        // Counts read while the guest ran (after a refresh) already show it: not counted twice.
+        const refreshed = structuredClone(applied);
+        refreshed.hugepagePools["2M"]["1"] = { total: 64, free: 32 };
+        assert.deepStrictEqual(topologyFromApplied(stale, refreshed, declared).nodes[1].hugepages["2M"], { total: 64, free: 32 });
         const svg = renderTopologySvg(t);
         for (const words of ["demo-db (running)", "web (shut off)", "tuned: bridge kvmt-tuned, active; guests: demo-db", "huge pages 2M: 64 (32 used, 32 free)"]) {
             assert.ok(svg.includes(words), `the picture lacks "${words}"`);
