@@ -9,6 +9,7 @@ import * as pulumi from "@pulumi/pulumi";
 import { planFleet } from "./fleet/config";
 import { labInventoryPath, readLabInventory } from "./fleet/labInventory";
 import { labTuning } from "./fleet/labTuning";
+import { AppliedView, topologyFromApplied } from "./fleet/topology";
 import { writeTopology } from "./fleet/writeTopology";
 import { KvmHost, KvmHostArgs } from "./resources";
 
@@ -32,11 +33,13 @@ for (const h of fleet) {
     const args = { connection: { ...h.connection, privateKey: pulumi.secret(h.connection.privateKey) }, ...h.tuning } as unknown as KvmHostArgs;
     const host = new KvmHost(h.name, args);
     const f = host.facts;
-    // After everything on the host is applied (not in preview), the picture of what ended up where.
-    const picture = host.applied.apply(async () => {
+    // After everything on the host is applied (not in preview), the picture of what ended up where,
+    // drawn from what the host's resources read back: no second SSH connection (issue 10).
+    const picture = pulumi.all([f.hostname, f.numaNodes, f.nics, host.applied]).apply(([hostname, numaNodes, nics, applied]) => {
         if (pulumi.runtime.isDryRun() || !topologyDir) return null;
         try {
-            return await writeTopology(h.connection, topologyDir, h.name);
+            const topology = topologyFromApplied({ hostname, numaNodes, nics }, applied as unknown as AppliedView, h.tuning.guests ?? []);
+            return writeTopology(topology, topologyDir, h.name);
         } catch (e) {
             pulumi.log.warn(`${h.name}: no topology picture: ${(e as Error).message}`, host);
             return null;

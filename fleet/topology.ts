@@ -1,14 +1,21 @@
 /**
- * What ended up where on a host, read live after a deployment: NUMA nodes with their CPUs and huge
- * pages, the guests and the CPUs they are pinned to, PFs with their VFs and the guest holding each,
- * and the libvirt networks with the guests on them. Two round trips (facts; libvirt and VFs).
+ * What ended up where on a host after a deployment: NUMA nodes with their CPUs and huge pages, the
+ * guests and the CPUs they are pinned to, PFs with their VFs and the guest holding each, and the
+ * networks with the guests on them.
+ *
+ * The program draws it from what the host's resources already read back (`topologyFromApplied`:
+ * HostFacts, the pools' counts, the guests' state and pins, the VFs, the networks), so an `up` opens
+ * no second SSH connection per host (issue 10). `readTopology` reads a host live instead (every
+ * guest and network libvirt has, managed or not), for tools that hold a connection anyway.
  */
-import { HostFactsData, gatherFacts } from "../resources/host/facts";
+import { HostFactsData, gatherFacts, pageSizeKb } from "../resources/host/facts";
 import { Remote, runScript } from "../resources/host/remote";
 import { buildDumpScript, parseDump } from "../resources/host/sysfs";
 import { isHostdev, parseDomainXml } from "../resources/libvirt/domain";
-import { child, parse } from "../resources/libvirt/xml";
-import { VIRSH, readAllDomains } from "../resources/libvirt/virsh";
+import { parseCpuList } from "../resources/host/sysfs";
+import { parseNetworkXml } from "../resources/libvirt/network";
+import { readNetworks } from "../resources/libvirt/vfPoolNetwork";
+import { readAllDomains, readAllNetworks } from "../resources/libvirt/virsh";
 
 export interface TopologyGuest {
     name: string;
@@ -55,26 +62,18 @@ export interface Topology {
 
 const NET = "/sys/class/net";
 
-/** Libvirt networks (name, XML) and every PF's VF links, in one round trip. */
-function libvirtAndVfsScript(): string {
-    return buildDumpScript({
-        links: [`${NET}/*/device/virtfn*`],
-        commands: {
-            networks: [
-                `for n in $(${VIRSH} net-list --all --name); do`,
-                `  printf '\\035%s\\n' "$n"; ${VIRSH} net-dumpxml "$n" 2>/dev/null; ${VIRSH} net-info "$n" 2>/dev/null | grep -i '^active:'`,
-                `done; true`,
-            ].join("\n"),
-        },
-    });
+/** A libvirt network as the picture needs it. */
+export interface NetworkSeen {
+    name: string;
+    bridge: string | null;
+    active: boolean;
 }
-
 /** Builds the picture's data from what the host reported (pure: unit-tested with fixtures). */
 export function topologyOf(
     facts: HostFactsData,
     domainXmls: string[],
     vfLinks: Map<string, string>,
-    networksText: string,
+    networksSeen: readonly NetworkSeen[],
 ): Topology {
     const domains = domainXmls.map((xml) => ({ xml, parsed: parseDomainXml(xml) }));
     const guests: TopologyGuest[] = domains.map(({ xml, parsed }) => ({
@@ -106,20 +105,12 @@ export function topologyOf(
             vfs.sort((a, b) => a.index - b.index);
             return { name: n.name, pciAddress: n.pciAddress, numaNode: n.numaNode, totalVfs: n.sriovTotalVfs ?? 0, vfs };
         });
-    const networks: TopologyNetwork[] = [];
-    for (const record of networksText.split("\x1d").slice(1)) {
-        const nl = record.indexOf("\n");
-        const name = record.slice(0, nl);
-        const body = record.slice(nl + 1);
-        const xmlEnd = body.lastIndexOf("</network>");
-        let bridge: string | null = null;
-        if (xmlEnd >= 0) {
-            const net = parse(body.slice(0, xmlEnd + "</network>".length));
-            bridge = child(net, "bridge")?.attrs.name ?? null;
-        }
-        const onIt = domains.filter(({ parsed }) => parsed.spec.interfaces.some((f) => !isHostdev(f) && f.network === name)).map(({ parsed }) => parsed.spec.name);
-        networks.push({ name, bridge, active: /^active:\s*yes/im.test(body), guests: onIt });
-    }
+    const networks: TopologyNetwork[] = networksSeen.map(({ name, bridge, active }) => ({
+        name,
+        bridge,
+        active,
+        guests: domains.filter(({ parsed }) => parsed.spec.interfaces.some((f) => !isHostdev(f) && f.network === name)).map(({ parsed }) => parsed.spec.name),
+    }));
     return {
         hostname: facts.hostname,
         nodes: facts.numaNodes.map((n) => ({
@@ -134,9 +125,118 @@ export function topologyOf(
     };
 }
 
-/** Reads a host's topology live. */
+/**
+ * Reads a host's topology live, with the library's shared readers: facts, every domain, every
+ * network (XML, then the active flags from `net-list`), and the PFs' VF links. Not on `up`'s path.
+ */
 export async function readTopology(remote: Remote): Promise<Topology> {
-    const [facts, domains, dumpText] = await Promise.all([gatherFacts(remote), readAllDomains(remote), runScript(remote, libvirtAndVfsScript(), { privileged: true })]);
-    const dump = parseDump(dumpText);
-    return topologyOf(facts, [...domains.values()], dump.links, dump.commands.get("networks")?.stdout ?? "");
+    const [facts, domains, networkXmls, vfDump] = await Promise.all([
+        gatherFacts(remote),
+        readAllDomains(remote),
+        readAllNetworks(remote),
+        runScript(remote, buildDumpScript({ links: [`${NET}/*/device/virtfn*`] })).then(parseDump),
+    ]);
+    const parsed = [...networkXmls.values()].map((xml) => parseNetworkXml(xml).spec);
+    const flags = await readNetworks(remote, parsed.map((n) => n.name));
+    const networks = parsed.map((n) => ({ name: n.name, bridge: n.bridge || null, active: flags.get(n.name)?.active === true }));
+    return topologyOf(facts, [...domains.values()], vfDump.links, networks);
+}
+
+/** A CPU set as a user writes it (`3`, `[2, 3]`, `"2-3"`), as numbers. */
+function cpuSet(v: unknown): number[] | null {
+    if (v === undefined || v === null) return null;
+    if (typeof v === "number") return [v];
+    if (Array.isArray(v)) return v.map(Number);
+    return parseCpuList(String(v));
+}
+
+/** KvmHost's `applied` output, as resources/kvmHost.ts builds it, as far as the picture needs it. */
+export interface AppliedView {
+    /** Per page size, per node: the pool as read back. */
+    hugepagePools: Record<string, Record<string, { total: number; free: number }>>;
+    sriovNics: Record<string, { pf: string; numaNode: number | null; vfs: Array<{ vf: number; pciAddress: string }> }>;
+    vhostNetworks: Record<string, { bridge: string; active: boolean }>;
+    guests: Record<string, { state: string; cpuPins: number[][] }>;
+}
+
+/** What the facts resource reported, as far as the picture needs it. */
+export type PictureFacts = Pick<HostFactsData, "hostname" | "numaNodes" | "nics">;
+
+/**
+ * The picture's data from the outputs a KvmHost's children already hold after `up`: nothing is read
+ * from the host here. Huge page counts come from the pools (read back after they were applied),
+ * falling back to the facts for sizes no pool manages; guests are the ones declared, with the pins
+ * and state their resources read back; a VF's holder is the declared guest that takes it.
+ */
+export function topologyFromApplied(facts: PictureFacts, applied: AppliedView, guestsDeclared: ReadonlyArray<Record<string, unknown>>): Topology {
+    const guests: TopologyGuest[] = guestsDeclared.map((g) => {
+        const name = String(g.name);
+        const a = applied.guests[name];
+        const nodeset = cpuSet(g.nodeset) ?? (g.numaNode !== undefined ? [Number(g.numaNode)] : null);
+        return {
+            name,
+            running: a?.state === "running",
+            vcpus: Number(g.vcpus),
+            memoryMiB: Number(g.memoryMiB),
+            vcpuPins: a?.cpuPins ?? [],
+            emulatorPin: cpuSet(g.emulatorPin),
+            iothreadPins: Array.isArray(g.iothreadPins) ? g.iothreadPins.map((s) => cpuSet(s) ?? []) : [],
+            nodeset,
+            hugepages: typeof g.hugepages === "string" ? g.hugepages : null,
+        };
+    });
+    // Who holds each VF: a declared guest's hostdev interface, by PF and index or by PCI address.
+    const holderOf = (pf: string, pfPci: string | null, vf: number, pci: string): string | null => {
+        for (const g of guestsDeclared) {
+            for (const f of (g.interfaces as Array<Record<string, unknown>> | undefined) ?? []) {
+                const h = f.hostdevVf as { pf?: string; vf?: number; pciAddress?: string } | undefined;
+                if (!h) continue;
+                if (h.pciAddress === pci || (h.vf === vf && (h.pf === pf || (pfPci !== null && h.pf === pfPci)))) return String(g.name);
+            }
+        }
+        return null;
+    };
+    const pfs: TopologyPf[] = facts.nics
+        .filter((n) => (n.sriovTotalVfs ?? 0) > 0)
+        .map((n) => {
+            const managed = Object.values(applied.sriovNics).find((s) => s.pf === n.name);
+            const vfs = (managed?.vfs ?? [])
+                .map((d) => ({ index: d.vf, pciAddress: d.pciAddress, guest: holderOf(n.name, n.pciAddress, d.vf, d.pciAddress) }))
+                .sort((a, b) => a.index - b.index);
+            return { name: n.name, pciAddress: n.pciAddress, numaNode: managed?.numaNode ?? n.numaNode, totalVfs: n.sriovTotalVfs ?? 0, vfs };
+        });
+    const networks: TopologyNetwork[] = Object.entries(applied.vhostNetworks).map(([name, n]) => ({
+        name,
+        bridge: n.bridge ?? null,
+        active: n.active === true,
+        guests: guestsDeclared
+            .filter((g) => ((g.interfaces as Array<Record<string, unknown>> | undefined) ?? []).some((f) => f.network === name))
+            .map((g) => String(g.name)),
+    }));
+    return {
+        hostname: facts.hostname,
+        nodes: facts.numaNodes.map((n) => {
+            const hugepages: Record<string, { total: number; free: number }> = Object.fromEntries(
+                Object.entries(n.hugepages).map(([size, p]) => [size, { total: p.total, free: p.free }]),
+            );
+            for (const [size, pools] of Object.entries(applied.hugepagePools)) {
+                const p = pools[String(n.id)];
+                if (p) hugepages[size] = { total: p.total, free: p.free };
+            }
+            // A pool's counts may predate the guests (read when the pool was applied, before the
+            // guests that depend on it started): a running guest bound to this node alone holds its
+            // memory in pages here, so at least that much is used.
+            for (const [size, pool] of Object.entries(hugepages)) {
+                const held = guests
+                    .filter((g) => g.running && g.hugepages === size && g.nodeset?.length === 1 && g.nodeset[0] === n.id)
+                    .reduce((sum, g) => sum + Math.ceil((g.memoryMiB * 1024) / pageSizeKb(size)), 0);
+                const used = Math.min(pool.total, Math.max(pool.total - pool.free, held));
+                hugepages[size] = { total: pool.total, free: pool.total - used };
+            }
+            return { id: n.id, cpus: n.cpus, memoryMiB: n.memoryMiB, hugepages };
+        }),
+        guests,
+        pfs,
+        networks,
+    };
 }

@@ -1,23 +1,13 @@
 /**
- * Writes a host's topology picture after a deployment: read live from the host (so it shows what
- * ended up where, not what was asked), rendered to `<dir>/<host>.svg`.
+ * Writes a host's topology picture after a deployment to `<dir>/<host>.svg`, from what the host's
+ * resources read back (see topologyFromApplied): no connection of its own.
  */
 import * as fs from "fs";
 import * as path from "path";
-import { connectionSchema } from "../resources/host/connection";
-import { closeHost, remoteFor } from "../resources/host/sshPool";
-import { readTopology } from "./topology";
+import { Topology } from "./topology";
 import { renderTopologySvg } from "./topologySvg";
 
-export async function writeTopology(connection: Record<string, unknown>, dir: string, hostName: string): Promise<string> {
-    const parsed = connectionSchema.parse(connection);
-    let topology;
-    try {
-        topology = await readTopology(remoteFor(parsed));
-    } finally {
-        // The program process must be able to exit once the engine is done with it.
-        closeHost(parsed);
-    }
+export function writeTopology(topology: Topology, dir: string, hostName: string): string {
     const file = path.resolve(dir, `${hostName}.svg`);
     fs.mkdirSync(path.dirname(file), { recursive: true });
     const tmp = `${file}.tmp-${process.pid}`;

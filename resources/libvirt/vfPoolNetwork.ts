@@ -10,7 +10,7 @@
  */
 import { Remote, runScript } from "../host/remote";
 import { shellQuote } from "../host/quote";
-import { buildDumpScript, parseDump } from "../host/sysfs";
+import { buildDumpScript, Dump, parseDump } from "../host/sysfs";
 import { ownerMetadata, ownerOf, pciAddressOf } from "./domain";
 import { defineXml, VIRSH } from "./virsh";
 import { child, childElements, el, parse, serialize, textOf } from "./xml";
@@ -72,17 +72,27 @@ export interface NetworkRead {
  * (seen on the lab), which would fill the host's journal at each refresh.
  */
 export async function readNetworks(remote: Remote, names: readonly string[]): Promise<Map<string, NetworkRead>> {
-    const out = new Map<string, NetworkRead>();
-    if (names.length === 0) return out;
+    if (names.length === 0) return new Map();
+    return networksFromDump(parseDump(await runScript(remote, buildDumpScript({ commands: networksReadCommands(names) }))), names, remote.name);
+}
+
+/** readNetworks' virsh calls as named commands, for a read that takes them into its own script. */
+export function networksReadCommands(names: readonly string[]): Record<string, string> {
     const commands: Record<string, string> = {
         active: `${VIRSH} net-list --name`,
         autostart: `${VIRSH} net-list --all --name --autostart`,
     };
     names.forEach((name, k) => (commands[`xml${k}`] = `${VIRSH} net-dumpxml ${shellQuote(name)}`));
-    const dump = parseDump(await runScript(remote, buildDumpScript({ commands })));
+    return commands;
+}
+
+/** The networks from a dump that ran networksReadCommands(names); `host` names the host in errors. */
+export function networksFromDump(dump: Dump, names: readonly string[], host: string): Map<string, NetworkRead> {
+    const out = new Map<string, NetworkRead>();
+    if (names.length === 0) return out;
     const listed = (k: string) => {
         const c = dump.commands.get(k);
-        if (!c || c.code !== 0) throw new Error(`virsh net-list failed on ${remote.name}: ${c?.stdout.trim() || "no output"}`);
+        if (!c || c.code !== 0) throw new Error(`virsh net-list failed on ${host}: ${c?.stdout.trim() || "no output"}`);
         return new Set(c.stdout.split("\n").map((l) => l.trim()).filter(Boolean));
     };
     const [active, autostart] = [listed("active"), listed("autostart")];

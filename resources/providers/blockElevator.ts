@@ -8,11 +8,12 @@ import type * as pulumi from "@pulumi/pulumi";
 import { z } from "zod";
 import { claimKnob, formerOwnersOf, holdForDelete, KnobClaim, releaseKnob } from "../host/claims";
 import { connectionSchema } from "../host/connection";
+import { DiskQueues, DiskRead, diskReadRequest, parseDiskRead, QueueState, readDisk } from "../host/disk";
 import { BlockDeviceFacts, gatherFacts } from "../host/facts";
 import { atomicWriteScript, managedHeader, removeFileScript } from "../host/files";
 import { Remote, runScript } from "../host/remote";
 import { remoteFor } from "../host/sshPool";
-import { buildDumpScript, parseBracketChoice, parseDump, writeSysfsScript } from "../host/sysfs";
+import { buildDumpScript, parseDump, writeSysfsScript } from "../host/sysfs";
 import { checkWithPlan, diffProps, FieldPolicy } from "../policy";
 import { stateOf } from "../state";
 import { inputsFrom } from "../validate";
@@ -98,14 +99,7 @@ const POLICY: FieldPolicy<BlockElevatorInputs> = {
     persist: "live",
 };
 
-/** A disk's queue as read from sysfs. */
-export interface QueueState {
-    scheduler: string | null;
-    available: string[];
-    tunables: Record<string, number>;
-    nrRequests: number | null;
-    readAheadKb: number | null;
-}
+export type { QueueState } from "../host/disk";
 
 /** What the disk had before create: restored on delete. */
 interface Original {
@@ -130,32 +124,22 @@ export function resolveDevice(device: string, disks: BlockDeviceFacts[], hostnam
 }
 
 /**
- * Reads the queue that carries a disk's scheduler (`queueName`: the disk, or an NVMe path) and the
- * disk's own read-ahead (a property of the disk's bdi, not of the path queue).
+ * The disk a device input names, with its queues, in one round trip. When there is none, the
+ * error lists the host's disks: that takes the whole facts script, but only on this failing path.
  */
-export async function readQueue(remote: Remote, queueName: string, disk = queueName): Promise<QueueState> {
-    const dump = parseDump(
-        await runScript(
-            remote,
-            buildDumpScript({ files: [`${queue(queueName)}/scheduler`, `${queue(queueName)}/nr_requests`, `${queue(disk)}/read_ahead_kb`, `${queue(queueName)}/iosched/*`] }),
-        ),
-    );
-    const sched = dump.files.get(`${queue(queueName)}/scheduler`);
-    if (sched === undefined) throw new Error(`/sys/block/${queueName} is gone`);
-    const { active, available } = parseBracketChoice(sched);
-    const tunables: Record<string, number> = {};
-    for (const [path, value] of dump.files) {
-        const m = /\/iosched\/([a-z_]+)$/.exec(path);
-        if (m && /^\d+$/.test(value.trim())) tunables[m[1]] = Number(value.trim());
-    }
-    const num = (p: string) => (dump.files.has(p) ? Number(dump.files.get(p)!.trim()) : null);
-    return { scheduler: active, available, tunables, nrRequests: num(`${queue(queueName)}/nr_requests`), readAheadKb: num(`${queue(disk)}/read_ahead_kb`) };
+async function requireDisk(remote: Remote, device: string): Promise<DiskRead & { disk: DiskQueues }> {
+    const found = await readDisk(remote, device);
+    if (found.disk) return found as DiskRead & { disk: DiskQueues };
+    const facts = await gatherFacts(remote);
+    resolveDevice(device, facts.blockDevices, facts.hostname); // throws, naming the disks there are
+    // The disk came between the two reads: the error is no worse than the next run's.
+    throw new Error(`device: ${device} on ${facts.hostname} was not a whole disk when it was read; run again`);
 }
 
 type QueueSettings = { scheduler: string | null; tunables: Record<string, number>; nrRequests?: number | null; readAheadKb?: number | null };
 
 /** Writes scheduler, queue settings and tunables on every queue of a disk, in the order the kernel needs. */
-function applyScript(disk: BlockDeviceFacts, s: QueueSettings): string {
+function applyScript(disk: DiskQueues, s: QueueSettings): string {
     const writes: Array<{ path: string; value: string | number }> = [];
     for (const q of disk.queues) {
         if (s.scheduler) writes.push({ path: `${queue(q)}/scheduler`, value: s.scheduler });
@@ -165,11 +149,6 @@ function applyScript(disk: BlockDeviceFacts, s: QueueSettings): string {
     }
     if (s.readAheadKb !== undefined && s.readAheadKb !== null) writes.push({ path: `${queue(disk.name)}/read_ahead_kb`, value: s.readAheadKb });
     return writeSysfsScript(writes);
-}
-
-/** Every queue of a disk, read back. */
-function readQueues(remote: Remote, disk: BlockDeviceFacts): Promise<QueueState[]> {
-    return Promise.all(disk.queues.map((q) => readQueue(remote, q, disk.name)));
 }
 
 /** Differences between what was asked and what the kernel kept, each naming both values. */
@@ -221,27 +200,31 @@ export function diskClaim(owner: string, kernelName: string, formerOwners: strin
     return { knob: `block-elevator-${kernelName}`, what: `the I/O scheduler of ${kernelName}`, owner, formerOwners, files: [rulePath(kernelName)] };
 }
 
-async function ensureOffered(remote: Remote, disk: BlockDeviceFacts, scheduler: Scheduler, q: QueueState, hostname: string): Promise<void> {
-    if (q.available.includes(scheduler)) return;
-    const module = MODULES[scheduler];
-    if (module) await remote.exec(`modprobe ${module}`, { privileged: true });
-    const again = await readQueue(remote, disk.queues[0], disk.name);
-    if (!again.available.includes(scheduler)) {
-        throw new Error(`scheduler: ${disk.name} on ${hostname} does not offer ${scheduler}${module ? ` (even after modprobe ${module})` : ""}; it offers ${again.available.join(", ")}`);
-    }
-}
-
-async function converge(remote: Remote, i: BlockElevatorInputs, disk: BlockDeviceFacts, owner: string, hostname: string): Promise<QueueState> {
-    const [before] = await readQueues(remote, disk);
-    await ensureOffered(remote, disk, i.scheduler, before, hostname);
+/**
+ * The writes and their read-back in one script (the read-back runs only when every write was
+ * taken), after loading the scheduler's module if the disk does not offer it yet. The udev rule is
+ * written after, by its own script: only once the kernel is known to have kept the settings.
+ */
+async function converge(remote: Remote, i: BlockElevatorInputs, disk: DiskQueues, before: QueueState, owner: string, hostname: string): Promise<QueueState> {
+    const module = before.available.includes(i.scheduler) ? null : MODULES[i.scheduler];
+    const load = module ? `modprobe ${module} >/dev/null 2>&1 || true\n` : "";
+    let read: DiskRead;
     try {
-        await runScript(remote, applyScript(disk, i));
+        read = parseDiskRead(parseDump(await runScript(remote, load + applyScript(disk, i) + "\n" + buildDumpScript(diskReadRequest(disk.name)))));
     } catch (err) {
         // Put the scheduler and queue settings back, so a refused write changes nothing.
         await runScript(remote, applyScript(disk, { scheduler: before.scheduler, tunables: {}, nrRequests: before.nrRequests, readAheadKb: before.readAheadKb })).catch(() => undefined);
+        const again = await readDisk(remote, disk.name).catch(() => null);
+        const offered = again?.queues[0]?.available;
+        if (offered && !offered.includes(i.scheduler)) {
+            throw new Error(`scheduler: ${disk.name} on ${hostname} does not offer ${i.scheduler}${module ? ` (even after modprobe ${module})` : ""}; it offers ${offered.join(", ")}`);
+        }
         throw err;
     }
-    const after = await readQueues(remote, disk);
+    if (!read.disk || read.disk.queues.join(",") !== disk.queues.join(",")) {
+        throw new Error(`${disk.name} on ${hostname} changed while it was written (queues now ${read.disk?.queues.join(", ") ?? "gone"}); run again`);
+    }
+    const after = read.queues;
     const wrong = after.flatMap((q, n) => mismatches(i, q).map((m) => (disk.queues.length > 1 ? `${disk.queues[n]}: ${m}` : m)));
     if (wrong.length) {
         throw new Error(`${disk.name} on ${hostname} did not take the settings: ${wrong.join("; ")}`);
@@ -254,7 +237,7 @@ async function converge(remote: Remote, i: BlockElevatorInputs, disk: BlockDevic
     return after[0];
 }
 
-function outputs(i: BlockElevatorInputs, owner: string, disk: BlockDeviceFacts, q: QueueState, original: Original) {
+function outputs(i: BlockElevatorInputs, owner: string, disk: DiskQueues, q: QueueState, original: Original) {
     return stateOf({
         ...i,
         owner,
@@ -287,9 +270,7 @@ export const provider = {
         const i = inputsOf(props);
         const owner = String(props.owner ?? "BlockElevator");
         const remote = remoteFor(i.connection);
-        const facts = await gatherFacts(remote);
-        const disk = resolveDevice(i.device, facts.blockDevices, facts.hostname);
-        const [before] = await readQueues(remote, disk);
+        const { hostname, disk, queues: [before] } = await requireDisk(remote, i.device);
         // Before anything changes: the disk must not belong to another resource.
         const claim = diskClaim(owner, disk.name);
         await claimKnob(remote, claim);
@@ -302,26 +283,21 @@ export const provider = {
         };
         let after: QueueState;
         try {
-            after = await converge(remote, i, disk, owner, facts.hostname);
+            after = await converge(remote, i, disk, before, owner, hostname);
         } catch (err) {
             // A failed create leaves nothing behind, its claim included.
             await releaseKnob(remote, claim).catch(() => undefined);
             throw err;
         }
-        return { id: `${facts.hostname}/${disk.name}`, outs: outputs(i, owner, disk, after, original) };
+        return { id: `${hostname}/${disk.name}`, outs: outputs(i, owner, disk, after, original) };
     },
 
     async read(id: string, props: Record<string, unknown>): Promise<pulumi.dynamic.ReadResult> {
         const i = inputsOf(props);
         const remote = remoteFor(i.connection);
-        const facts = await gatherFacts(remote);
-        let disk: BlockDeviceFacts;
-        try {
-            disk = resolveDevice(i.device, facts.blockDevices, facts.hostname);
-        } catch {
-            return { id: "", props: {} }; // the disk is gone: refresh drops the resource
-        }
-        const q = await readQueue(remote, disk.queues[0], disk.name);
+        // One round trip: the device resolved on the host and its queue read in the same script.
+        const { disk, queues: [q] } = await readDisk(remote, i.device);
+        if (!disk) return { id: "", props: {} }; // the disk is gone: refresh drops the resource
         // Live values in the input fields, so refresh shows a change made behind our back.
         const live: BlockElevatorInputs = {
             ...i,
@@ -338,12 +314,11 @@ export const provider = {
         const i = inputsOf(news);
         const owner = String(news.owner ?? olds.owner);
         const remote = remoteFor(i.connection);
-        const facts = await gatherFacts(remote);
-        const disk = resolveDevice(i.device, facts.blockDevices, facts.hostname);
+        const { hostname, disk, queues: [before] } = await requireDisk(remote, i.device);
         // Re-taken on every update: it moves the claim to a new label, and a by-id device that now
         // resolves to another kernel name takes that disk's claim before writing to it.
         await claimKnob(remote, diskClaim(owner, disk.name, formerOwnersOf(olds, owner)));
-        const after = await converge(remote, i, disk, owner, facts.hostname);
+        const after = await converge(remote, i, disk, before, owner, hostname);
         if (typeof olds.kernelName === "string" && olds.kernelName !== disk.name) {
             await releaseKnob(remote, diskClaim(owner, olds.kernelName, formerOwnersOf(olds, owner)));
         }
@@ -358,10 +333,10 @@ export const provider = {
         const claim = diskClaim(String(props.owner ?? "BlockElevator"), kernelName);
         // The disk went to another resource since (our claim was removed by hand): not ours to undo.
         if (await holdForDelete(remote, claim)) return;
-        await runScript(remote, removeFileScript(rulePath(kernelName)) + "\nudevadm control --reload 2>/dev/null || true");
-        const facts = await gatherFacts(remote);
-        const disk = facts.blockDevices.find((d) => d.name === kernelName);
-        if (disk) await runScript(remote, applyScript(disk, original)); // else the disk is gone; nothing to restore
+        const { disk } = await readDisk(remote, kernelName);
+        // The rule goes and the original settings come back in one script; a gone disk has nothing to restore.
+        const restore = disk ? "\n" + applyScript(disk, original) : "";
+        await runScript(remote, removeFileScript(rulePath(kernelName)) + "\nudevadm control --reload 2>/dev/null || true" + restore);
         await releaseKnob(remote, claim);
     },
 };

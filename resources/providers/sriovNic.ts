@@ -30,7 +30,7 @@ import { remoteFor } from "../host/sshPool";
 import { buildDumpScript, globLiteral, parseDump, writeSysfsScript } from "../host/sysfs";
 import { mountUnitName } from "./hugepagePool";
 import { holdersMessage, runningHolders, VfDevice } from "../libvirt/vfHolders";
-import { ensureVfPoolNetwork, networkConflict, NetworkRead, readNetworks, removeNetwork } from "../libvirt/vfPoolNetwork";
+import { ensureVfPoolNetwork, networkConflict, NetworkRead, networksFromDump, networksReadCommands, readNetworks, removeNetwork } from "../libvirt/vfPoolNetwork";
 import { checkWithPlan, diffProps, FieldPolicy } from "../policy";
 import { stateOf } from "../state";
 import { inputsFrom } from "../validate";
@@ -174,7 +174,7 @@ const unitPath = (pf: string) => `/etc/systemd/system/${unitName(pf)}`;
 const deviceDir = (pf: string) => (PCI.test(pf) ? `/sys/bus/pci/devices/${pf}` : `/sys/class/net/${pf}/device`);
 
 /** One round trip: the PF's SR-IOV files, its VFs' addresses and netdevs, `ip -j link`, and kvmtune's records. */
-export function readPfScript(pf: string): string {
+export function readPfScript(pf: string, networks: readonly string[] = []): string {
     const dev = globLiteral(deviceDir(pf));
     const firstNetdev = `$(ls ${shellQuote(deviceDir(pf))}/net 2>/dev/null | head -n 1)`;
     return buildDumpScript({
@@ -193,6 +193,8 @@ export function readPfScript(pf: string): string {
         commands: {
             ip: `n=${firstNetdev} && [ -n "$n" ] && ip -j link show dev "$n"`,
             enabled: `for u in /etc/systemd/system/kvmtune-sriov-*.service; do [ -f "$u" ] && echo "$(basename "$u") $(systemctl is-enabled "$(basename "$u")" 2>/dev/null)"; done; true`,
+            // Networks a read needs beside the PF (its VF pool), in the same round trip.
+            ...networksReadCommands(networks),
         },
     });
 }
@@ -287,6 +289,12 @@ export function parsePfState(pf: string, out: string): PfState | null {
 
 export async function readPf(remote: Remote, pf: string): Promise<PfState | null> {
     return parsePfState(pf, await runScript(remote, readPfScript(pf)));
+}
+
+/** The PF and the libvirt networks named, in one round trip (what refresh needs). */
+export async function readPfWithNetworks(remote: Remote, pf: string, networks: readonly string[]): Promise<{ pf: PfState | null; networks: Map<string, NetworkRead> }> {
+    const out = await runScript(remote, readPfScript(pf, networks));
+    return { pf: parsePfState(pf, out), networks: networksFromDump(parseDump(out), networks, remote.name) };
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -646,7 +654,8 @@ export const provider = {
         const i = inputsOf(props);
         const owner = String(props.owner);
         const remote = remoteFor(i.connection);
-        const pf = await readPf(remote, i.pf);
+        // One round trip: the PF, its VFs and, when it has one, its VF pool network.
+        const { pf, networks } = await readPfWithNetworks(remote, i.pf, i.libvirtNetwork ? [i.libvirtNetwork] : []);
         if (!pf || pf.totalVfs === null) return { id: "", props: {} }; // the PF is gone: refresh drops the resource
         // Live values in the input fields, so refresh shows a change made behind our back: the
         // listed VFs as they are, and any other VF whose settings are no longer the defaults.
@@ -654,7 +663,7 @@ export const provider = {
         const strays = pf.vfs.filter((l) => !i.vfs.some((v) => v.vf === l.vf) && JSON.stringify(l) !== JSON.stringify(defaultVf(l.vf)));
         let libvirtNetwork = i.libvirtNetwork;
         if (libvirtNetwork) {
-            const n = (await readNetworks(remote, [libvirtNetwork])).get(libvirtNetwork) as NetworkRead;
+            const n = networks.get(libvirtNetwork) as NetworkRead;
             const fine = n.exists && n.active && n.autostart && n.network?.owner === owner && n.network.mode === "hostdev" && n.network.pf === pf.name;
             if (!fine) libvirtNetwork = undefined;
         }

@@ -10,6 +10,9 @@
  * over a real disk's `/sys/block/X/queue`), so a provider's writes go to files a test reads.
  */
 import { spawn } from "child_process";
+import * as fs from "fs";
+import * as os from "os";
+import * as path from "path";
 import type { ExecOptions, ExecResult, Remote } from "../../resources/host/remote";
 
 export interface LocalOptions {
@@ -39,6 +42,28 @@ export function localCommand(command: string, options: LocalOptions = {}): [stri
     return ["unshare", ["--mount", "--propagation", "private", "/bin/sh", "-c", NAMESPACE_SETUP, options.etc, command, ...binds]];
 }
 
+/**
+ * Debian reaches some commands through /etc/alternatives (`/usr/bin/awk` -> `/etc/alternatives/awk`),
+ * which a private /etc hides: a folder of links to their real programs, made once, stands in for it.
+ */
+let alternatives: string | undefined;
+function alternativesFolder(): string {
+    if (alternatives) return alternatives;
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), "kvmtune-alternatives-"));
+    for (const bin of ["/usr/bin", "/bin", "/usr/sbin", "/sbin"]) {
+        for (const name of fs.existsSync(bin) ? fs.readdirSync(bin) : []) {
+            try {
+                if (!fs.readlinkSync(path.join(bin, name)).startsWith("/etc/alternatives/")) continue;
+                if (!fs.existsSync(path.join(dir, name))) fs.symlinkSync(fs.realpathSync(path.join(bin, name)), path.join(dir, name));
+            } catch {
+                // not a link, or a dangling one: nothing to stand in for
+            }
+        }
+    }
+    process.once("exit", () => fs.rmSync(dir, { recursive: true, force: true }));
+    return (alternatives = dir);
+}
+
 export class LocalRemote implements Remote {
     readonly name: string;
     constructor(private readonly options: LocalOptions = {}) {
@@ -47,7 +72,8 @@ export class LocalRemote implements Remote {
     exec(command: string, options: ExecOptions = {}): Promise<ExecResult> {
         return new Promise((resolve, reject) => {
             const [file, args] = localCommand(command, this.options);
-            const env = this.options.pathFirst ? { ...process.env, PATH: `${this.options.pathFirst}:${process.env.PATH}` } : process.env;
+            const first = [this.options.pathFirst, this.options.etc ? alternativesFolder() : undefined].filter(Boolean);
+            const env = first.length ? { ...process.env, PATH: `${first.join(":")}:${process.env.PATH}` } : process.env;
             const child = spawn(file, args, { stdio: ["pipe", "pipe", "pipe"], env });
             let stdout = "";
             let stderr = "";

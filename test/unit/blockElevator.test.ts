@@ -1,7 +1,10 @@
 import * as assert from "assert";
 import type { BlockDeviceFacts } from "../../resources/host/facts";
 import { blockElevatorSchema, mismatches, provider, resolveDevice, sameTunable, udevRule } from "../../resources/providers/blockElevator";
+import { parseDiskRead, readDisk } from "../../resources/host/disk";
+import { parseDump } from "../../resources/host/sysfs";
 import { goodConnection } from "../helpers/fixtures";
+import { LocalRemote } from "../helpers/localRemote";
 
 const disk = (name: string, ids: string[] = [], paths: string[] = []): BlockDeviceFacts => ({
     name, ids, paths, scheduler: "none", schedulers: ["none", "mq-deadline"], rotational: false, sizeBytes: 1 << 30, nrRequests: 256, readAheadKb: 128,
@@ -79,5 +82,43 @@ describe("BlockElevator inputs", () => {
         assert.match(lines[0], /KERNEL=="nvme\*c\*n\*", ATTRS\{serial\}=="lab1-nvme", ATTR\{nsid\}=="1", ATTR\{queue\/scheduler\}="bfq", ATTR\{queue\/iosched\/slice_idle\}="0"$/);
         assert.match(lines[1], /SYMLINK=="disk\/by-id\/nvme-QEMU_NVMe_Ctrl_lab1-nvme", ATTR\{queue\/read_ahead_kb\}="256"$/);
         assert.throws(() => udevRule("x", parse({ device: "nvme0n1", scheduler: "bfq" }), { ...nvme, nvme: { serial: 'a"b', nsid: 1 } }), /no plain controller serial/);
+    });
+});
+
+describe("BlockElevator's one-disk read (resources/host/disk.ts)", () => {
+    const F = (path: string, body: string) => `\x1eF\x1f${path}\n${body}\n`;
+    it("finds an NVMe namespace's multipath path queues, serial and nsid", () => {
+        const text = [
+            F("/etc/hostname", "lab1"),
+            F("/sys/block/nvme0n1/size", "2097152"),
+            F("/sys/block/nvme0n1/nsid", "1"),
+            F("/sys/block/nvme0n1/queue/scheduler", "none"),
+            F("/sys/block/nvme0n1/queue/read_ahead_kb", "128"),
+            F("/sys/block/nvme0c0n1/queue/scheduler", "[bfq] none mq-deadline"),
+            F("/sys/block/nvme0c0n1/queue/nr_requests", "1023"),
+            F("/sys/block/nvme0c0n1/queue/iosched/slice_idle", "0"),
+            F("/sys/block/nvme0c0n1/device/serial", "lab1-nvme  "),
+        ].join("");
+        const r = parseDiskRead(parseDump(text));
+        assert.deepStrictEqual(r.disk, { name: "nvme0n1", queues: ["nvme0c0n1"], nvme: { serial: "lab1-nvme", nsid: 1 } });
+        assert.deepStrictEqual(r.queues, [{ scheduler: "bfq", available: ["bfq", "none", "mq-deadline"], tunables: { slice_idle: 0 }, nrRequests: 1023, readAheadKb: 128 }]);
+    });
+
+    it("says gone for no disk, and for an empty drive (size 0)", () => {
+        assert.strictEqual(parseDiskRead(parseDump(F("/etc/hostname", "h"))).disk, null);
+        const empty = F("/sys/block/loop3/size", "0") + F("/sys/block/loop3/queue/scheduler", "[none] mq-deadline");
+        assert.strictEqual(parseDiskRead(parseDump(empty)).disk, null);
+    });
+
+    it("reads this machine's disk by kernel name as fs does, and no disk for a name it lacks", async () => {
+        const fs = await import("fs");
+        const name = fs.readdirSync("/sys/block").find((d) => /^(?:[sv]d[a-z]+|nvme\d+n\d+)$/.test(d) && fs.existsSync(`/sys/block/${d}/queue/scheduler`));
+        if (!name) return; // no such disk here: nothing to compare with
+        const r = await readDisk(new LocalRemote(), name);
+        assert.strictEqual(r.disk?.name, name);
+        assert.strictEqual(r.queues[0].readAheadKb, Number(fs.readFileSync(`/sys/block/${name}/queue/read_ahead_kb`, "utf8")));
+        assert.strictEqual(`[${r.queues[0].scheduler}]`, /\[[^\]]+\]/.exec(fs.readFileSync(`/sys/block/${name}/queue/scheduler`, "utf8"))?.[0]);
+        assert.strictEqual((await readDisk(new LocalRemote(), "sdzz")).disk, null);
+        assert.strictEqual((await readDisk(new LocalRemote(), "/dev/disk/by-id/kvmtune-no-such-disk")).disk, null);
     });
 });

@@ -6,7 +6,7 @@ import * as assert from "assert";
 import * as fs from "fs";
 import * as os from "os";
 import * as path from "path";
-import { topologyOf } from "../../fleet/topology";
+import { AppliedView, topologyFromApplied, topologyOf } from "../../fleet/topology";
 import { renderTopologySvg } from "../../fleet/topologySvg";
 import type { HostFactsData } from "../../resources/host/facts";
 import { buildDomainXml, GuestSpec } from "../../resources/libvirt/domain";
@@ -49,7 +49,10 @@ const vfLinks = new Map([
     ["/sys/class/net/enp33s0/device/virtfn0", "/sys/devices/pci0000:20/0000:20:00.0/0000:21:10.0"],
     ["/sys/class/net/enp33s0/device/virtfn1", "/sys/devices/pci0000:20/0000:20:00.0/0000:21:10.2"],
 ]);
-const networks = "\x1dtuned\n<network>\n  <name>tuned</name>\n  <bridge name='kvmt-tuned'/>\n</network>\nActive:         yes\n\x1ddefault\n<network><name>default</name><bridge name='virbr0'/></network>\nActive:         no\n";
+const networks = [
+    { name: "tuned", bridge: "kvmt-tuned", active: true },
+    { name: "default", bridge: "virbr0", active: false },
+];
 
 describe("topology", () => {
     const t = topologyOf(facts, [demoDb, web], vfLinks, networks);
@@ -96,5 +99,47 @@ describe("topology", () => {
         }
         if (process.env.KVMTUNE_KEEP_PICTURE) fs.copyFileSync(pngFile, process.env.KVMTUNE_KEEP_PICTURE);
         fs.rmSync(dir, { recursive: true, force: true });
+    });
+});
+
+describe("topology from the resources' outputs (what `up` draws: no SSH of its own)", () => {
+    // The same host as above, as its KvmHost's children report it after `up`.
+    const applied: AppliedView = {
+        // Read when the pool was applied, before demo-db started on node 1: no page used yet.
+        hugepagePools: { "2M": { "0": { total: 64, free: 64 }, "1": { total: 64, free: 64 } } },
+        sriovNics: { enp33s0: { pf: "enp33s0", numaNode: 0, vfs: [{ vf: 1, pciAddress: "0000:21:10.2" }, { vf: 0, pciAddress: "0000:21:10.0" }] } },
+        vhostNetworks: { tuned: { bridge: "kvmt-tuned", active: true } },
+        guests: { "demo-db": { state: "running", cpuPins: [[2], [3]] }, web: { state: "shut off", cpuPins: [[0]] } },
+    };
+    const declared = [
+        { name: "demo-db", vcpus: 2, memoryMiB: 64, numaNode: 1, cpuPins: "auto", hugepages: "2M", interfaces: [{ network: "tuned", queues: 2 }] },
+        { name: "web", vcpus: 1, memoryMiB: 64, cpuPins: [[0]], emulatorPin: "0-1", interfaces: [{ hostdevVf: { pf: "enp33s0", vf: 1 } }] },
+    ];
+    // Facts as read before the pools were applied: the pools' own counts must win.
+    const stale = structuredClone(facts);
+    stale.numaNodes[1].hugepages["2M"] = { total: 0, free: 0, surplus: 0 };
+    const t = topologyFromApplied(stale, applied, declared);
+
+    it("shows the pins and state the guests read back, the VFs' holders, the networks and the pools' counts", () => {
+        assert.deepStrictEqual(
+            t.guests.map((g) => [g.name, g.running, g.vcpuPins, g.emulatorPin, g.nodeset, g.hugepages]),
+            [["demo-db", true, [[2], [3]], null, [1], "2M"], ["web", false, [[0]], [0, 1], null, null]],
+        );
+        assert.deepStrictEqual(t.pfs.map((p) => [p.name, p.numaNode, p.vfs.map((v) => [v.index, v.pciAddress, v.guest])]), [
+            ["enp33s0", 0, [[0, "0000:21:10.0", null], [1, "0000:21:10.2", "web"]]],
+            ["enp65s0", 1, []],
+        ]);
+        assert.deepStrictEqual(t.networks, [{ name: "tuned", bridge: "kvmt-tuned", active: true, guests: ["demo-db"] }]);
+        assert.deepStrictEqual(t.nodes[1].hugepages["2M"], { total: 64, free: 32 }, "running demo-db's 64 MiB are 32 pages of node 1's pool");
+        assert.deepStrictEqual(t.nodes[0].hugepages["2M"], { total: 64, free: 64 });
+        assert.deepStrictEqual(t.nodes[1].hugepages["1G"], { total: 0, free: 0 }, "a size no pool manages comes from the facts");
+        // Counts read while the guest ran (after a refresh) already show it: not counted twice.
+        const refreshed = structuredClone(applied);
+        refreshed.hugepagePools["2M"]["1"] = { total: 64, free: 32 };
+        assert.deepStrictEqual(topologyFromApplied(stale, refreshed, declared).nodes[1].hugepages["2M"], { total: 64, free: 32 });
+        const svg = renderTopologySvg(t);
+        for (const words of ["demo-db (running)", "web (shut off)", "tuned: bridge kvmt-tuned, active; guests: demo-db", "huge pages 2M: 64 (32 used, 32 free)"]) {
+            assert.ok(svg.includes(words), `the picture lacks "${words}"`);
+        }
     });
 });
