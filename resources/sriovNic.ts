@@ -9,6 +9,7 @@
 import * as pulumi from "@pulumi/pulumi";
 import { ConnectionInput, secretConnection } from "./connectionInput";
 import { lazyProvider } from "./lazyProvider";
+import { ownerLabel } from "./owner";
 
 export interface SriovVfArgs {
     /** The VF number, 0 to numVfs - 1. */
@@ -87,9 +88,9 @@ export class SriovNic extends pulumi.dynamic.Resource {
             {
                 ...args,
                 connection: secretConnection(args.connection),
-                // The PF's ownership record on the host names resource, project and stack, so a
+                // The PF's ownership claim on the host names resource, project and stack, so a
                 // second stack claiming the same PF is told whose it is.
-                owner: `SriovNic ${name} (${pulumi.getProject()}/${pulumi.getStack()})`,
+                owner: ownerLabel("SriovNic", name),
                 pfName: undefined,
                 pfPciAddress: undefined,
                 numaNode: undefined,

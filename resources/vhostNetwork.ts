@@ -11,6 +11,7 @@
 import * as pulumi from "@pulumi/pulumi";
 import { ConnectionInput, secretConnection } from "./connectionInput";
 import { lazyProvider } from "./lazyProvider";
+import { ownerLabel } from "./owner";
 
 export type RingSizeInput = 256 | 512 | 1024;
 
@@ -69,8 +70,8 @@ export class VhostNetwork extends pulumi.dynamic.Resource {
             {
                 ...args,
                 connection: secretConnection(args.connection),
-                // The ownership mark in the network's <metadata>: resource, project and stack.
-                owner: `VhostNetwork ${name} (${pulumi.getProject()}/${pulumi.getStack()})`,
+                // The ownership claim and the mark in the network's <metadata>: resource, project and stack.
+                owner: ownerLabel("VhostNetwork", name),
                 uuid: undefined,
                 bridgeName: undefined,
                 vhostNetAvailable: undefined,

@@ -15,6 +15,7 @@
  * NumaPinnedGuest reads when it builds an interface on the network. The second one also says "this
  * is a kvmtune vhost network" to whoever decides whether vhost_net is still needed at boot.
  */
+import type { KnobClaim } from "../host/claims";
 import { shellQuote } from "../host/quote";
 import type { Remote } from "../host/remote";
 import { runScript } from "../host/remote";
@@ -24,6 +25,16 @@ import { parseDominfo, VIRSH } from "./virsh";
 import { child, childElements, el, localName, namespaceOf, parse, serialize, textOf, XmlElement } from "./xml";
 
 /** The namespace of the vhost network mark and its guest defaults. */
+/**
+ * One libvirt network's ownership claim (../host/claims.ts), whichever resource defines it
+ * (VhostNetwork, SriovNic's VF pool): a second resource or stack declaring the name is refused,
+ * naming the first. `files`: the resource's own files for the network (a hook), checked too.
+ */
+export function networkClaim(owner: string, name: string, files: string[] = [], formerOwners: string[] = []): KnobClaim {
+    // Knob names are plain file names: a `+` (which SriovNic's names allow) becomes `@`, which no network name kvmtune accepts has.
+    return { knob: `libvirt-network-${name.replace(/\+/g, "@")}`, what: `the libvirt network ${name}`, owner, formerOwners, files };
+}
+
 export const VHOST_NS = "urn:kvmtune:vhost:1";
 
 /** Ring sizes virtio-net takes for rx_queue_size / tx_queue_size (powers of two, 256..1024). */

@@ -11,9 +11,11 @@
  * - A driver may enable fewer VFs than asked: the count is read back, and a shortfall is an error
  *   naming both numbers.
  * - VF settings have no persistence of their own: a oneshot systemd unit, ordered before libvirt,
- *   runs a script that puts count and settings back at boot. Its header names the owner, which is
- *   also the PF's ownership record (a small owner file when persist is off): a second resource or
- *   stack claiming the PF is refused, naming the first.
+ *   runs a script that puts count and settings back at boot; its header names the owner.
+ * - Ownership is the shared claim (../host/claims.ts) on the PF's PCI address, taken before anything
+ *   changes, also with persist off: a second resource or stack declaring the PF is refused, naming
+ *   the first. The boot unit and script count as the PF's files, and so does the owner file an
+ *   earlier kvmtune wrote when persist was off (`/etc/kvmtune/sriov-PF.owner`, removed on sight).
  * - Seen on the lab's igb: a VF rate limit needs the PF's link up (EINVAL while down), and libvirt
  *   refuses macvtap on a VF of a PF that is down; VFs pass no traffic then anyway. So the PF is
  *   brought up while it has VFs, and put back as it was on delete. igb refuses a VF link state
@@ -23,13 +25,15 @@ import type * as pulumi from "@pulumi/pulumi";
 import { z } from "zod";
 import { connectionSchema } from "../host/connection";
 import { gatherFacts } from "../host/facts";
-import { atomicWriteScript, managedHeader, removeFileScript } from "../host/files";
+import { claimKnob, CLAIMS_DIR, formerOwnersOf, holdForDelete, KnobClaim, releaseKnob } from "../host/claims";
+import { atomicWriteScript, managedHeader, ownerOf, removeFileScript } from "../host/files";
 import { shellQuote } from "../host/quote";
 import { Remote, runScript } from "../host/remote";
 import { remoteFor } from "../host/sshPool";
 import { buildDumpScript, globLiteral, parseDump, writeSysfsScript } from "../host/sysfs";
 import { mountUnitName } from "./hugepagePool";
 import { holdersMessage, runningHolders, VfDevice } from "../libvirt/vfHolders";
+import { networkClaim } from "../libvirt/network";
 import { ensureVfPoolNetwork, networkConflict, NetworkRead, networksFromDump, networksReadCommands, readNetworks, removeNetwork } from "../libvirt/vfPoolNetwork";
 import { checkWithPlan, diffProps, FieldPolicy } from "../policy";
 import { stateOf } from "../state";
@@ -157,7 +161,7 @@ export interface PfState {
     vfs: VfSettings[];
     /** PCI address and netdev of every VF. */
     devices: VfDevice[];
-    /** kvmtune's ownership record for this PF: who, and in which file. */
+    /** Who owns this PF on the host, and which file says so: its claim, else a file of an earlier kvmtune. */
     owner: { owner: string; file: string } | null;
     /** The boot unit and its script are in place and the unit is enabled. */
     persisted: boolean;
@@ -166,7 +170,24 @@ export interface PfState {
 }
 
 const scriptPath = (pf: string) => `/etc/kvmtune/sriov-${pf}.sh`;
+/** The owner file an earlier kvmtune wrote when persist was off; the claim replaced it. Read, honoured, removed. */
 const ownerPath = (pf: string) => `/etc/kvmtune/sriov-${pf}.owner`;
+/** The claim's knob: by PCI address, so a PF named by interface and by address is one knob. */
+const knobOf = (pciAddress: string) => `sriov-${pciAddress.toLowerCase().replace(/:/g, "-")}`;
+
+/**
+ * The PF's ownership claim. Its files: the boot unit and script, and an earlier kvmtune's owner
+ * file; one naming another owner (or written by hand) refuses the claim.
+ */
+export function pfClaim(owner: string, pf: Pick<PfState, "name" | "pciAddress">, formerOwners: string[] = []): KnobClaim {
+    return {
+        knob: knobOf(pf.pciAddress),
+        what: `the SR-IOV VFs of ${pf.name} (${pf.pciAddress})`,
+        owner,
+        formerOwners,
+        files: [unitPath(pf.name), scriptPath(pf.name), ownerPath(pf.name)],
+    };
+}
 export const unitName = (pf: string) => `kvmtune-sriov-${pf}.service`;
 const unitPath = (pf: string) => `/etc/systemd/system/${unitName(pf)}`;
 
@@ -188,6 +209,7 @@ export function readPfScript(pf: string, networks: readonly string[] = []): stri
             `${dev}/virtfn*/net/*/ifindex`,
             "/etc/kvmtune/sriov-*",
             "/etc/systemd/system/kvmtune-sriov-*.service",
+            `${CLAIMS_DIR}/sriov-*`,
         ],
         links: [dev, `${dev}/driver`, `${dev}/physfn`, `${dev}/virtfn*`],
         commands: {
@@ -197,17 +219,6 @@ export function readPfScript(pf: string, networks: readonly string[] = []): stri
             ...networksReadCommands(networks),
         },
     });
-}
-
-/** The owner a kvmtune file names in its header, or null. */
-export function ownerInHeader(text: string | undefined): string | null {
-    const m = /^# Managed by kvmtune for (.*)\.$/m.exec(text ?? "");
-    return m ? m[1] : null;
-}
-
-/** Owners go into comment lines and unit files: one line of printable text. */
-export function ownerLabel(owner: string): string {
-    return owner.replace(/[\x00-\x1f\x7f]/g, " ");
 }
 
 /** VF settings from `ip -j link show` (iproute2's JSON: `vfinfo_list`). */
@@ -256,8 +267,8 @@ export function parsePfState(pf: string, out: string): PfState | null {
     }
     devices.sort((a, b) => a.vf - b.vf);
     const ip = dump.commands.get("ip");
-    const records = [unitPath(name), scriptPath(name), ownerPath(name)]
-        .map((file) => ({ file, owner: ownerInHeader(dump.files.get(file)) }))
+    const records = [`${CLAIMS_DIR}/${knobOf(base(target) as string)}`, unitPath(name), scriptPath(name), ownerPath(name)]
+        .map((file) => ({ file, owner: ownerOf(dump.files.get(file) ?? "") }))
         .filter((r): r is { file: string; owner: string } => r.owner !== null);
     const enabled = new Map(
         (dump.commands.get("enabled")?.stdout ?? "")
@@ -375,7 +386,7 @@ export function bootScript(owner: string, pciAddress: string, i: SriovNicInputs)
     const dev = shellQuote(`/sys/bus/pci/devices/${pciAddress}`);
     const wanted = wantedVfs(i);
     return [
-        managedHeader(ownerLabel(owner)).trimEnd(),
+        managedHeader(owner).trimEnd(),
         `# Puts back the SR-IOV VFs of PCI device ${pciAddress} at boot, before libvirt starts.`,
         `dev=${dev}`,
         `pfdev() { ls "$dev/net" 2>/dev/null | head -n 1; }`,
@@ -401,7 +412,7 @@ export function netDeviceUnit(ifname: string): string {
 
 export function bootUnit(owner: string, pf: string): string {
     return (
-        managedHeader(ownerLabel(owner)) +
+        managedHeader(owner) +
         [
             "[Unit]",
             `Description=kvmtune: SR-IOV VFs of ${pf}`,
@@ -426,8 +437,8 @@ export function bootUnit(owner: string, pf: string): string {
 const sameText = (a: string | undefined, b: string) => a !== undefined && a.replace(/\n+$/, "") === b.replace(/\n+$/, "");
 
 /**
- * Writes the boot unit and script (persist), or only the ownership record (persist off); files
- * already as wanted are left alone, and systemd reloads once, only when a unit changed (a reload
+ * Writes the boot unit and script (persist), or removes them (persist off; ownership is the claim
+ * either way), and removes an earlier kvmtune's owner file; files already as wanted are left alone, and systemd reloads once, only when a unit changed (a reload
  * took 16 s on a loaded lab host). Empty when there is nothing to do.
  */
 export function persistScript(owner: string, pf: Pick<PfState, "name" | "pciAddress" | "files" | "persisted">, i: SriovNicInputs): string {
@@ -443,19 +454,17 @@ export function persistScript(owner: string, pf: Pick<PfState, "name" | "pciAddr
         if (unitChanged || !pf.persisted) steps.push(`systemctl --no-reload enable ${unit} >/dev/null 2>&1 && systemctl daemon-reload || exit 1`);
         return steps.join("\n");
     }
-    const record = managedHeader(ownerLabel(owner)) + `# Records which resource manages the SR-IOV VFs of ${pf.name} (${pf.pciAddress}); persist is off, nothing runs at boot.\n`;
-    if (!sameText(pf.files.owner, record)) steps.push(atomicWriteScript(ownerPath(pf.name), record));
-    if (pf.files.unit !== undefined || pf.files.script !== undefined) steps.push(unpersistScript(pf.name, false));
+    if (pf.files.unit !== undefined || pf.files.script !== undefined || pf.files.owner !== undefined) steps.push(unpersistScript(pf.name));
     return steps.join("\n");
 }
 
-/** Removes the boot unit and script, and with `all` the ownership record too; one reload. */
-export function unpersistScript(pf: string, all = true): string {
+/** Removes the boot unit and script, and an earlier kvmtune's owner file; one reload. */
+export function unpersistScript(pf: string): string {
     return [
         `if [ -f ${shellQuote(unitPath(pf))} ]; then systemctl --no-reload disable ${shellQuote(unitName(pf))} >/dev/null 2>&1 || true; reload=1; fi`,
         removeFileScript(unitPath(pf)),
         removeFileScript(scriptPath(pf)),
-        ...(all ? [removeFileScript(ownerPath(pf))] : []),
+        removeFileScript(ownerPath(pf)),
         `if [ -n "\${reload:-}" ]; then systemctl daemon-reload; fi`,
     ].join("\n");
 }
@@ -463,18 +472,12 @@ export function unpersistScript(pf: string, all = true): string {
 // ---------------------------------------------------------------------------------------------
 // Checks before anything changes
 
-/** What the host has, checked against the inputs; messages name field, value and what is there. */
-export function checkPf(i: SriovNicInputs, pf: PfState, owner: string, hostname: string): string[] {
+/** What the host has, checked against the inputs; messages name field, value and what is there. Ownership is the claim's. */
+export function checkPf(i: SriovNicInputs, pf: PfState, hostname: string): string[] {
     const problems: string[] = [];
     if (pf.isVf) problems.push(`pf: ${i.pf} on ${hostname} is itself a VF (${pf.pciAddress}); name its PF`);
     else if (pf.totalVfs === null) problems.push(`pf: ${i.pf} on ${hostname} (driver ${pf.driver ?? "none"}) has no SR-IOV (no sriov_totalvfs)`);
     else if (i.numVfs > pf.totalVfs) problems.push(`numVfs: got ${i.numVfs}; ${pf.name} on ${hostname} offers at most ${pf.totalVfs} VFs (sriov_totalvfs)`);
-    if (pf.owner && pf.owner.owner !== ownerLabel(owner)) {
-        problems.push(
-            `pf: ${pf.name} (${pf.pciAddress}) on ${hostname} is managed by "${pf.owner.owner}" (recorded in ${pf.owner.file}); ` +
-                `a PF has one owner. Remove it from that stack first, or manage its VFs there`,
-        );
-    }
     return problems;
 }
 
@@ -525,7 +528,7 @@ async function requirePf(remote: Remote, i: SriovNicInputs): Promise<PfState> {
         const what = found ? `${i.pf} on ${facts.hostname} is not a PCI function` : `${facts.hostname} has no network interface or PCI device ${i.pf}`;
         throw new Error(`pf: ${what}. Its SR-IOV PFs: ${list}`);
     }
-    const problems = checkPf(i, pf, "", facts.hostname);
+    const problems = checkPf(i, pf, facts.hostname);
     throw new Error(`${problems[0] ?? `pf: ${i.pf} has no SR-IOV`}. ${facts.hostname}'s SR-IOV PFs: ${list}`);
 }
 
@@ -586,20 +589,25 @@ function outputs(i: SriovNicInputs, owner: string, pf: PfState, original: Origin
  */
 async function converge(remote: Remote, i: SriovNicInputs, pf: PfState, owner: string, oldNetwork?: string): Promise<PfState> {
     const hostname = pf.hostname || remote.name;
-    const problems = checkPf(i, pf, owner, hostname);
+    const problems = checkPf(i, pf, hostname);
     const names = [...new Set([i.libvirtNetwork, oldNetwork].filter((n): n is string => !!n))];
     const nets = await readNetworks(remote, names);
     const net = i.libvirtNetwork ? (nets.get(i.libvirtNetwork) as NetworkRead) : null;
     const conflict = net ? networkConflict(i.libvirtNetwork as string, net, owner, hostname) : null;
     if (conflict) problems.push(conflict);
     if (problems.length) throw new Error(`SriovNic on ${hostname}: ${problems.join("; ")}`);
+    // The pool network is a knob of its own: the same claim a VhostNetwork of that name takes.
+    if (i.libvirtNetwork) await claimKnob(remote, networkClaim(owner, i.libvirtNetwork));
     const oldOurs = oldNetwork && oldNetwork !== i.libvirtNetwork && nets.get(oldNetwork)?.network?.owner === owner ? oldNetwork : undefined;
     await refuseIfHeld(remote, pf, vfsThatGo(pf.numVfs, i.numVfs, pf.devices), oldOurs ? [oldOurs] : [], `numVfs ${pf.numVfs} -> ${i.numVfs} on ${pf.name}`);
 
     const after = await applyVfs(remote, pf, i.numVfs, wantedVfs(i), i.numVfs > 0 || pf.adminUp, labelFor(i));
     const wrong = mismatches(i, after);
     if (wrong.length) throw new Error(`SriovNic ${pf.name} on ${hostname}: the driver did not take the settings: ${wrong.join("; ")}`);
-    if (oldOurs) await removeNetwork(remote, oldOurs, nets.get(oldOurs) as NetworkRead);
+    if (oldOurs) {
+        await removeNetwork(remote, oldOurs, nets.get(oldOurs) as NetworkRead);
+        await releaseKnob(remote, networkClaim(owner, oldOurs));
+    }
     if (i.libvirtNetwork && net) await ensureVfPoolNetwork(remote, i.libvirtNetwork, after.name, owner, net, countPlan(pf.numVfs, i.numVfs).length > 0);
     const persist = persistScript(owner, after, i);
     if (persist) await runScript(remote, persist);
@@ -611,6 +619,7 @@ async function restore(remote: Remote, pf: PfState, original: Original, owner: s
     if (network) {
         const read = (await readNetworks(remote, [network])).get(network) as NetworkRead;
         if (read.network?.owner === owner) await removeNetwork(remote, network, read);
+        await releaseKnob(remote, networkClaim(owner, network));
     }
     const wanted = Array.from({ length: original.numVfs }, (_x, vf) => original.vfs.find((v) => v.vf === vf) ?? defaultVf(vf));
     await applyVfs(remote, pf, original.numVfs, wanted, original.pfUp, (vf) => `original VF ${vf}`);
@@ -632,7 +641,10 @@ export const provider = {
         const remote = remoteFor(i.connection);
         const pf = await requirePf(remote, i);
         const original: Original = { numVfs: pf.numVfs, vfs: pf.vfs, pfUp: pf.adminUp };
+        // The PF was already this owner's (an earlier create that failed after claiming): what it has is not the original.
         const hadRecord = pf.owner !== null;
+        const claim = pfClaim(owner, pf);
+        await claimKnob(remote, claim);
         let after: PfState;
         try {
             after = await converge(remote, i, pf, owner);
@@ -644,6 +656,11 @@ export const provider = {
                 await restore(remote, now, original, owner, i.libvirtNetwork).catch((e) => {
                     (err as Error).message += `\n(putting the PF back as it was failed too: ${(e as Error).message})`;
                 });
+            }
+            // A failed create leaves no claim behind, unless the PF was this owner's before it.
+            if (!hadRecord) {
+                await releaseKnob(remote, claim).catch(() => undefined);
+                if (i.libvirtNetwork) await releaseKnob(remote, networkClaim(owner, i.libvirtNetwork)).catch(() => undefined);
             }
             throw err;
         }
@@ -676,6 +693,8 @@ export const provider = {
         const owner = String(news.owner ?? olds.owner);
         const remote = remoteFor(i.connection);
         const pf = await requirePf(remote, i);
+        // Re-taken on every update: it moves the claim to a new label, before anything changes.
+        await claimKnob(remote, pfClaim(owner, pf, formerOwnersOf(olds, owner)));
         // The network the previous inputs named (refresh leaves it out when it was found broken).
         const oldNetwork = typeof olds.networkName === "string" ? olds.networkName : typeof olds.libvirtNetwork === "string" ? olds.libvirtNetwork : undefined;
         const after = await converge(remote, i, pf, owner, oldNetwork);
@@ -689,12 +708,21 @@ export const provider = {
         const original = props.original as Original;
         const pf = await readPf(remote, i.pf);
         if (!pf || pf.totalVfs === null) {
-            // The PF is gone (card removed): only kvmtune's files are left to remove.
-            if (typeof props.pfName === "string") await runScript(remote, unpersistScript(props.pfName));
+            // The PF is gone (card removed): only kvmtune's files and the claim are left to remove.
+            if (typeof props.pfName === "string" && typeof props.pfPciAddress === "string") {
+                const claim = pfClaim(owner, { name: props.pfName, pciAddress: props.pfPciAddress });
+                if (await holdForDelete(remote, claim)) return;
+                await runScript(remote, unpersistScript(props.pfName));
+                await releaseKnob(remote, claim);
+            }
             return;
         }
+        const claim = pfClaim(owner, pf);
+        // The PF went to another resource since (our claim was removed by hand): not ours to undo.
+        if (await holdForDelete(remote, claim)) return;
         const network = typeof props.networkName === "string" ? props.networkName : undefined;
         await refuseIfHeld(remote, pf, vfsThatGo(pf.numVfs, original.numVfs, pf.devices), network ? [network] : [], `deleting SriovNic on ${pf.name}`);
         await restore(remote, pf, original, owner, network);
+        await releaseKnob(remote, claim);
     },
 };

@@ -10,8 +10,10 @@
  *   `up`, and (with `persist`) by a libvirt network hook whenever the network starts.
  * - The guest defaults (queues, ring sizes) live in the network's `<metadata>`, where
  *   NumaPinnedGuest reads them for interfaces that leave them out (../libvirt/network.ts).
- * - The network carries kvmtune's ownership mark; a network without this resource's mark is never
- *   redefined or removed unless adopted (`adopt: true`).
+ * - Ownership: the shared claim on the network's name (../host/claims.ts), taken before anything
+ *   changes, refuses a second resource or stack declaring the name, naming the first. The network
+ *   also carries kvmtune's ownership mark; a network without this resource's mark (one kvmtune did
+ *   not define) is never redefined or removed unless adopted (`adopt: true`).
  * - Everything is checked before anything on the host changes: libvirt and vhost_net present, the
  *   name free or ours, the bridge free (or present and a bridge), the uplink present, without
  *   addresses and in no other bridge.
@@ -22,13 +24,14 @@ import type * as pulumi from "@pulumi/pulumi";
 import { z } from "zod";
 import { connectionSchema } from "../host/connection";
 import { FACT_COMMANDS, libvirtActiveOf, vhostNetOf } from "../host/facts";
+import { claimKnob, formerOwnersOf, holdForDelete, releaseKnob } from "../host/claims";
 import { atomicWriteScript, managedHeader, removeFileScript } from "../host/files";
 import { shellQuote } from "../host/quote";
 import { Remote, runScript } from "../host/remote";
 import { remoteFor } from "../host/sshPool";
 import { buildDumpScript, Dump, globLiteral, parseDump } from "../host/sysfs";
 import { parseDomainXml } from "../libvirt/domain";
-import { buildNetworkXml, GuestDefaults, NetworkRead, networkReadCommands, networkReadOf, NetworkSpec, ParsedNetwork, parseNetworkXml, RING_SIZES } from "../libvirt/network";
+import { buildNetworkXml, GuestDefaults, networkClaim, NetworkRead, networkReadCommands, networkReadOf, NetworkSpec, ParsedNetwork, parseNetworkXml, RING_SIZES } from "../libvirt/network";
 import { defineXml, readAllDomains, readAllNetworks, virshCommand } from "../libvirt/virsh";
 import { canonical, checkWithPlan, diffProps, FieldPolicy } from "../policy";
 import { stateOf } from "../state";
@@ -102,6 +105,12 @@ export const MODULES_CONTENT =
 
 /** libvirt runs the executables in hooks/network.d on every network's start and stop. */
 export const hookPath = (network: string) => `/etc/libvirt/hooks/network.d/kvmtune-${network}`;
+
+/**
+ * The network's claim. The hook is not one of its files: its first line is `#!/bin/sh`, and the
+ * claim check reads first lines; the network's own mark covers a network kvmtune did not define.
+ */
+export const vhostNetworkClaim = (owner: string, name: string, formerOwners: string[] = []) => networkClaim(owner, name, [], formerOwners);
 
 /** The hook that puts the uplink into the bridge whenever libvirt starts the network (at boot, after net-start). */
 export function hookScript(owner: string, i: Pick<VhostNetworkInputs, "name" | "bridge"> & { uplink: string }): string {
@@ -429,11 +438,19 @@ export const provider = {
         const i = inputsOf(props);
         const owner = ownerOf(props, i);
         const remote = remoteFor(i.connection);
-        const view = await observe(remote, i, true);
-        const problems = checkAgainstHost(i, view, owner);
-        if (problems.length) throw new Error(`VhostNetwork ${i.name} on ${view.hostname}: ${problems.join("; ")}`);
-        const after = await converge(remote, i, owner, view);
-        return { id: after.network.config?.uuid ?? i.name, outs: outputs(i, owner, after, []) };
+        const claim = vhostNetworkClaim(owner, i.name);
+        await claimKnob(remote, claim);
+        try {
+            const view = await observe(remote, i, true);
+            const problems = checkAgainstHost(i, view, owner);
+            if (problems.length) throw new Error(`VhostNetwork ${i.name} on ${view.hostname}: ${problems.join("; ")}`);
+            const after = await converge(remote, i, owner, view);
+            return { id: after.network.config?.uuid ?? i.name, outs: outputs(i, owner, after, []) };
+        } catch (err) {
+            // A failed create leaves no claim behind.
+            await releaseKnob(remote, claim).catch(() => undefined);
+            throw err;
+        }
     },
 
     async read(id: string, props: Record<string, unknown>): Promise<pulumi.dynamic.ReadResult> {
@@ -448,6 +465,8 @@ export const provider = {
         const i = inputsOf(news);
         const owner = String(news.owner ?? olds.owner ?? `VhostNetwork ${i.name}`);
         const remote = remoteFor(i.connection);
+        // Re-taken on every update: it moves the claim to a new label, before anything changes.
+        await claimKnob(remote, vhostNetworkClaim(owner, i.name, formerOwnersOf(olds, owner)));
         const view = await observe(remote, i, true);
         const net = view.network;
         if (!net.exists) throw new Error(`VhostNetwork ${i.name}: the network is gone from ${view.hostname}; run refresh, then up creates it again`);
@@ -473,6 +492,9 @@ export const provider = {
         const i = inputsOf(props);
         const owner = ownerOf(props, i);
         const remote = remoteFor(i.connection);
+        const claim = vhostNetworkClaim(owner, i.name);
+        // The name went to another resource since (our claim was removed by hand): not ours to remove.
+        if (await holdForDelete(remote, claim)) return;
         const [view, guests] = await Promise.all([observe(remote, i, true), runningGuestsOn(remote, i.name)]);
         const net = view.network;
         const steps: string[] = [];
@@ -492,5 +514,6 @@ export const provider = {
         const stillNeeded = view.others.some((o) => o.spec.vhost !== null);
         if (view.modulesFile !== null && !stillNeeded) steps.push(removeFileScript(MODULES_FILE));
         if (steps.length) await runScript(remote, steps.join("\n") + "\nexit 0\n");
+        await releaseKnob(remote, claim);
     },
 };

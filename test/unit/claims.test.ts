@@ -13,6 +13,9 @@ import { managedHeader } from "../../resources/host/files";
 import { closeAll } from "../../resources/host/sshPool";
 import { diskClaim, provider as elevator, resolveDevice } from "../../resources/providers/blockElevator";
 import { hugepagePoolSchema, poolClaim, provider as pool } from "../../resources/providers/hugepagePool";
+import { networkClaim } from "../../resources/libvirt/network";
+import { pfClaim } from "../../resources/providers/sriovNic";
+import { vhostNetworkClaim } from "../../resources/providers/vhostNetwork";
 import { FakeDiskHost, startFakeDiskHost } from "../helpers/fakeSshHost";
 import { goodConnection, throwawayKey } from "../helpers/fixtures";
 import { LocalRemote } from "../helpers/localRemote";
@@ -42,6 +45,41 @@ describe("ownership claims on a host", function () {
         assert.ok(err instanceof ClaimError, String(err));
         return err;
     }
+
+    it("SriovNic: one PF, named by interface or by PCI address, has one owner; an earlier kvmtune's owner file counts", async () => {
+        const pf = { name: "enp65s0", pciAddress: "0000:41:00.0" };
+        await claimKnob(remote, pfClaim("SriovNic nic (shop/prod)", pf));
+        assert.match(fs.readFileSync(claimFile("sriov-0000-41-00.0"), "utf8"), /^# Managed by kvmtune for SriovNic nic \(shop\/prod\)\.\n/);
+        const err = await refusal(pfClaim("SriovNic nic (shop/staging)", { name: "0000:41:00.0", pciAddress: "0000:41:00.0" }));
+        assert.strictEqual(err.holder, "SriovNic nic (shop/prod)");
+        assert.match(err.message, /^the SR-IOV VFs of 0000:41:00\.0 \(0000:41:00\.0\) on .* belongs to SriovNic nic \(shop\/prod\) \(\/etc\/kvmtune\/claims\/sriov-0000-41-00\.0\)/);
+        await releaseKnob(remote, pfClaim("SriovNic nic (shop/prod)", pf));
+        assert.ok(!fs.existsSync(claimFile("sriov-0000-41-00.0")));
+
+        // No claim yet, but the owner file an earlier kvmtune wrote with persist off names another owner.
+        fs.writeFileSync(onHost("/etc/kvmtune/sriov-enp65s0.owner"), managedHeader("SriovNic old (shop/prod)"));
+        const old = await refusal(pfClaim("SriovNic nic (shop/staging)", pf));
+        assert.deepStrictEqual([old.holder, old.file], ["SriovNic old (shop/prod)", "/etc/kvmtune/sriov-enp65s0.owner"]);
+        assert.ok(!fs.existsSync(claimFile("sriov-0000-41-00.0")), "a refused claim was recorded");
+        // Its own old file is no obstacle.
+        await claimKnob(remote, pfClaim("SriovNic old (shop/prod)", pf));
+    });
+
+    it("VhostNetwork and a SriovNic pool network of the same name meet at one claim", async () => {
+        await claimKnob(remote, vhostNetworkClaim("VhostNetwork net (shop/prod)", "vh0"));
+        const err = await refusal(networkClaim("SriovNic nic (shop/staging)", "vh0"));
+        assert.strictEqual(err.holder, "VhostNetwork net (shop/prod)");
+        assert.match(err.message, /^the libvirt network vh0 on .* belongs to VhostNetwork net \(shop\/prod\)/);
+        await refusal(vhostNetworkClaim("VhostNetwork net (shop/staging)", "vh0"));
+        // A network name with + (SriovNic allows it) makes a plain knob name too.
+        await claimKnob(remote, networkClaim("SriovNic nic (p/s)", "pool+1"));
+        assert.ok(fs.existsSync(claimFile("libvirt-network-pool@1")));
+
+        // A hook begins with #!/bin/sh, so it cannot be a claim's file (the check reads first lines): its own hook is no obstacle.
+        fs.mkdirSync(onHost("/etc/libvirt/hooks/network.d"), { recursive: true });
+        fs.writeFileSync(onHost("/etc/libvirt/hooks/network.d/kvmtune-vh1"), "#!/bin/sh\n" + managedHeader("VhostNetwork net (shop/prod)"));
+        await claimKnob(remote, vhostNetworkClaim("VhostNetwork net (shop/prod)", "vh1"));
+    });
 
     it("records a claim as a root-owned 0644 file whose header names the owner", async () => {
         await claimKnob(remote, diskClaim(A, "vdb"));

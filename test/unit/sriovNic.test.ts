@@ -20,11 +20,10 @@ import {
     countPlan,
     defaultVf,
     mismatches,
-    ownerInHeader,
-    ownerLabel,
     parsePfState,
     parseVfInfo,
     persistScript,
+    pfClaim,
     PfState,
     provider,
     readPfScript,
@@ -280,35 +279,35 @@ describe("SriovNic PF read and ownership", () => {
         assert.match(readPfScript("0000:41:00.0"), /\/sys\/bus\/pci\/devices\/0000:41:00\.0\/sriov_numvfs/);
     });
 
-    it("finds the owner in the boot unit, its script, or the owner file when persist is off", () => {
+    it("finds the owner in the PF's claim first, then in the boot unit, its script, or an earlier kvmtune's owner file", () => {
         const header = managedHeader("SriovNic a (kvmtune/s1)");
-        for (const file of ["/etc/systemd/system/kvmtune-sriov-enp65s0.service", "/etc/kvmtune/sriov-enp65s0.sh", "/etc/kvmtune/sriov-enp65s0.owner"]) {
+        const claim = "/etc/kvmtune/claims/sriov-0000-41-00.0";
+        for (const file of [claim, "/etc/systemd/system/kvmtune-sriov-enp65s0.service", "/etc/kvmtune/sriov-enp65s0.sh", "/etc/kvmtune/sriov-enp65s0.owner"]) {
             const pf = parsePfState("enp65s0", labPf({ [file]: header + "x\n" })) as PfState;
             assert.deepStrictEqual(pf.owner, { owner: "SriovNic a (kvmtune/s1)", file }, file);
         }
-        // Another PF's record is not this PF's.
-        assert.strictEqual((parsePfState("enp65s0", labPf({ "/etc/kvmtune/sriov-enp33s0.owner": header })) as PfState).owner, null);
-        assert.strictEqual(ownerInHeader("[Unit]\n"), null);
+        const both = parsePfState("enp65s0", labPf({ [claim]: managedHeader("SriovNic b (p/s)"), "/etc/kvmtune/sriov-enp65s0.sh": header })) as PfState;
+        assert.deepStrictEqual(both.owner, { owner: "SriovNic b (p/s)", file: claim }, "the claim is the record");
+        // Another PF's records are not this PF's; a file whose first line is not kvmtune's names nobody.
+        assert.strictEqual((parsePfState("enp65s0", labPf({ "/etc/kvmtune/sriov-enp33s0.owner": header, "/etc/kvmtune/claims/sriov-0000-21-00.0": header })) as PfState).owner, null);
+        assert.strictEqual((parsePfState("enp65s0", labPf({ "/etc/kvmtune/sriov-enp65s0.sh": "#!/bin/sh\n" + header })) as PfState).owner, null);
+        assert.match(readPfScript("enp65s0"), /\/etc\/kvmtune\/claims\/sriov-\*/);
     });
 
-    it("refuses a PF another resource or stack owns, naming the owner and the record", () => {
-        const i = parse({});
-        const pf = parsePfState("enp65s0", labPf({ "/etc/systemd/system/kvmtune-sriov-enp65s0.service": managedHeader("SriovNic a (kvmtune/s1)") })) as PfState;
-        const problems = checkPf(i, pf, "SriovNic b (kvmtune/s2)", "lab1");
-        assert.strictEqual(problems.length, 1);
-        assert.match(problems[0], /^pf: enp65s0 \(0000:41:00\.0\) on lab1 is managed by "SriovNic a \(kvmtune\/s1\)" \(recorded in \/etc\/systemd\/system\/kvmtune-sriov-enp65s0\.service\)/);
-        assert.deepStrictEqual(checkPf(i, pf, "SriovNic a (kvmtune/s1)", "lab1"), [], "its own record is no conflict");
-        // An owner label with a newline is written as one line and still recognized.
-        const odd = "SriovNic x\ny (p/s)";
-        const own = parsePfState("enp65s0", labPf({ "/etc/kvmtune/sriov-enp65s0.owner": managedHeader(ownerLabel(odd)) })) as PfState;
-        assert.deepStrictEqual(checkPf(i, own, odd, "lab1"), []);
+    it("claims the PF by PCI address, with its boot files and the old owner file as the knob's files", () => {
+        const byName = pfClaim("SriovNic a (p/s)", { name: "enp65s0", pciAddress: "0000:41:00.0" });
+        const byAddress = pfClaim("SriovNic b (p/s)", { name: "enp65s0", pciAddress: "0000:41:00.0".toUpperCase() });
+        assert.strictEqual(byName.knob, "sriov-0000-41-00.0");
+        assert.strictEqual(byAddress.knob, byName.knob, "one PF, one knob");
+        assert.deepStrictEqual(byName.files, ["/etc/systemd/system/kvmtune-sriov-enp65s0.service", "/etc/kvmtune/sriov-enp65s0.sh", "/etc/kvmtune/sriov-enp65s0.owner"]);
+        assert.match(byName.what, /SR-IOV VFs of enp65s0 \(0000:41:00\.0\)/);
     });
 
     it("refuses more VFs than the PF offers, a NIC without SR-IOV, and a VF as PF", () => {
         const pf = parsePfState("enp65s0", labPf()) as PfState;
-        assert.deepStrictEqual(checkPf(parse({ numVfs: 8 }), pf, "o", "lab1"), ["numVfs: got 8; enp65s0 on lab1 offers at most 7 VFs (sriov_totalvfs)"]);
-        assert.match(checkPf(parse({ pf: "enp0s5" }), { ...pf, totalVfs: null, driver: "virtio_net" }, "o", "lab1")[0], /pf: enp0s5 on lab1 \(driver virtio_net\) has no SR-IOV/);
-        assert.match(checkPf(parse({ pf: "enp65s0v0" }), { ...pf, isVf: true, totalVfs: null }, "o", "lab1")[0], /is itself a VF/);
+        assert.deepStrictEqual(checkPf(parse({ numVfs: 8 }), pf, "lab1"), ["numVfs: got 8; enp65s0 on lab1 offers at most 7 VFs (sriov_totalvfs)"]);
+        assert.match(checkPf(parse({ pf: "enp0s5" }), { ...pf, totalVfs: null, driver: "virtio_net" }, "lab1")[0], /pf: enp0s5 on lab1 \(driver virtio_net\) has no SR-IOV/);
+        assert.match(checkPf(parse({ pf: "enp65s0v0" }), { ...pf, isVf: true, totalVfs: null }, "lab1")[0], /is itself a VF/);
     });
 
     it("treats a persisted PF as persisted only with script, unit and the unit enabled", () => {
@@ -392,15 +391,14 @@ describe("SriovNic persistence writes", () => {
         assert.doesNotMatch(changed, /daemon-reload|kvmtune-sriov-enp65s0\.service/, "only the script changed");
     });
 
-    it("with persist off keeps only the owner record, and removes a unit left from before", () => {
+    it("with persist off writes nothing (the claim records the owner), and removes a unit or an old owner file left from before", () => {
         const off = { ...i, persist: false };
-        const fresh = persistScript(owner, pf, off);
-        assert.match(fresh, /sriov-enp65s0\.owner/);
-        assert.doesNotMatch(fresh, /systemctl/);
+        assert.strictEqual(persistScript(owner, pf, off), "");
         const was = persistScript(owner, { ...pf, persisted: true, files: { unit: "u", script: "s" } }, off);
         assert.match(was, /systemctl --no-reload disable kvmtune-sriov-enp65s0\.service/);
         assert.match(was, /rm -f \/etc\/systemd\/system\/kvmtune-sriov-enp65s0\.service/);
-        assert.doesNotMatch(was, /rm -f \/etc\/kvmtune\/sriov-enp65s0\.owner/, "the record stays");
+        assert.match(persistScript(owner, { ...pf, files: { owner: managedHeader(owner) } }, off), /rm -f \/etc\/kvmtune\/sriov-enp65s0\.owner/);
+        assert.match(persistScript(owner, { ...pf, files: { owner: managedHeader(owner) } }, i), /rm -f \/etc\/kvmtune\/sriov-enp65s0\.owner/);
     });
 });
 
