@@ -45,6 +45,21 @@ export interface KnobClaim {
     formerOwners?: string[];
     /** The knob's files on the host: one whose header names another owner refuses the claim. */
     files?: string[];
+    /**
+     * What the knob had before the owner first changed it (JSON-able), recorded in the claim when
+     * the claim is first taken and returned by every later `claimKnob` of the same owner. A create
+     * cut off half-way (connection lost, host rebooted) cannot undo its changes nor release its
+     * claim; the retried create then finds the knob already changed, and would record the changed
+     * value as "original", so delete would "restore" it. Reading the original back from the claim,
+     * the retry restores what was there before the first attempt.
+     */
+    original?: unknown;
+}
+
+/** What a claim taken (or kept) says. */
+export interface ClaimRecord {
+    /** The original recorded when the claim was first taken, or undefined when it records none. */
+    original: unknown;
 }
 
 /** The knob belongs to another resource, or a file of it was not written by kvmtune. */
@@ -84,8 +99,23 @@ function claimContent(c: KnobClaim): string {
     return (
         managedHeader(c.owner) +
         `# While this file exists, kvmtune refuses ${c.what} to any other resource.\n` +
-        `knob=${c.knob}\n`
+        `knob=${c.knob}\n` +
+        (c.original === undefined ? "" : `${ORIGINAL_KEY}${Buffer.from(JSON.stringify(c.original), "utf8").toString("base64")}\n`)
     );
+}
+
+/** The claim file's line holding the recorded original: base64 of its JSON, so it is one plain word. */
+const ORIGINAL_KEY = "original=";
+
+/** The original a claim's text records (the line `original=BASE64`), or undefined. */
+export function recordedOriginal(text: string): unknown {
+    const line = text.split("\n").find((l) => l.startsWith(ORIGINAL_KEY));
+    if (!line) return undefined;
+    try {
+        return JSON.parse(Buffer.from(line.slice(ORIGINAL_KEY.length), "base64").toString("utf8"));
+    } catch {
+        return undefined; // a damaged line is no record: the caller's own reading stands
+    }
 }
 
 /**
@@ -131,6 +161,8 @@ export function claimScript(c: KnobClaim): string {
         `  ( ${atomicWriteScript(path, claimContent(c), "0644", { exclusive: true })}`,
         `  ) || { check ${q}; exit 1; }`,
         `fi`,
+        // The claim as it now stands, for its recorded original (one written by an earlier attempt wins).
+        `grep '^${ORIGINAL_KEY}' ${q} || true`,
     ].join("\n");
 }
 
@@ -139,9 +171,9 @@ export function releaseScript(c: KnobClaim): string {
     return [checkFunctions(c), ...checks(c), removeFileScript(claimPath(c.knob))].join("\n");
 }
 
-async function runClaimScript(remote: Remote, c: KnobClaim, script: string): Promise<void> {
+async function runClaimScript(remote: Remote, c: KnobClaim, script: string): Promise<string> {
     const r = await remote.exec("sh -s", { stdin: wholeScript(script), privileged: true });
-    if (r.code === 0) return;
+    if (r.code === 0) return r.stdout;
     const line = r.stderr.split("\n").find((l) => l.startsWith(MARKER + "\x1f"));
     if (r.code === REFUSED && line) {
         const [, file, first] = line.split("\x1f");
@@ -151,7 +183,7 @@ async function runClaimScript(remote: Remote, c: KnobClaim, script: string): Pro
 }
 
 /** A refusal as a value: null when the script ran, the ClaimError when another owner holds the knob. */
-async function refusal(p: Promise<void>): Promise<ClaimError | null> {
+async function refusal(p: Promise<unknown>): Promise<ClaimError | null> {
     try {
         await p;
         return null;
@@ -161,9 +193,13 @@ async function refusal(p: Promise<void>): Promise<ClaimError | null> {
     }
 }
 
-/** Takes the knob for the owner, before anything on the host changes; throws ClaimError when another holds it. */
-export async function claimKnob(remote: Remote, c: KnobClaim): Promise<void> {
-    return runClaimScript(remote, c, claimScript(c));
+/**
+ * Takes the knob for the owner, before anything on the host changes; throws ClaimError when another
+ * holds it. Returns the original the claim records: `c.original` for a new claim, the first
+ * attempt's for a claim this owner already held.
+ */
+export async function claimKnob(remote: Remote, c: KnobClaim): Promise<ClaimRecord> {
+    return { original: recordedOriginal(await runClaimScript(remote, c, claimScript(c))) };
 }
 
 /**

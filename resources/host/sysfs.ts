@@ -146,11 +146,14 @@ export function parseBracketChoice(text: string): { active: string | null; avail
  * stopping at the first refusal with the path, the value and the kernel's reason on stderr.
  * Paths are built by the library from validated values; they are quoted all the same.
  */
-export function writeSysfsScript(entries: ReadonlyArray<{ path: string; value: string | number }>): string {
+export function writeSysfsScript(entries: ReadonlyArray<{ path: string; value: string | number }>, options: { skipSame?: boolean } = {}): string {
     return entries
         .map(({ path, value }) => {
             const [p, v] = [shellQuote(path), shellQuote(String(value))];
-            return `printf '%s' ${v} > ${p} || { printf 'the kernel refused %s for %s\\n' ${v} ${p} >&2; exit 1; }`;
+            const write = `printf '%s' ${v} > ${p} || { printf 'the kernel refused %s for %s\\n' ${v} ${p} >&2; exit 1; }`;
+            // For plain values (a count): a file that already reads the value is not written, so
+            // putting back what nobody changed cannot fail.
+            return options.skipSame ? `[ "$(cat ${p} 2>/dev/null)" = ${v} ] || ${write}` : write;
         })
         .join("\n");
 }

@@ -196,8 +196,8 @@ const rulePath = (kernelName: string) => `/etc/udev/rules.d/61-kvmtune-elevator-
  * The knob a BlockElevator owns: the disk's queue, by kernel name like its rule file, so two
  * resources naming one disk differently (`vdb`, a by-id link) still meet at one claim.
  */
-export function diskClaim(owner: string, kernelName: string, formerOwners: string[] = []): KnobClaim {
-    return { knob: `block-elevator-${kernelName}`, what: `the I/O scheduler of ${kernelName}`, owner, formerOwners, files: [rulePath(kernelName)] };
+export function diskClaim(owner: string, kernelName: string, formerOwners: string[] = [], original?: Original): KnobClaim {
+    return { knob: `block-elevator-${kernelName}`, what: `the I/O scheduler of ${kernelName}`, owner, formerOwners, files: [rulePath(kernelName)], original };
 }
 
 /**
@@ -271,22 +271,24 @@ export const provider = {
         const owner = String(props.owner ?? "BlockElevator");
         const remote = remoteFor(i.connection);
         const { hostname, disk, queues: [before] } = await requireDisk(remote, i.device);
-        // Before anything changes: the disk must not belong to another resource.
-        const claim = diskClaim(owner, disk.name);
-        await claimKnob(remote, claim);
         // Only the tunables we set need restoring: a scheduler switch back resets the rest.
-        const original: Original = {
+        const seen: Original = {
             scheduler: before.scheduler,
             tunables: before.scheduler === i.scheduler ? Object.fromEntries(Object.keys(i.tunables).map((k) => [k, before.tunables[k]])) : {},
             nrRequests: before.nrRequests,
             readAheadKb: before.readAheadKb,
         };
+        // Before anything changes: the disk must not belong to another resource. A claim this
+        // resource already holds is left from an attempt cut off half-way: its original is the truth.
+        const claim = diskClaim(owner, disk.name, [], seen);
+        const original = ((await claimKnob(remote, claim)).original as Original | undefined) ?? seen;
         let after: QueueState;
         try {
             after = await converge(remote, i, disk, before, owner, hostname);
         } catch (err) {
-            // A failed create leaves nothing behind, its claim included.
-            await releaseKnob(remote, claim).catch(() => undefined);
+            // A failed create leaves nothing behind: the disk as it was, no rule, no claim. When that
+            // cannot be done (the host is gone), the claim stays and keeps the original for the retry.
+            await restore(remote, disk.name, original).then(() => releaseKnob(remote, claim)).catch(() => undefined);
             throw err;
         }
         return { id: `${hostname}/${disk.name}`, outs: outputs(i, owner, disk, after, original) };
@@ -333,10 +335,18 @@ export const provider = {
         const claim = diskClaim(String(props.owner ?? "BlockElevator"), kernelName);
         // The disk went to another resource since (our claim was removed by hand): not ours to undo.
         if (await holdForDelete(remote, claim)) return;
-        const { disk } = await readDisk(remote, kernelName);
-        // The rule goes and the original settings come back in one script; a gone disk has nothing to restore.
-        const restore = disk ? "\n" + applyScript(disk, original) : "";
-        await runScript(remote, removeFileScript(rulePath(kernelName)) + "\nudevadm control --reload 2>/dev/null || true" + restore);
+        await restore(remote, kernelName, original);
         await releaseKnob(remote, claim);
     },
 };
+
+/** Undoes what create did to a disk: its rule removed, its queue settings as they were before. */
+/**
+ * The disk as it was: the rule goes and the original settings come back, in one script (a gone disk
+ * has nothing to restore). Shared by delete and by a create that failed half-way.
+ */
+async function restore(remote: Remote, kernelName: string, original: Original): Promise<void> {
+    const { disk } = await readDisk(remote, kernelName);
+    const settings = disk ? "\n" + applyScript(disk, original) : "";
+    await runScript(remote, removeFileScript(rulePath(kernelName)) + "\nudevadm control --reload 2>/dev/null || true" + settings);
+}

@@ -92,9 +92,9 @@ export function mountUnitName(path: string): string {
  * on other nodes, would overwrite the first one's boot configuration: declare all nodes of a size
  * in one HugepagePool. A mount unit belongs to the pool that mounts it.
  */
-export function poolClaim(owner: string, i: Pick<HugepagePoolInputs, "pageSize" | "mount">, formerOwners: string[] = []): KnobClaim {
+export function poolClaim(owner: string, i: Pick<HugepagePoolInputs, "pageSize" | "mount">, formerOwners: string[] = [], original?: Original): KnobClaim {
     const files = [bootUnitPath(i.pageSize), ...(i.pageSize === "1G" ? [grubFragmentPath] : []), ...(i.mount ? [`/etc/systemd/system/${mountUnitName(i.mount)}`] : [])];
-    return { knob: `hugepages-${i.pageSize}`, what: `the ${i.pageSize} huge page pool`, owner, formerOwners, files };
+    return { knob: `hugepages-${i.pageSize}`, what: `the ${i.pageSize} huge page pool`, owner, formerOwners, files, original };
 }
 
 /** Checks the inputs against what the host has, before anything changes. */
@@ -320,23 +320,26 @@ export const provider = {
         const facts = await gatherFacts(remote);
         const problems = checkAgainstHost(i, facts);
         if (problems.length) throw new Error(`HugepagePool on ${facts.hostname}: ${problems.join("; ")}`);
-        // Before anything changes: the pool must not belong to another resource.
-        const claim = poolClaim(owner, i);
-        await claimKnob(remote, claim);
+        const before = await readPools(remote, i);
+        const seen: Original = {
+            nodes: Object.fromEntries(Object.entries(before.pools).map(([n, p]) => [n, p.total])),
+            mountWasThere: before.mounted,
+        };
+        // Before anything changes: the pool must not belong to another resource. A claim this
+        // resource already holds is left from an attempt cut off half-way: its original is the truth.
+        const claim = poolClaim(owner, i, [], seen);
+        const original = ((await claimKnob(remote, claim)).original as Original | undefined) ?? seen;
         try {
-            const before = await readPools(remote, i);
-            const original: Original = {
-                nodes: Object.fromEntries(Object.entries(before.pools).map(([n, p]) => [n, p.total])),
-                mountWasThere: before.mounted,
-            };
-            const pools = await applyPool(remote, i, original.nodes);
+            // A shortfall puts the pool back to what it is now, before this attempt's write.
+            const pools = await applyPool(remote, i, seen.nodes);
             await ensureMount(remote, i);
             await runScript(remote, persistScript(owner, i));
             const after = await readPools(remote, i);
             return { id: `${facts.hostname}/hugepages-${i.pageSize}`, outs: outputs(i, owner, pools, original, after.cmdline) };
         } catch (err) {
-            // A failed create leaves nothing behind, its claim included.
-            await releaseKnob(remote, claim).catch(() => undefined);
+            // A failed create leaves nothing behind: the pool as it was, no units, no claim. When that
+            // cannot be done (the host is gone), the claim stays and keeps the original for the retry.
+            await restore(remote, i, original).then(() => releaseKnob(remote, claim)).catch(() => undefined);
             throw err;
         }
     },
@@ -388,13 +391,17 @@ export const provider = {
         const claim = poolClaim(String(props.owner ?? "HugepagePool"), i);
         // The pool went to another resource since (our claim was removed by hand): not ours to undo.
         if (await holdForDelete(remote, claim)) return;
-        // Give back exactly the nodes this pool set, to their counts from before create.
-        const nodes = i.nodes ? Object.keys(i.nodes) : Object.keys(original.nodes);
-        await runScript(remote, unpersistScript(i));
-        await runScript(remote, writeSysfsScript(nodes.map((n) => ({ path: nodePath(n, i.pageSize), value: original.nodes[n] ?? 0 }))));
-        if (i.mount && !original.mountWasThere) {
-            await runScript(remote, `umount ${shellQuote(i.mount)} 2>/dev/null || true`);
-        }
+        await restore(remote, i, original);
         await releaseKnob(remote, claim);
     },
 };
+
+/** Undoes what create did: no boot or mount unit, the nodes this pool set at their counts from before, our mount gone. */
+async function restore(remote: Remote, i: HugepagePoolInputs, original: Original): Promise<void> {
+    const nodes = i.nodes ? Object.keys(i.nodes) : Object.keys(original.nodes);
+    await runScript(remote, unpersistScript(i));
+    await runScript(remote, writeSysfsScript(nodes.map((n) => ({ path: nodePath(n, i.pageSize), value: original.nodes[n] ?? 0 })), { skipSame: true }));
+    if (i.mount && !original.mountWasThere) {
+        await runScript(remote, `umount ${shellQuote(i.mount)} 2>/dev/null || true`);
+    }
+}

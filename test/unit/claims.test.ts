@@ -91,6 +91,19 @@ describe("ownership claims on a host", function () {
         assert.deepStrictEqual(fs.readdirSync(path.dirname(file)), ["block-elevator-vdb"], "a temp file was left behind");
     });
 
+    it("records the original with the first claim; the owner's later claims return that one, not their own", async () => {
+        // What a create cut off after it changed the disk leaves: its claim, recording the disk as it was.
+        assert.deepStrictEqual(await claimKnob(remote, diskClaim(A, "vdb", [], { scheduler: "none", tunables: {}, nrRequests: 256, readAheadKb: 128 })), {
+            original: { scheduler: "none", tunables: {}, nrRequests: 256, readAheadKb: 128 },
+        });
+        // The retry sees the disk as the first attempt left it; the claim keeps the first reading.
+        const retry = await claimKnob(remote, diskClaim(A, "vdb", [], { scheduler: "mq-deadline", tunables: {}, nrRequests: 256, readAheadKb: 128 }));
+        assert.deepStrictEqual(retry.original, { scheduler: "none", tunables: {}, nrRequests: 256, readAheadKb: 128 });
+        // A claim taken without one (an update) records none, and another owner learns nothing of it.
+        assert.deepStrictEqual(await claimKnob(remote, diskClaim(A, "vdc")), { original: undefined });
+        await refusal(diskClaim(B, "vdb", [], { scheduler: "kyber", tunables: {}, nrRequests: 1, readAheadKb: 1 }));
+    });
+
     it("refuses a second owner, naming the first, and leaves the claim as it was", async () => {
         await claimKnob(remote, diskClaim(A, "vdb"));
         const before = fs.readFileSync(claimFile("block-elevator-vdb"), "utf8");
@@ -247,6 +260,20 @@ describe("BlockElevator and HugepagePool keep to their claims (a loopback host)"
         await elevator.delete(r.id, r.outs!);
         assert.ok(!fs.existsSync(claimOnHost(`block-elevator-${host.disk}`)), "delete left the claim");
         assert.strictEqual(scheduler(), "none", "delete did not restore the scheduler");
+    });
+
+    it("BlockElevator: a create whose answer was lost (connection cut after the write) and is retried restores the disk as it was before the first attempt", async () => {
+        const owner = "BlockElevator db (shop/prod)";
+        assert.match(scheduler(), /^\[none\]/);
+        // The first attempt changes the disk, then its answer never reaches the engine: no state.
+        await create(elevator, { device: host.disk, scheduler: "mq-deadline", persist: true, owner });
+        assert.strictEqual(scheduler(), "mq-deadline");
+        // The retry finds the disk already changed; its original must still be the disk before the first attempt.
+        const retry = await create(elevator, { device: host.disk, scheduler: "mq-deadline", persist: true, owner });
+        assert.strictEqual((retry.outs!.original as { scheduler: string }).scheduler, "none");
+        await elevator.delete(retry.id, retry.outs!);
+        assert.strictEqual(scheduler(), "none", "delete put back what the first attempt found");
+        assert.ok(!fs.existsSync(claimOnHost(`block-elevator-${host.disk}`)), "delete left the claim");
     });
 
     it("BlockElevator delete leaves alone a disk that another resource has taken since", async () => {
