@@ -19,12 +19,21 @@ export function labConnection(h: LabHost, overrides: Partial<Connection> = {}): 
 }
 
 /**
- * Reboots a lab host through the guest and waits until SSH answers again (the lab's own command).
- * The lab's state is the folder of the inventory in use, so a git worktree can reboot the hosts
- * of the lab another checkout started (KVMTUNE_LAB_INVENTORY pointing there).
+ * The lab's own commands run with the lab's state: the folder of the inventory in use, so a git
+ * worktree can act on the hosts of the lab another checkout started (KVMTUNE_LAB_INVENTORY there).
  */
-export async function rebootLabHost(h: LabHost): Promise<void> {
-    const lab = path.resolve(__dirname, "..", "..", "..", "lab", "lab.sh");
+function labScript(script: "lab.sh" | "host.sh", args: string[]): Promise<unknown> {
+    const file = path.resolve(__dirname, "..", "..", "..", "lab", script);
     const env = { ...process.env, KVMTUNE_LAB_STATE: process.env.KVMTUNE_LAB_STATE ?? path.dirname(inventoryPath()) };
-    await promisify(execFile)("bash", [lab, "reboot", h.name], { timeout: 15 * 60_000, env });
+    return promisify(execFile)("bash", [file, ...args], { timeout: 15 * 60_000, env });
+}
+
+/** Reboots a lab host through the guest and waits until SSH answers again (the lab's own command). */
+export async function rebootLabHost(h: LabHost): Promise<void> {
+    await labScript("lab.sh", ["reboot", h.name]);
+}
+
+/** Waits until a lab host answers SSH with a boot id other than `oldBootId` (it rebooted). */
+export async function waitForLabHost(h: LabHost, oldBootId: string): Promise<void> {
+    await labScript("host.sh", ["wait", h.name, oldBootId]);
 }

@@ -12,14 +12,11 @@
  * the host. Everything is checked by reading the host with the system ssh client.
  */
 import * as assert from "assert";
-import { execFile } from "child_process";
-import * as path from "path";
-import { promisify } from "util";
 import type { PulumiFn } from "@pulumi/pulumi/automation";
 import { BlockElevator, HugepagePool, NumaPinnedGuest, SriovNic } from "../../resources";
 import { inlineStack, InlineStack } from "../helpers/inlineStack";
-import { labConnection } from "../helpers/labConnection";
-import { inventoryPath, loadInventory, sshOk, sshRun } from "./labHosts";
+import { labConnection, waitForLabHost } from "../helpers/labConnection";
+import { sshOk, sshRun, suiteHost } from "./labHosts";
 
 const V = "virsh -c qemu:///system";
 const GUEST = "kvmtune-faults-g1";
@@ -37,7 +34,7 @@ interface Sched {
 
 describe("Faults on a lab host (F8 connection cut, F9 reboot, F10 refusals)", function () {
     this.timeout(60 * 60_000);
-    const h = loadInventory().hosts[0];
+    const h = suiteHost(0);
     const connection = labConnection(h);
     const hostName = new RegExp(`root@127\\.0\\.0\\.1:${h.port}|${h.name}`);
     let s: InlineStack;
@@ -146,12 +143,6 @@ describe("Faults on a lab host (F8 connection cut, F9 reboot, F10 refusals)", fu
     }
     const disarm = () => sshRun(h, `pkill -f /run/kvmtune-faults-watch.sh; rm -f /run/kvmtune-faults-watch.sh`);
 
-    /** Waits until the host answers SSH with a boot id other than `old` (the lab's own wait). */
-    async function waitForReboot(old: string): Promise<void> {
-        const hostSh = path.resolve(__dirname, "..", "..", "..", "lab", "host.sh");
-        const env = { ...process.env, KVMTUNE_LAB_STATE: process.env.KVMTUNE_LAB_STATE ?? path.dirname(inventoryPath()) };
-        await promisify(execFile)("bash", [hostSh, "wait", h.name, old], { timeout: 15 * 60_000, env });
-    }
 
     before(async () => {
         mgmt = (await ssh("ip -o route show default | awk '{print $5}' | head -1")).trim() || (await ssh("ls /sys/class/net | grep -v lo | head -1")).trim();
@@ -209,7 +200,7 @@ describe("Faults on a lab host (F8 connection cut, F9 reboot, F10 refusals)", fu
             assert.match(e.message, hostName);
             return true;
         });
-        await waitForReboot(old);
+        await waitForLabHost(h, old);
         assert.notStrictEqual(await bootId(), old, "the host rebooted");
         const inState = await stateMatchesHost();
         console.log(`      recorded after the reboot: ${inState.join(", ") || "nothing"}; on the host: ${await leftovers()}`);

@@ -27,7 +27,7 @@ import { provider as pool } from "../../resources/providers/hugepagePool";
 import { provider as guestProvider } from "../../resources/providers/numaPinnedGuest";
 import { provider as nicProvider } from "../../resources/providers/sriovNic";
 import { provider as netProvider } from "../../resources/providers/vhostNetwork";
-import { loadInventory, sshOk, sshRun } from "./labHosts";
+import { sshOk, sshRun, suiteHost } from "./labHosts";
 
 type Check = (olds: Record<string, unknown>, news: Record<string, unknown>) => Promise<{ failures?: Array<{ property: string }> }>;
 
@@ -69,7 +69,7 @@ const NAMES = {
 
 describe("Security and ownership on a lab host (S9, O9, O10, injection canary)", function () {
     this.timeout(60 * 60_000);
-    const h = loadInventory().hosts[0];
+    const h = suiteHost(1);
     const asTuner = labConnection(h, { user: h.sudoUser, sudo: true });
     const asRoot = labConnection(h);
     let a: InlineStack;
