@@ -71,9 +71,14 @@ export function atomicWriteScript(path: string, content: string, mode = "0644", 
     const dir = path.slice(0, path.lastIndexOf("/")) || "/";
     const b64 = Buffer.from(content, "utf8").toString("base64");
     const put = options.exclusive ? `ln "$tmp" ${shellQuote(path)} && rm -f "$tmp"` : `mv -f "$tmp" ${shellQuote(path)}`;
+    // The temporary name carries the boot's id. A write cut by a reboot or a power loss leaves its
+    // temporary file behind, and no writer of this boot can still be using it: the next write into
+    // the folder removes it. One of this boot may be another writer's, still going: it stays.
     return [
         `mkdir -p ${shellQuote(dir)}`,
-        `tmp=$(mktemp ${shellQuote(dir + "/.kvmtune.XXXXXX")})`,
+        `boot=$(cat /proc/sys/kernel/random/boot_id); boot=\${boot%%-*}`,
+        `for f in ${shellQuote(dir)}/.kvmtune.*; do case "\${f##*/}" in ".kvmtune.$boot."*) ;; *) if [ -f "$f" ]; then rm -f "$f"; fi ;; esac; done`,
+        `tmp=$(mktemp ${shellQuote(dir)}/.kvmtune.$boot.XXXXXX)`,
         `{ printf '%s' ${shellQuote(b64)} | base64 -d > "$tmp" && chown 0:0 "$tmp" && chmod ${mode} "$tmp" && sync "$tmp" && ${put} && sync ${shellQuote(dir)}; } || { rm -f "$tmp"; exit 1; }`,
     ].join("\n");
 }

@@ -60,3 +60,21 @@ export function goodConnection(overrides: Record<string, unknown> = {}): Record<
     // Port 1: nothing listens there. A test that connects by mistake must not reach a lab host (2201, 2202).
     return { host: "127.0.0.1", port: 1, user: "root", privateKey: key.privateKey, hostKey: key.fingerprint, ...overrides };
 }
+
+/**
+ * Strings written to break out of a shell, each with a command that would create `canary`: the
+ * one list the unit tests (quoting, every provider's check) and the lab's canary test share.
+ */
+export function shellBreakouts(canary: string): string[] {
+    return [
+        `; touch ${canary}`,
+        `$(touch ${canary})`,
+        `\`touch ${canary}\``,
+        `' ; touch ${canary} ; '`,
+        `" ; touch ${canary} ; "`,
+        `x\ntouch ${canary}`,
+        `x && touch ${canary}`,
+        `| touch ${canary}`,
+        `-oProxyCommand=touch ${canary}`,
+    ];
+}

@@ -204,9 +204,14 @@ describe("Faults on a lab host (F8 connection cut, F9 reboot, F10 refusals)", fu
         assert.notStrictEqual(await bootId(), old, "the host rebooted");
         const inState = await stateMatchesHost();
         console.log(`      recorded after the reboot: ${inState.join(", ") || "nothing"}; on the host: ${await leftovers()}`);
-        assert.deepStrictEqual(await halfWritten(), [], "no temp file, no partial file");
+        // A write the reboot cut may have left its temporary file (never a partial target): the
+        // next write into that folder removes it, as the converging up below shows.
+        const cut = await halfWritten();
+        console.log(`      left by the cut: ${cut.join(", ") || "nothing"}`);
+        assert.deepStrictEqual(cut.filter((f) => !/\/\.kvmtune\.[0-9a-f]{8}\.[A-Za-z0-9]{6}$/.test(f)), [], "a partial file");
 
         assert.deepStrictEqual(Object.keys(await s.up(tuned)).filter((k) => k !== "create" && k !== "update"), []);
+        assert.deepStrictEqual(await halfWritten(), [], "the converging up left a temp file or a partial file");
         await assertTuned();
         assert.deepStrictEqual(await s.preview(tuned), {});
         assert.deepStrictEqual(await s.destroy(), { delete: 4 });

@@ -19,6 +19,7 @@ import * as assert from "assert";
 import type { PulumiFn } from "@pulumi/pulumi/automation";
 import { BlockElevator, HostFacts, HugepagePool, NumaPinnedGuest, SriovNic, VhostNetwork } from "../../resources";
 import type { Connection } from "../../resources/host/connection";
+import { shellBreakouts } from "../helpers/fixtures";
 import { inlineStack, InlineStack } from "../helpers/inlineStack";
 import { labConnection } from "../helpers/labConnection";
 import { provider as elevator } from "../../resources/providers/blockElevator";
@@ -40,18 +41,8 @@ const BRIDGE = "kvsecbr0";
 const MAC0 = "52:54:00:5e:c0:01";
 const POOL_PAGES = 16;
 
-/** Shell breakouts, each of which would create the canary if a shell ran it (as in test/unit/badInput.test.ts). */
-const ATTACKS = [
-    `; touch ${CANARY}`,
-    `$(touch ${CANARY})`,
-    `\`touch ${CANARY}\``,
-    `' ; touch ${CANARY} ; '`,
-    `" ; touch ${CANARY} ; "`,
-    `x\ntouch ${CANARY}`,
-    `x && touch ${CANARY}`,
-    `| touch ${CANARY}`,
-    `-oProxyCommand=touch ${CANARY}`,
-];
+/** Shell breakouts, each of which would create the canary if a shell ran it (the unit tests use the same list). */
+const ATTACKS = shellBreakouts(CANARY);
 
 /**
  * Stack A's resource names: each becomes an owner label (`Kind NAME (kvmtune/sec-a)`) that goes

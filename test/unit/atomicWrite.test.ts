@@ -167,10 +167,24 @@ describe("persistence files on a host", function () {
             seen.add(now === OLD ? "old" : "new");
             // A killed writer may leave its temp file: hidden, and named so udev and systemd ignore it.
             for (const name of fs.readdirSync(path.dirname(onHost(TARGET)))) {
-                assert.ok(name === path.basename(TARGET) || /^\.kvmtune\.[A-Za-z0-9]{6}$/.test(name), `stray ${name}`);
+                assert.ok(name === path.basename(TARGET) || /^\.kvmtune\.[0-9a-f]{8}\.[A-Za-z0-9]{6}$/.test(name), `stray ${name}`);
             }
         }
         // Both outcomes happened, or the kills did not land where they should have.
         assert.deepStrictEqual([...seen].sort(), ["new", "old"]);
+    });
+
+    it("the next write removes what a write cut by a reboot left (another boot's temp files), never this boot's", async () => {
+        const dir = path.dirname(onHost(TARGET));
+        fs.rmSync(dir, { recursive: true, force: true });
+        fs.mkdirSync(dir, { recursive: true });
+        const boot = fs.readFileSync("/proc/sys/kernel/random/boot_id", "utf8").trim().split("-")[0];
+        const otherBoot = boot.replace(/^./, (c) => (c === "0" ? "1" : "0"));
+        const leftBehind = [`.kvmtune.${otherBoot}.Ab12Cd`, ".kvmtune.Xy34Zw" /* named before boot ids */];
+        const inFlight = `.kvmtune.${boot}.Ef56Gh`; // another writer of this boot, still going
+        for (const name of [...leftBehind, inFlight]) fs.writeFileSync(path.join(dir, name), "partial");
+        await runScript(remote, atomicWriteScript(TARGET, NEW));
+        assert.deepStrictEqual(fs.readdirSync(dir).sort(), [inFlight, path.basename(TARGET)].sort());
+        assert.strictEqual(fs.readFileSync(onHost(TARGET), "utf8"), NEW);
     });
 });

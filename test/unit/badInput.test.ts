@@ -17,7 +17,7 @@ import { shellQuote } from "../../resources/host/quote";
 import { runScript } from "../../resources/host/remote";
 import { blockElevatorSchema, diskClaim, provider as elevator, udevRule } from "../../resources/providers/blockElevator";
 import { poolClaim } from "../../resources/providers/hugepagePool";
-import { goodConnection } from "../helpers/fixtures";
+import { goodConnection, shellBreakouts } from "../helpers/fixtures";
 import { LocalRemote } from "../helpers/localRemote";
 import { fieldsOf, objectsOf, Path, PROVIDER_CASES, ProviderCase, setAt, withConnection } from "../helpers/providerCases";
 
@@ -25,16 +25,8 @@ type Check = (olds: unknown, news: Record<string, unknown>) => Promise<pulumi.dy
 
 /** Strings written to break out of a shell, each with a command that would leave a trace. */
 const ATTACKS = [
-    "; touch /tmp/kvmtune-pwned",
-    "$(touch /tmp/kvmtune-pwned)",
-    "`touch /tmp/kvmtune-pwned`",
-    "' ; touch /tmp/kvmtune-pwned ; '",
-    '" ; touch /tmp/kvmtune-pwned ; "',
-    "x\ntouch /tmp/kvmtune-pwned",
-    "x && touch /tmp/kvmtune-pwned",
-    "| touch /tmp/kvmtune-pwned",
+    ...shellBreakouts("/tmp/kvmtune-pwned"),
     "../../../etc/shadow",
-    "-oProxyCommand=touch /tmp/kvmtune-pwned",
     "vdb\0",
     // Valid for some field, yet not a plain word: must be free text where accepted.
     "root$",

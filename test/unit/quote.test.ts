@@ -5,6 +5,7 @@ import * as os from "os";
 import * as path from "path";
 import fc from "fast-check";
 import { sh, shellJoin, shellQuote } from "../../resources/host/quote";
+import { shellBreakouts } from "../helpers/fixtures";
 
 /** Runs a command line in a real shell and returns what printf wrote. */
 function through(shell: string, commandLine: string): string {
@@ -49,16 +50,7 @@ describe("shell quoting", function () {
     it("never runs an injected command (a canary file stays absent)", () => {
         const dir = fs.mkdtempSync(path.join(os.tmpdir(), "kvmtune-quote-"));
         const canary = path.join(dir, "canary");
-        const attacks = [
-            `; touch ${canary}`,
-            `$(touch ${canary})`,
-            `\`touch ${canary}\``,
-            `' ; touch ${canary} ; '`,
-            `"; touch ${canary}; "`,
-            `x\ntouch ${canary}`,
-            `x && touch ${canary}`,
-            `| touch ${canary}`,
-        ];
+        const attacks = shellBreakouts(canary);
         for (const attack of attacks) {
             through("/bin/sh", sh`echo ${attack} > /dev/null`);
             through("/bin/sh", `sh -c ${shellQuote(sh`echo ${attack} > /dev/null`)}`);
