@@ -99,10 +99,12 @@ describe("SriovNic on a lab host", function () {
         return { pfName: n.pfName, pfPciAddress: n.pfPciAddress, numaNode: n.numaNode, vfDevices: n.vfDevices, original: n.original, networkName: n.networkName, bootUnit: n.bootUnit };
     };
     const outputs = async () => Object.fromEntries(Object.entries(await s.stack.outputs()).map(([k, v]) => [k, v.value]));
+    /** The PF's ownership claim (resources/host/claims.ts), by PCI address. */
+    const claimFile = () => `/etc/kvmtune/claims/sriov-${pfPci.replace(/:/g, "-")}`;
     const removeGuest = () => sshRun(h, `${V} destroy ${GUEST} >/dev/null 2>&1; ${V} undefine ${GUEST} >/dev/null 2>&1; true`);
     /**
      * What this suite itself may have left on the host when a run was cut short (the host went
-     * away before destroy): its pool network, and its boot unit, script and owner file, recognized
+     * away before destroy): its pool network, and its boot unit, script and claim, recognized
      * by this suite's owner in their header; then the PF back to no VFs and its link down. Nothing
      * of another owner is touched.
      */
@@ -111,7 +113,7 @@ describe("SriovNic on a lab host", function () {
             h,
             [
                 `${V} net-dumpxml ${NET} 2>/dev/null | grep -q 'SriovNic nic (kvmtune/lab-sriov)' && { ${V} net-destroy ${NET}; ${V} net-undefine ${NET}; } >/dev/null 2>&1`,
-                `for f in /etc/systemd/system/kvmtune-sriov-${pf}.service /etc/kvmtune/sriov-${pf}.sh /etc/kvmtune/sriov-${pf}.owner; do`,
+                `for f in /etc/systemd/system/kvmtune-sriov-${pf}.service /etc/kvmtune/sriov-${pf}.sh /etc/kvmtune/sriov-${pf}.owner ${claimFile()}; do`,
                 `  grep -qs 'Managed by kvmtune for SriovNic nic (kvmtune/lab-sriov)' $f && { systemctl disable --no-reload $(basename $f) >/dev/null 2>&1; rm -f $f; echo left; }`,
                 `done | grep -q left && { systemctl daemon-reload; echo 0 > /sys/class/net/${pf}/device/sriov_numvfs; ip link set ${pf} down; }`,
                 `true`,
@@ -182,7 +184,7 @@ describe("SriovNic on a lab host", function () {
         assert.deepStrictEqual(await network(), { active: true, autostart: true, vfs: 1 }, "the pool restarted with the new VFs");
         assert.notStrictEqual(await unitEnabled(), "enabled");
         assert.strictEqual((await sshRun(h, `test -e /etc/systemd/system/kvmtune-sriov-${pf}.service`)).code, 1, "no boot unit with persist off");
-        assert.match(await ssh(`cat /etc/kvmtune/sriov-${pf}.owner`), /Managed by kvmtune for SriovNic nic \(kvmtune\/lab-sriov\)/, "the owner is still recorded");
+        assert.match(await ssh(`cat ${claimFile()}`), /Managed by kvmtune for SriovNic nic \(kvmtune\/lab-sriov\)/, "the owner is still recorded (the claim)");
 
         assert.deepStrictEqual(await s.up(program({ numVfs: 2 })), { update: 1 });
         now = await host();
@@ -191,7 +193,7 @@ describe("SriovNic on a lab host", function () {
         assert.deepStrictEqual(now.vf0, tuned);
         assert.deepStrictEqual(await network(), { active: true, autostart: true, vfs: 2 });
         assert.strictEqual(await unitEnabled(), "enabled");
-        assert.strictEqual((await sshRun(h, `test -e /etc/kvmtune/sriov-${pf}.owner`)).code, 1, "the unit is the record again");
+        assert.match(await ssh(`cat ${claimFile()}`), /Managed by kvmtune for SriovNic nic \(kvmtune\/lab-sriov\)/, "the claim stays with persist on");
         assert.deepStrictEqual((await outputs()).vfDevices.length, 2);
     });
 
@@ -228,7 +230,7 @@ describe("SriovNic on a lab host", function () {
         const other: PulumiFn = async () => {
             new SriovNic("nic2", { connection, pf: pfPci, numVfs: 2 });
         };
-        await assert.rejects(s2.up(other), new RegExp(`pf: ${pf} \\(${pfPci.replace(/\./g, "\\.")}\\) on ${h.name} is managed by "SriovNic nic \\(kvmtune/lab-sriov\\)"`));
+        await assert.rejects(s2.up(other), new RegExp(`the SR-IOV VFs of \\S+ \\(${pfPci.replace(/\./g, "\\.")}\\) on \\S+ belongs to SriovNic nic \\(kvmtune/lab-sriov\\)`));
         assert.strictEqual((await host()).numVfs, 2);
     });
 
@@ -251,7 +253,7 @@ describe("SriovNic on a lab host", function () {
         assert.deepStrictEqual([now.numVfs, now.vfs.length, now.pfUp], [initial.numVfs, 0, initial.pfUp]);
         assert.strictEqual(await network(), null);
         // This PF's files only: the e2e suite's lab tuning manages the other PF of this host.
-        assert.strictEqual((await ssh(`ls /etc/systemd/system/kvmtune-sriov-${pf}.service /etc/kvmtune/sriov-${pf}.* 2>/dev/null | wc -l`)).trim(), "0");
+        assert.strictEqual((await ssh(`ls /etc/systemd/system/kvmtune-sriov-${pf}.service /etc/kvmtune/sriov-${pf}.* ${claimFile()} 2>/dev/null | wc -l`)).trim(), "0");
         assert.notStrictEqual(await unitEnabled(), "enabled");
     });
 });
