@@ -5,7 +5,7 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 need_root
 
 PKGS=(mmdebstrap qemu-system-x86 qemu-utils e2fsprogs fdisk util-linux openssh-client
-      coreutils findutils procps socat debian-archive-keyring)
+      coreutils findutils procps debian-archive-keyring)
 BACKPORTS_SOURCES=/etc/apt/sources.list.d/kvmtune-backports.sources
 
 qemu_ok() {

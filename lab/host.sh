@@ -125,16 +125,18 @@ fresh() {
   log "$NAME: fresh overlay and data disks"
 }
 
-# Waits for SSH; a host whose qemu runs but that does not answer in time is reset once through QMP.
-# A TCG guest now and then hangs on its way down or up, or boots with an sshd that never sends its
-# banner (the console tail logged by wait_ssh shows where). The lab is a fixture, not the thing
-# under test: reset it as a BMC would, and wait once more.
+# Waits for SSH; a host that does not answer in time, or whose kernel is stuck, is power-cycled once.
+# A TCG guest now and then hangs on its way down or up: a vCPU never wakes from HLT (RCU stalls on
+# the console), or sshd never sends its banner. A QMP system_reset is not enough (the next boot
+# stalled the same way in CI): a new QEMU process boots as the first one did. The lab is a
+# fixture, not the thing under test: power-cycle it as a BMC would, and wait once more.
 wait_or_reset() {
   wait_ssh "$NAME" "$BOOT_TIMEOUT" "$OLD_BOOT_ID" && return 0
   [ -n "$(host_pid "$NAME")" ] || die "$NAME: qemu is not running"
-  log "$NAME: resetting the machine through QMP"
-  qmp "$NAME" system_reset || die "$NAME: QMP reset failed"
-  wait_ssh "$NAME" "$BOOT_TIMEOUT" "$OLD_BOOT_ID" || die "$NAME: no SSH after a reset either"
+  log "$NAME: power-cycling the machine (a new QEMU process)"
+  stop
+  start
+  wait_ssh "$NAME" "$BOOT_TIMEOUT" "$OLD_BOOT_ID" || die "$NAME: no SSH after a power cycle either"
 }
 
 case "$cmd" in
