@@ -5,17 +5,11 @@
  *
  * The program draws it from what the host's resources already read back (`topologyFromApplied`:
  * HostFacts, the pools' counts, the guests' state and pins, the VFs, the networks), so an `up` opens
- * no second SSH connection per host (issue 10). `readTopology` reads a host live instead (every
- * guest and network libvirt has, managed or not), for tools that hold a connection anyway.
+ * no second SSH connection per host (issue 10).
  */
-import { HostFactsData, gatherFacts, pageSizeKb } from "../resources/host/facts";
-import { Remote, runScript } from "../resources/host/remote";
-import { buildDumpScript, parseDump } from "../resources/host/sysfs";
+import { HostFactsData, pageSizeKb } from "../resources/host/facts";
 import { isHostdev, parseDomainXml } from "../resources/libvirt/domain";
 import { parseCpuList } from "../resources/host/sysfs";
-import { parseNetworkXml } from "../resources/libvirt/network";
-import { readNetworks } from "../resources/libvirt/vfPoolNetwork";
-import { readAllDomains, readAllNetworks } from "../resources/libvirt/virsh";
 
 export interface TopologyGuest {
     name: string;
@@ -123,23 +117,6 @@ export function topologyOf(
         pfs,
         networks,
     };
-}
-
-/**
- * Reads a host's topology live, with the library's shared readers: facts, every domain, every
- * network (XML, then the active flags from `net-list`), and the PFs' VF links. Not on `up`'s path.
- */
-export async function readTopology(remote: Remote): Promise<Topology> {
-    const [facts, domains, networkXmls, vfDump] = await Promise.all([
-        gatherFacts(remote),
-        readAllDomains(remote),
-        readAllNetworks(remote),
-        runScript(remote, buildDumpScript({ links: [`${NET}/*/device/virtfn*`] })).then(parseDump),
-    ]);
-    const parsed = [...networkXmls.values()].map((xml) => parseNetworkXml(xml).spec);
-    const flags = await readNetworks(remote, parsed.map((n) => n.name));
-    const networks = parsed.map((n) => ({ name: n.name, bridge: n.bridge || null, active: flags.get(n.name)?.active === true }));
-    return topologyOf(facts, [...domains.values()], vfDump.links, networks);
 }
 
 /** A CPU set as a user writes it (`3`, `[2, 3]`, `"2-3"`), as numbers. */
