@@ -4,7 +4,7 @@
  * native multipath, the path queues that carry its scheduler. The script reads only that disk's
  * files, so its cost does not grow with the host's disks (the facts script reads them all).
  */
-import { BlockDeviceFacts } from "./facts";
+import type { BlockDeviceFacts } from "./facts";
 import { shellQuote } from "./quote";
 import { Remote, runScript } from "./remote";
 import { buildDumpScript, Dump, DumpRequest, parseBracketChoice, parseDump } from "./sysfs";
@@ -29,7 +29,11 @@ export interface DiskRead {
     queues: QueueState[];
 }
 
-const queue = (disk: string) => `/sys/block/${disk}/queue`;
+/** An NVMe multipath path device (nvme<S>c<C>n<H>, hidden under its head nvme<S>n<H>), not a disk. */
+export const isNvmePath = (name: string) => /^nvme\d+c\d+n\d+$/.test(name);
+
+/** The sysfs folder of a disk's (or an NVMe path's) request queue. */
+export const queueDir = (disk: string) => `/sys/block/${disk}/queue`;
 
 /**
  * Sets `k` to the disk's kernel name and `p` to a glob of its NVMe multipath paths (the kernel's
@@ -57,18 +61,18 @@ export function diskReadRequest(device: string): DumpRequest {
 
 /** A queue's state from a dump that read its files; `disk` gives the read-ahead (the disk's bdi). */
 export function queueFromDump(dump: Dump, queueName: string, disk = queueName): QueueState | null {
-    const sched = dump.files.get(`${queue(queueName)}/scheduler`);
+    const sched = dump.files.get(`${queueDir(queueName)}/scheduler`);
     if (sched === undefined) return null;
     const { active, available } = parseBracketChoice(sched);
     const tunables: Record<string, number> = {};
-    const prefix = `${queue(queueName)}/iosched/`;
+    const prefix = `${queueDir(queueName)}/iosched/`;
     for (const [path, value] of dump.files) {
         if (!path.startsWith(prefix)) continue;
         const name = path.slice(prefix.length);
         if (/^[a-z_]+$/.test(name) && /^\d+$/.test(value.trim())) tunables[name] = Number(value.trim());
     }
     const num = (p: string) => (dump.files.has(p) ? Number(dump.files.get(p)!.trim()) : null);
-    return { scheduler: active, available, tunables, nrRequests: num(`${queue(queueName)}/nr_requests`), readAheadKb: num(`${queue(disk)}/read_ahead_kb`) };
+    return { scheduler: active, available, tunables, nrRequests: num(`${queueDir(queueName)}/nr_requests`), readAheadKb: num(`${queueDir(disk)}/read_ahead_kb`) };
 }
 
 /** Parses what diskReadRequest's script printed. */
@@ -79,12 +83,11 @@ export function parseDiskRead(dump: Dump): DiskRead {
         const m = /^\/sys\/block\/([^/]+)\//.exec(path);
         if (m) names.add(m[1]);
     }
-    const isPath = (n: string) => /^nvme\d+c\d+n\d+$/.test(n);
-    const name = [...names].find((n) => !isPath(n));
+    const name = [...names].find((n) => !isNvmePath(n));
     const size = name === undefined ? 0 : Number((dump.files.get(`/sys/block/${name}/size`) ?? "0").trim());
     // As in the host facts: an unbound loop device or an empty drive is not a disk yet.
     if (name === undefined || !(size > 0)) return { hostname, disk: null, queues: [] };
-    const paths = [...names].filter(isPath).sort();
+    const paths = [...names].filter(isNvmePath).sort();
     const queues = paths.length > 0 ? paths : [name];
     const serial = dump.files.get(`/sys/block/${queues[0]}/device/serial`)?.trim();
     const nsidText = dump.files.get(`/sys/block/${name}/nsid`)?.trim();

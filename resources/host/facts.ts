@@ -5,6 +5,7 @@
  */
 import { buildDumpScript, Dump, parseBracketChoice, parseCpuList, parseDump } from "./sysfs";
 import { Remote, runScript } from "./remote";
+import { isNvmePath } from "./disk";
 
 /** Huge page sizes as users write them: `2M`, `1G` (from the kernel's `hugepages-2048kB`). */
 export type PageSize = string;
@@ -206,7 +207,7 @@ export function parseFacts(dump: Dump): HostFactsData {
     const blockDevices: BlockDeviceFacts[] = [];
     for (const { m, value: ownScheduler } of byPattern(f, /^\/sys\/block\/([^/]+)\/queue\/scheduler$/)) {
         const name = m[1];
-        if (/^nvme\d+c\d+n\d+$/.test(name)) continue; // hidden path devices: listed under their head
+        if (isNvmePath(name)) continue; // hidden path devices: listed under their head
         const queues = nvmePaths.get(name) ?? [name];
         const value = f.get(`/sys/block/${queues[0]}/queue/scheduler`) ?? ownScheduler;
         const serial = f.get(`/sys/block/${queues[0]}/device/serial`)?.trim();

@@ -24,7 +24,6 @@ import { ownerMetadata, ownerOf } from "./domain";
 import { parseDominfo, VIRSH } from "./virsh";
 import { child, childElements, el, localName, namespaceOf, parse, serialize, textOf, XmlElement } from "./xml";
 
-/** The namespace of the vhost network mark and its guest defaults. */
 /**
  * One libvirt network's ownership claim (../host/claims.ts), whichever resource defines it
  * (VhostNetwork, SriovNic's VF pool): a second resource or stack declaring the name is refused,
@@ -35,6 +34,7 @@ export function networkClaim(owner: string, name: string, files: string[] = [], 
     return { knob: `libvirt-network-${name.replace(/\+/g, "@")}`, what: `the libvirt network ${name}`, owner, formerOwners, files };
 }
 
+/** The namespace of the vhost network mark and its guest defaults. */
 export const VHOST_NS = "urn:kvmtune:vhost:1";
 
 /** Ring sizes virtio-net takes for rx_queue_size / tx_queue_size (powers of two, 256..1024). */

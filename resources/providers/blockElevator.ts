@@ -8,7 +8,7 @@ import type * as pulumi from "@pulumi/pulumi";
 import { z } from "zod";
 import { claimKnob, formerOwnersOf, holdForDelete, KnobClaim, releaseKnob } from "../host/claims";
 import { connectionSchema } from "../host/connection";
-import { DiskQueues, DiskRead, diskReadRequest, parseDiskRead, QueueState, readDisk } from "../host/disk";
+import { DiskQueues, DiskRead, diskReadRequest, parseDiskRead, queueDir, QueueState, readDisk } from "../host/disk";
 import { BlockDeviceFacts, gatherFacts } from "../host/facts";
 import { atomicWriteScript, managedHeader, removeFileScript } from "../host/files";
 import { Remote, runScript } from "../host/remote";
@@ -109,8 +109,6 @@ interface Original {
     readAheadKb: number | null;
 }
 
-const queue = (disk: string) => `/sys/block/${disk}/queue`;
-
 /** Finds the disk a device input names, among the host's disks. */
 export function resolveDevice(device: string, disks: BlockDeviceFacts[], hostname: string): BlockDeviceFacts {
     const disk = device.startsWith("/dev/")
@@ -142,12 +140,12 @@ type QueueSettings = { scheduler: string | null; tunables: Record<string, number
 function applyScript(disk: DiskQueues, s: QueueSettings): string {
     const writes: Array<{ path: string; value: string | number }> = [];
     for (const q of disk.queues) {
-        if (s.scheduler) writes.push({ path: `${queue(q)}/scheduler`, value: s.scheduler });
+        if (s.scheduler) writes.push({ path: `${queueDir(q)}/scheduler`, value: s.scheduler });
         // After the scheduler: switching schedulers resets the queue depth and the iosched folder.
-        if (s.nrRequests !== undefined && s.nrRequests !== null) writes.push({ path: `${queue(q)}/nr_requests`, value: s.nrRequests });
-        for (const [name, value] of Object.entries(s.tunables)) writes.push({ path: `${queue(q)}/iosched/${name}`, value });
+        if (s.nrRequests !== undefined && s.nrRequests !== null) writes.push({ path: `${queueDir(q)}/nr_requests`, value: s.nrRequests });
+        for (const [name, value] of Object.entries(s.tunables)) writes.push({ path: `${queueDir(q)}/iosched/${name}`, value });
     }
-    if (s.readAheadKb !== undefined && s.readAheadKb !== null) writes.push({ path: `${queue(disk.name)}/read_ahead_kb`, value: s.readAheadKb });
+    if (s.readAheadKb !== undefined && s.readAheadKb !== null) writes.push({ path: `${queueDir(disk.name)}/read_ahead_kb`, value: s.readAheadKb });
     return writeSysfsScript(writes);
 }
 
