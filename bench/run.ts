@@ -9,6 +9,8 @@
  *   npm run bench                      the whole matrix: 1,2,3 hosts x 5,20,50 elevators (lab reset)
  *   npm run bench -- --quick           1 host, 5 elevators, reset by host.sh (development)
  *   options: --hosts 1,2 --resources 5,20 --reset lab|teardown --repeat N (no-op checks, default 1) --out DIR
+ *            --cells 1x5,3x5,1x20   these cells only, in this order (hosts x elevators), instead of the
+ *                                   rectangle: both curves' arms for a fraction of the full matrix
  *            --tools kvmtune,ansible --ansible-scope auto|full
  *
  * The hosts are those of $KVMTUNE_LAB_INVENTORY (default .lab/inventory.json), in its order.
@@ -41,6 +43,8 @@ interface Options {
     mode: string;
     hosts: number[];
     resources: number[];
+    /** The (hosts, elevators) cells to measure, in order: the rectangle hosts x resources unless --cells. */
+    cells: Array<{ hosts: number; resources: number }>;
     reset: "lab" | "teardown";
     repeat: number;
     out: string;
@@ -54,6 +58,7 @@ function parseOptions(argv: string[]): Options {
         mode: quick ? "quick mode: 1 host, 5 elevators" : "full matrix",
         hosts: quick ? [1] : [1, 2, 3],
         resources: quick ? [5] : [5, 20, 50],
+        cells: [],
         reset: quick ? "teardown" : "lab",
         // One of each: a full run is hours on a 2-core machine already (see bench/README.md).
         repeat: 1,
@@ -72,6 +77,7 @@ function parseOptions(argv: string[]): Options {
         if (a === "--quick") continue;
         else if (a === "--hosts") o.hosts = list(next());
         else if (a === "--resources") o.resources = list(next());
+        else if (a === "--cells") o.cells = next().split(",").map(parseCell);
         else if (a === "--reset") o.reset = next() === "lab" ? "lab" : "teardown";
         else if (a === "--repeat") o.repeat = Math.max(1, Number(next()));
         else if (a === "--out") o.out = path.resolve(next());
@@ -80,7 +86,16 @@ function parseOptions(argv: string[]): Options {
         else throw new Error(`unknown option ${a} (see bench/run.ts)`);
     }
     if (!quick && argv.some((a) => a === "--hosts" || a === "--resources")) o.mode = `hosts ${o.hosts.join(",")} x elevators ${o.resources.join(",")}`;
+    if (o.cells.length) o.mode = `cells ${o.cells.map((c) => `${c.hosts}x${c.resources}`).join(", ")} (hosts x elevators)`;
+    else o.cells = o.hosts.flatMap((hosts) => o.resources.map((resources) => ({ hosts, resources })));
     return o;
+}
+
+/** "3x20": 3 hosts, 20 bench elevators each. */
+function parseCell(text: string): { hosts: number; resources: number } {
+    const m = /^\s*(\d+)x(\d+)\s*$/.exec(text);
+    if (!m || Number(m[1]) < 1) throw new Error(`--cells: "${text}" is not HOSTSxELEVATORS, such as 3x20`);
+    return { hosts: Number(m[1]), resources: Number(m[2]) };
 }
 
 const log = (msg: string) => process.stderr.write(`[bench ${new Date().toISOString().slice(11, 19)}] ${msg}\n`);
@@ -138,7 +153,7 @@ class Bench {
     async setUp(): Promise<void> {
         const inv = JSON.parse(fs.readFileSync(this.inventoryFile, "utf8")) as { knownHostsPath: string; hosts: InventoryHost[] };
         this.knownHosts = inv.knownHostsPath;
-        const need = Math.max(...this.o.hosts);
+        const need = Math.max(...this.o.cells.map((c) => c.hosts));
         if (inv.hosts.length < need) throw new Error(`${this.inventoryFile} has ${inv.hosts.length} host(s); the bench asks for ${need}`);
         this.hosts = inv.hosts.slice(0, need).map((h) => new LabHost(h, this.knownHosts, this.controlDir));
         log(`hosts ${this.hosts.map((h) => h.name).join(", ")} from ${this.inventoryFile}`);
@@ -372,14 +387,12 @@ class Bench {
         this.save();
         try {
             await this.floors();
-            for (const h of this.o.hosts) {
-                for (const n of this.o.resources) {
-                    const hosts = this.hosts.slice(0, h);
-                    for (const tool of this.o.tools) {
-                        log(`${tool}: ${h} host(s), ${n} bench elevators each: reset`);
-                        const devices = await this.reset(hosts, n);
-                        await (tool === "kvmtune" ? this.kvmtune(hosts, devices, n) : this.ansible(hosts, devices, n));
-                    }
+            for (const { hosts: h, resources: n } of this.o.cells) {
+                const hosts = this.hosts.slice(0, h);
+                for (const tool of this.o.tools) {
+                    log(`${tool}: ${h} host(s), ${n} bench elevators each: reset`);
+                    const devices = await this.reset(hosts, n);
+                    await (tool === "kvmtune" ? this.kvmtune(hosts, devices, n) : this.ansible(hosts, devices, n));
                 }
             }
         } finally {
