@@ -3,20 +3,60 @@
  * system ssh client (labHosts), not with the library under test.
  */
 import * as assert from "assert";
+import { spawn } from "child_process";
 import * as fs from "fs";
 import { ConnectError, HostKeyMismatchError, RemoteCommandError } from "../../resources/host/errors";
 import { gatherFacts } from "../../resources/host/facts";
+import { shellQuote } from "../../resources/host/quote";
 import { run } from "../../resources/host/remote";
 import { closeAll, MAX_CHANNELS, poolStats, remoteFor } from "../../resources/host/sshPool";
 import { labConnection } from "../helpers/labConnection";
-import { LabHost, loadInventory, sshOk } from "./labHosts";
+import { LabHost, loadInventory, sshArgs, sshOk } from "./labHosts";
 
 const connectionTo = labConnection;
 
-/** Established TCP connections to sshd, as the host itself counts them. */
-async function sshdConnections(h: LabHost): Promise<number> {
-    const out = await sshOk(h, "ss -Htn state established '( sport = :22 )' | wc -l");
-    return Number(out.trim());
+/**
+ * Watches, from the host, which SSH clients hold an established connection to sshd, sampling every
+ * 0.1 s until stopped. Returns the peers (address:port) that appeared after it started, other than
+ * its own. Peers rather than a count before and after: a count taken at one moment races the pool's
+ * handshake on a slow emulated host, and the lab's own ssh master may come or go in between.
+ */
+function watchNewSshPeers(h: LabHost): { ready: Promise<void>; stop: () => Promise<string[]> } {
+    const peers = "ss -Htn state established '( sport = :22 )' | awk '{print $4}'";
+    const script = [
+        "self=$(echo \"$SSH_CONNECTION\" | awk '{print $1\":\"$2}')",
+        `base=$(${peers})`,
+        "echo ready",
+        // Stops when the test writes a line (or closes stdin); read -t times out (>128) otherwise.
+        `while read -t 0.1 _; [ $? -gt 128 ]; do ${peers}; done | sort -u | while read p; do`,
+        '  [ "$p" = "$self" ] && continue',
+        '  case " $(echo $base) " in *" $p "*) continue ;; esac',
+        '  echo "new $p"',
+        "done",
+    ].join("\n");
+    const child = spawn("ssh", [...sshArgs(h), `bash -c ${shellQuote(script)}`], { stdio: ["pipe", "pipe", "pipe"] });
+    let out = "";
+    let stderr = "";
+    child.stderr.on("data", (b: Buffer) => (stderr += b.toString()));
+    const ready = new Promise<void>((resolve, reject) => {
+        child.stdout.on("data", (b: Buffer) => {
+            out += b.toString();
+            if (out.includes("ready\n")) resolve();
+        });
+        child.on("close", (code) => reject(new Error(`peer watch ended early (exit ${code}): ${stderr}`)));
+    });
+    const closed = new Promise<void>((resolve) => child.on("close", () => resolve()));
+    return {
+        ready,
+        stop: async () => {
+            child.stdin.end("stop\n");
+            await closed;
+            return out
+                .split("\n")
+                .filter((l) => l.startsWith("new "))
+                .map((l) => l.slice(4));
+        },
+    };
 }
 
 describe("SSH transport on lab hosts", function () {
@@ -27,18 +67,16 @@ describe("SSH transport on lab hosts", function () {
 
     it("runs more parallel commands than sshd's MaxSessions over one connection", async () => {
         const conn = connectionTo(first);
-        const before = await sshdConnections(first);
+        const watch = watchNewSshPeers(first);
+        await watch.ready;
         const remote = remoteFor(conn);
         const count = MAX_CHANNELS * 3;
-        const during = (async () => {
-            await new Promise((r) => setTimeout(r, 1500));
-            return sshdConnections(first);
-        })();
         const outputs = await Promise.all(
             Array.from({ length: count }, (_, i) => run(remote, `sleep 1; echo ${i}`)),
         );
+        const newPeers = await watch.stop();
         assert.deepStrictEqual(outputs.map((o) => Number(o.trim())), Array.from({ length: count }, (_, i) => i));
-        assert.strictEqual((await during) - before, 1, "the host saw more than one new SSH connection");
+        assert.strictEqual(newPeers.length, 1, `the host saw ${newPeers.length} new SSH connections: ${newPeers.join(", ")}`);
         const stats = poolStats()[`${conn.user}@${conn.host}:${conn.port}`];
         assert.deepStrictEqual(stats, { connections: 1, commands: count });
     });
