@@ -8,7 +8,6 @@
  * no second SSH connection per host (issue 10).
  */
 import { HostFactsData, pageSizeKb } from "../resources/host/facts";
-import { isHostdev, parseDomainXml } from "../resources/libvirt/domain";
 import { parseCpuList } from "../resources/host/sysfs";
 
 export interface TopologyGuest {
@@ -52,71 +51,6 @@ export interface Topology {
     guests: TopologyGuest[];
     pfs: TopologyPf[];
     networks: TopologyNetwork[];
-}
-
-const NET = "/sys/class/net";
-
-/** A libvirt network as the picture needs it. */
-export interface NetworkSeen {
-    name: string;
-    bridge: string | null;
-    active: boolean;
-}
-/** Builds the picture's data from what the host reported (pure: unit-tested with fixtures). */
-export function topologyOf(
-    facts: HostFactsData,
-    domainXmls: string[],
-    vfLinks: Map<string, string>,
-    networksSeen: readonly NetworkSeen[],
-): Topology {
-    const domains = domainXmls.map((xml) => ({ xml, parsed: parseDomainXml(xml) }));
-    const guests: TopologyGuest[] = domains.map(({ xml, parsed }) => ({
-        name: parsed.spec.name,
-        // A running domain's live XML carries its id; a defined-only one does not.
-        running: /<domain\b[^>]*\bid=['"]\d+['"]/.test(xml),
-        vcpus: parsed.spec.vcpus,
-        memoryMiB: parsed.spec.memoryMiB,
-        vcpuPins: parsed.spec.vcpuPins,
-        emulatorPin: parsed.spec.emulatorPin,
-        iothreadPins: parsed.spec.iothreadPins,
-        nodeset: parsed.spec.numa?.nodeset ?? null,
-        hugepages: parsed.spec.hugepages,
-    }));
-    const vfHolder = new Map<string, string>();
-    for (const { parsed } of domains) {
-        for (const f of parsed.spec.interfaces) if (isHostdev(f)) vfHolder.set(f.pciAddress, parsed.spec.name);
-    }
-    const pfs: TopologyPf[] = facts.nics
-        .filter((n) => (n.sriovTotalVfs ?? 0) > 0)
-        .map((n) => {
-            const vfs: TopologyVf[] = [];
-            for (const [link, target] of vfLinks) {
-                const m = new RegExp(`^${NET}/${n.name}/device/virtfn(\\d+)$`).exec(link);
-                if (!m) continue;
-                const pciAddress = target.slice(target.lastIndexOf("/") + 1);
-                vfs.push({ index: Number(m[1]), pciAddress, guest: vfHolder.get(pciAddress) ?? null });
-            }
-            vfs.sort((a, b) => a.index - b.index);
-            return { name: n.name, pciAddress: n.pciAddress, numaNode: n.numaNode, totalVfs: n.sriovTotalVfs ?? 0, vfs };
-        });
-    const networks: TopologyNetwork[] = networksSeen.map(({ name, bridge, active }) => ({
-        name,
-        bridge,
-        active,
-        guests: domains.filter(({ parsed }) => parsed.spec.interfaces.some((f) => !isHostdev(f) && f.network === name)).map(({ parsed }) => parsed.spec.name),
-    }));
-    return {
-        hostname: facts.hostname,
-        nodes: facts.numaNodes.map((n) => ({
-            id: n.id,
-            cpus: n.cpus,
-            memoryMiB: n.memoryMiB,
-            hugepages: Object.fromEntries(Object.entries(n.hugepages).map(([size, p]) => [size, { total: p.total, free: p.free }])),
-        })),
-        guests,
-        pfs,
-        networks,
-    };
 }
 
 /** A CPU set as a user writes it (`3`, `[2, 3]`, `"2-3"`), as numbers. */

@@ -6,10 +6,9 @@ import * as assert from "assert";
 import * as fs from "fs";
 import * as os from "os";
 import * as path from "path";
-import { AppliedView, topologyFromApplied, topologyOf } from "../../fleet/topology";
+import { AppliedView, topologyFromApplied } from "../../fleet/topology";
 import { renderTopologySvg } from "../../fleet/topologySvg";
 import type { HostFactsData } from "../../resources/host/facts";
-import { buildDomainXml, GuestSpec } from "../../resources/libvirt/domain";
 import { cpuCellColours, screenshotSvg, svgSize } from "../helpers/chromium";
 import { decodePng } from "../helpers/png";
 
@@ -34,43 +33,45 @@ const facts: HostFactsData = {
     libvirt: { version: "9.0.0", active: true },
 } as HostFactsData;
 
-const guest = (over: Partial<GuestSpec>): GuestSpec => ({
-    name: "g", vcpus: 1, memoryMiB: 64, cpuMode: "host-passthrough", numa: null, vcpuPins: [[]], emulatorPin: null,
-    iothreads: 0, iothreadPins: [], hugepages: null, disks: [], interfaces: [], ...over,
-});
+describe("topology from the resources' outputs (what `up` draws: no SSH of its own)", () => {
+    // The same host as above, as its KvmHost's children report it after `up`.
+    const applied: AppliedView = {
+        // Read when the pool was applied, before demo-db started on node 1: no page used yet.
+        hugepagePools: { "2M": { "0": { total: 64, free: 64 }, "1": { total: 64, free: 64 } } },
+        sriovNics: { enp33s0: { pf: "enp33s0", numaNode: 0, vfs: [{ vf: 1, pciAddress: "0000:21:10.2" }, { vf: 0, pciAddress: "0000:21:10.0" }] } },
+        vhostNetworks: { tuned: { bridge: "kvmt-tuned", active: true } },
+        guests: { "demo-db": { state: "running", cpuPins: [[2], [3]] }, web: { state: "shut off", cpuPins: [[0]] } },
+    };
+    const declared = [
+        { name: "demo-db", vcpus: 2, memoryMiB: 64, numaNode: 1, cpuPins: "auto", hugepages: "2M", interfaces: [{ network: "tuned", queues: 2 }] },
+        { name: "web", vcpus: 1, memoryMiB: 64, cpuPins: [[0]], emulatorPin: "0", interfaces: [{ hostdevVf: { pf: "enp33s0", vf: 1 } }] },
+    ];
+    // Facts as read before the pools were applied: the pools' own counts must win.
+    const stale = structuredClone(facts);
+    stale.numaNodes[1].hugepages["2M"] = { total: 0, free: 0, surplus: 0 };
+    const t = topologyFromApplied(stale, applied, declared);
 
-// demo-db runs (live XML has an id) on node 1 with a vhost NIC; web is defined only, holding a VF.
-const demoDb = buildDomainXml(
-    guest({ name: "demo-db", vcpus: 2, numa: { nodeset: [1], mode: "strict" }, vcpuPins: [[2], [3]], hugepages: "2M", interfaces: [{ network: "tuned", queues: 2 }] }),
-    "NumaPinnedGuest demo-db (kvmtune/lab)",
-).replace(/^<domain\b/, "<domain id='3'");
-const web = buildDomainXml(guest({ name: "web", vcpuPins: [[0]], interfaces: [{ pciAddress: "0000:21:10.2", mac: "52:54:00:00:00:10", vlan: 100 }] }), "NumaPinnedGuest web (kvmtune/lab)");
-const vfLinks = new Map([
-    ["/sys/class/net/enp33s0/device/virtfn0", "/sys/devices/pci0000:20/0000:20:00.0/0000:21:10.0"],
-    ["/sys/class/net/enp33s0/device/virtfn1", "/sys/devices/pci0000:20/0000:20:00.0/0000:21:10.2"],
-]);
-const networks = [
-    { name: "tuned", bridge: "kvmt-tuned", active: true },
-    { name: "default", bridge: "virbr0", active: false },
-];
-
-describe("topology", () => {
-    const t = topologyOf(facts, [demoDb, web], vfLinks, networks);
-
-    it("places guests, VFs and networks as the host reported them", () => {
+    it("shows the pins and state the guests read back, the VFs' holders, the networks and the pools' counts", () => {
         assert.deepStrictEqual(
-            t.guests.map((g) => [g.name, g.running, g.vcpuPins, g.nodeset, g.hugepages]),
-            [["demo-db", true, [[2], [3]], [1], "2M"], ["web", false, [[0]], null, null]],
+            t.guests.map((g) => [g.name, g.running, g.vcpuPins, g.emulatorPin, g.nodeset, g.hugepages]),
+            [["demo-db", true, [[2], [3]], null, [1], "2M"], ["web", false, [[0]], [0], null, null]],
         );
         assert.deepStrictEqual(t.pfs.map((p) => [p.name, p.numaNode, p.vfs.map((v) => [v.index, v.pciAddress, v.guest])]), [
             ["enp33s0", 0, [[0, "0000:21:10.0", null], [1, "0000:21:10.2", "web"]]],
             ["enp65s0", 1, []],
         ]);
-        assert.deepStrictEqual(t.networks, [
-            { name: "tuned", bridge: "kvmt-tuned", active: true, guests: ["demo-db"] },
-            { name: "default", bridge: "virbr0", active: false, guests: [] },
-        ]);
-        assert.deepStrictEqual(t.nodes[1].hugepages["2M"], { total: 64, free: 32 });
+        assert.deepStrictEqual(t.networks, [{ name: "tuned", bridge: "kvmt-tuned", active: true, guests: ["demo-db"] }]);
+        assert.deepStrictEqual(t.nodes[1].hugepages["2M"], { total: 64, free: 32 }, "running demo-db's 64 MiB are 32 pages of node 1's pool");
+        assert.deepStrictEqual(t.nodes[0].hugepages["2M"], { total: 64, free: 64 });
+        assert.deepStrictEqual(t.nodes[1].hugepages["1G"], { total: 0, free: 0 }, "a size no pool manages comes from the facts");
+        // Counts read while the guest ran (after a refresh) already show it: not counted twice.
+        const refreshed = structuredClone(applied);
+        refreshed.hugepagePools["2M"]["1"] = { total: 64, free: 32 };
+        assert.deepStrictEqual(topologyFromApplied(stale, refreshed, declared).nodes[1].hugepages["2M"], { total: 64, free: 32 });
+        const svg = renderTopologySvg(t);
+        for (const words of ["demo-db (running)", "web (shut off)", "tuned: bridge kvmt-tuned, active; guests: demo-db", "huge pages 2M: 64 (32 used, 32 free)"]) {
+            assert.ok(svg.includes(words), `the picture lacks "${words}"`);
+        }
     });
 
     it("draws it so a person reads it: rendered in headless Chromium, pinned CPUs in their guest's colour", function () {
@@ -99,47 +100,5 @@ describe("topology", () => {
         }
         if (process.env.KVMTUNE_KEEP_PICTURE) fs.copyFileSync(pngFile, process.env.KVMTUNE_KEEP_PICTURE);
         fs.rmSync(dir, { recursive: true, force: true });
-    });
-});
-
-describe("topology from the resources' outputs (what `up` draws: no SSH of its own)", () => {
-    // The same host as above, as its KvmHost's children report it after `up`.
-    const applied: AppliedView = {
-        // Read when the pool was applied, before demo-db started on node 1: no page used yet.
-        hugepagePools: { "2M": { "0": { total: 64, free: 64 }, "1": { total: 64, free: 64 } } },
-        sriovNics: { enp33s0: { pf: "enp33s0", numaNode: 0, vfs: [{ vf: 1, pciAddress: "0000:21:10.2" }, { vf: 0, pciAddress: "0000:21:10.0" }] } },
-        vhostNetworks: { tuned: { bridge: "kvmt-tuned", active: true } },
-        guests: { "demo-db": { state: "running", cpuPins: [[2], [3]] }, web: { state: "shut off", cpuPins: [[0]] } },
-    };
-    const declared = [
-        { name: "demo-db", vcpus: 2, memoryMiB: 64, numaNode: 1, cpuPins: "auto", hugepages: "2M", interfaces: [{ network: "tuned", queues: 2 }] },
-        { name: "web", vcpus: 1, memoryMiB: 64, cpuPins: [[0]], emulatorPin: "0-1", interfaces: [{ hostdevVf: { pf: "enp33s0", vf: 1 } }] },
-    ];
-    // Facts as read before the pools were applied: the pools' own counts must win.
-    const stale = structuredClone(facts);
-    stale.numaNodes[1].hugepages["2M"] = { total: 0, free: 0, surplus: 0 };
-    const t = topologyFromApplied(stale, applied, declared);
-
-    it("shows the pins and state the guests read back, the VFs' holders, the networks and the pools' counts", () => {
-        assert.deepStrictEqual(
-            t.guests.map((g) => [g.name, g.running, g.vcpuPins, g.emulatorPin, g.nodeset, g.hugepages]),
-            [["demo-db", true, [[2], [3]], null, [1], "2M"], ["web", false, [[0]], [0, 1], null, null]],
-        );
-        assert.deepStrictEqual(t.pfs.map((p) => [p.name, p.numaNode, p.vfs.map((v) => [v.index, v.pciAddress, v.guest])]), [
-            ["enp33s0", 0, [[0, "0000:21:10.0", null], [1, "0000:21:10.2", "web"]]],
-            ["enp65s0", 1, []],
-        ]);
-        assert.deepStrictEqual(t.networks, [{ name: "tuned", bridge: "kvmt-tuned", active: true, guests: ["demo-db"] }]);
-        assert.deepStrictEqual(t.nodes[1].hugepages["2M"], { total: 64, free: 32 }, "running demo-db's 64 MiB are 32 pages of node 1's pool");
-        assert.deepStrictEqual(t.nodes[0].hugepages["2M"], { total: 64, free: 64 });
-        assert.deepStrictEqual(t.nodes[1].hugepages["1G"], { total: 0, free: 0 }, "a size no pool manages comes from the facts");
-        // Counts read while the guest ran (after a refresh) already show it: not counted twice.
-        const refreshed = structuredClone(applied);
-        refreshed.hugepagePools["2M"]["1"] = { total: 64, free: 32 };
-        assert.deepStrictEqual(topologyFromApplied(stale, refreshed, declared).nodes[1].hugepages["2M"], { total: 64, free: 32 });
-        const svg = renderTopologySvg(t);
-        for (const words of ["demo-db (running)", "web (shut off)", "tuned: bridge kvmt-tuned, active; guests: demo-db", "huge pages 2M: 64 (32 used, 32 free)"]) {
-            assert.ok(svg.includes(words), `the picture lacks "${words}"`);
-        }
     });
 });
