@@ -24,24 +24,13 @@ export function virsh(remote: Remote, args: ReadonlyArray<string | number>): Pro
 
 /**
  * Defines (or redefines) a domain (`define`) or a network (`net-define`) from XML. The XML travels
- * on stdin into a temporary file, so no byte of it meets the shell; the file is removed whatever
- * virsh says.
+ * on stdin and virsh reads it from `/dev/stdin`, so no byte of it meets the shell and no temporary
+ * file is left behind when the connection is cut half-way.
  */
-export function defineScript(xml: string, command: "define" | "net-define" = "define"): { command: string; stdin: string } {
-    const kind = command === "define" ? "domain" : "network";
-    const script = [
-        `f=$(mktemp /tmp/kvmtune-${kind}.XXXXXX.xml) || exit 1`,
-        `cat > "$f" && ${VIRSH} ${command} --validate "$f"; rc=$?`,
-        `rm -f "$f"`,
-        `exit $rc`,
-    ].join("\n");
-    return { command: script, stdin: xml };
-}
-
 export async function defineXml(remote: Remote, xml: string, command: "define" | "net-define" = "define"): Promise<void> {
-    const script = defineScript(xml, command);
-    // Wrapped in sh -c so sudo (for a non-root user) covers the whole sequence.
-    await run(remote, `sh -c ${shellQuote(script.command)}`, { stdin: script.stdin, privileged: true });
+    // `cat |` makes virsh's stdin a pipe: an SSH server (or a local runner) may hand the session a
+    // socket, which /dev/stdin cannot open. The pipeline's status is virsh's.
+    await run(remote, `cat | ${virshCommand([command, "--validate", "/dev/stdin"])}`, { stdin: xml, privileged: true });
 }
 
 /** One domain as read in one round trip: both XMLs, its state and autostart flag. */
