@@ -69,7 +69,7 @@ wait_ssh() { # NAME TIMEOUT [OLD_BOOT_ID]   returns 1 on timeout, 2 when the gue
     now=$(date +%s)
     pid="$(host_pid "$name")"
     if [ -z "$pid" ]; then
-      log "$name: qemu is not running; last console lines:"; tail -n 20 "$(host_dir "$name")/console.log" >&2 || true
+      log "$name: qemu is not running; last console lines:"; tail -n 20 "$console" >&2 || true
       return 1
     fi
     if id="$(timeout 30 ssh "${opts[@]}" root@127.0.0.1 cat /proc/sys/kernel/random/boot_id 2>/dev/null)" \
@@ -85,7 +85,7 @@ wait_ssh() { # NAME TIMEOUT [OLD_BOOT_ID]   returns 1 on timeout, 2 when the gue
       return 2
     fi
     if [ $((now - start)) -ge "$timeout" ]; then
-      log "$name: no SSH after $timeout s; last console lines:"; tail -n 20 "$(host_dir "$name")/console.log" >&2 || true
+      log "$name: no SSH after $timeout s; last console lines:"; tail -n 20 "$console" >&2 || true
       return 1
     fi
     sleep 3

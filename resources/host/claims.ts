@@ -195,11 +195,12 @@ async function refusal(p: Promise<unknown>): Promise<ClaimError | null> {
 
 /**
  * Takes the knob for the owner, before anything on the host changes; throws ClaimError when another
- * holds it. Returns the original the claim records: `c.original` for a new claim, the first
- * attempt's for a claim this owner already held.
+ * holds it. Returns the original the claim records: the first attempt's for a claim this owner
+ * already held, else `c.original` (a new claim, or one taken without an original, such as by an
+ * update).
  */
 export async function claimKnob(remote: Remote, c: KnobClaim): Promise<ClaimRecord> {
-    return { original: recordedOriginal(await runClaimScript(remote, c, claimScript(c))) };
+    return { original: recordedOriginal(await runClaimScript(remote, c, claimScript(c))) ?? c.original };
 }
 
 /**

@@ -279,7 +279,7 @@ export const provider = {
         // Before anything changes: the disk must not belong to another resource. A claim this
         // resource already holds is left from an attempt cut off half-way: its original is the truth.
         const claim = diskClaim(owner, disk.name, [], seen);
-        const original = ((await claimKnob(remote, claim)).original as Original | undefined) ?? seen;
+        const original = (await claimKnob(remote, claim)).original as Original;
         let after: QueueState;
         try {
             after = await converge(remote, i, disk, before, owner, hostname);
@@ -338,7 +338,6 @@ export const provider = {
     },
 };
 
-/** Undoes what create did to a disk: its rule removed, its queue settings as they were before. */
 /**
  * The disk as it was: the rule goes and the original settings come back, in one script (a gone disk
  * has nothing to restore). Shared by delete and by a create that failed half-way.

@@ -328,7 +328,7 @@ export const provider = {
         // Before anything changes: the pool must not belong to another resource. A claim this
         // resource already holds is left from an attempt cut off half-way: its original is the truth.
         const claim = poolClaim(owner, i, [], seen);
-        const original = ((await claimKnob(remote, claim)).original as Original | undefined) ?? seen;
+        const original = (await claimKnob(remote, claim)).original as Original;
         try {
             // A shortfall puts the pool back to what it is now, before this attempt's write.
             const pools = await applyPool(remote, i, seen.nodes);

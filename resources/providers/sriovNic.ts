@@ -438,8 +438,9 @@ const sameText = (a: string | undefined, b: string) => a !== undefined && a.repl
 
 /**
  * Writes the boot unit and script (persist), or removes them (persist off; ownership is the claim
- * either way), and removes an earlier kvmtune's owner file; files already as wanted are left alone, and systemd reloads once, only when a unit changed (a reload
- * took 16 s on a loaded lab host). Empty when there is nothing to do.
+ * either way), and removes an earlier kvmtune's owner file. Files already as wanted are left alone,
+ * and systemd reloads once, only when a unit changed (a reload took 16 s on a loaded lab host).
+ * Empty when there is nothing to do.
  */
 export function persistScript(owner: string, pf: Pick<PfState, "name" | "pciAddress" | "files" | "persisted">, i: SriovNicInputs): string {
     const unit = shellQuote(unitName(pf.name));
