@@ -13,25 +13,9 @@ import type { PulumiFn } from "@pulumi/pulumi/automation";
 import { BlockElevator, HostFacts, HugepagePool } from "../../resources";
 import { closedPort, FakeDiskHost, startFakeDiskHost, startSilentPort } from "../helpers/fakeSshHost";
 import { leakedPiece, newKeyPair, secretPieces, throwawayKey } from "../helpers/fixtures";
-import { inlineStack, InlineStack } from "../helpers/inlineStack";
+import { inlineStack, InlineStack, resourcesOf } from "../helpers/inlineStack";
 
 const TIMEOUT_S = 3;
-
-interface StateResource {
-    urn: string;
-    type: string;
-    id?: string;
-    inputs?: Record<string, unknown>;
-    outputs?: Record<string, unknown>;
-}
-
-/** The stack's kvmtune resources as state records them: URN, id, inputs and outputs. */
-async function resourcesOf(s: InlineStack): Promise<StateResource[]> {
-    const state = await s.stack.exportStack();
-    return ((state.deployment as { resources?: StateResource[] }).resources ?? [])
-        .filter((r) => r.type.includes("kvmtune:"))
-        .map(({ urn, type, id, inputs, outputs }) => ({ urn, type, id, inputs, outputs }));
-}
 
 function filesUnder(dir: string): string[] {
     return fs.readdirSync(dir, { withFileTypes: true }).flatMap((e) => (e.isDirectory() ? filesUnder(path.join(dir, e.name)) : [path.join(dir, e.name)]));

@@ -33,6 +33,23 @@ export function changesOf(summary: Record<string, number> | undefined): Record<s
     return Object.fromEntries(Object.entries(summary ?? {}).filter(([op, n]) => op !== "same" && n > 0));
 }
 
+/** A resource as the stack's state records it. */
+export interface StateResource {
+    urn: string;
+    type: string;
+    id?: string;
+    inputs?: Record<string, unknown>;
+    outputs?: Record<string, unknown>;
+}
+
+/** The stack's kvmtune resources as state records them (exportStack): URN, type, id, inputs and outputs. */
+export async function resourcesOf(s: InlineStack): Promise<StateResource[]> {
+    const state = await s.stack.exportStack();
+    return ((state.deployment as { resources?: StateResource[] }).resources ?? [])
+        .filter((r) => r.type.includes("kvmtune:"))
+        .map(({ urn, type, id, inputs, outputs }) => ({ urn, type, id, inputs, outputs }));
+}
+
 export async function inlineStack(stackName: string): Promise<InlineStack> {
     const backend = fs.mkdtempSync(path.join(os.tmpdir(), "kvmtune-state-"));
     const envVars = await engineEnv({ stackName });

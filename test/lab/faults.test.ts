@@ -14,7 +14,7 @@
 import * as assert from "assert";
 import type { PulumiFn } from "@pulumi/pulumi/automation";
 import { BlockElevator, HugepagePool, NumaPinnedGuest, SriovNic } from "../../resources";
-import { inlineStack, InlineStack } from "../helpers/inlineStack";
+import { inlineStack, InlineStack, resourcesOf } from "../helpers/inlineStack";
 import { labConnection, waitForLabHost } from "../helpers/labConnection";
 import { sshOk, sshRun, suiteHost } from "./labHosts";
 
@@ -75,9 +75,8 @@ describe("Faults on a lab host (F8 connection cut, F9 reboot, F10 refusals)", fu
 
     /** kvmtune's resources in the stack's state, by type of resource (its outputs). */
     async function recorded(): Promise<Array<{ name: string; outputs: Record<string, unknown> }>> {
-        const d = (await s.stack.exportStack()).deployment as { resources?: Array<{ urn: string; type: string; outputs?: Record<string, unknown> }> };
         // Dynamic resources are typed `pulumi-nodejs:dynamic/kvmtune:BlockElevator` and so on.
-        return (d.resources ?? []).filter((r) => r.type.startsWith("pulumi-nodejs:dynamic")).map((r) => ({ name: r.urn.split("::").pop()!, outputs: r.outputs ?? {} }));
+        return (await resourcesOf(s)).filter((r) => r.type.startsWith("pulumi-nodejs:dynamic")).map((r) => ({ name: r.urn.split("::").pop()!, outputs: r.outputs ?? {} }));
     }
 
     /** Whatever state records as applied, the host has. */

@@ -20,7 +20,7 @@ import type { PulumiFn } from "@pulumi/pulumi/automation";
 import { BlockElevator, HostFacts, HugepagePool, NumaPinnedGuest, SriovNic, VhostNetwork } from "../../resources";
 import type { Connection } from "../../resources/host/connection";
 import { shellBreakouts } from "../helpers/fixtures";
-import { inlineStack, InlineStack } from "../helpers/inlineStack";
+import { inlineStack, InlineStack, resourcesOf } from "../helpers/inlineStack";
 import { labConnection } from "../helpers/labConnection";
 import { provider as elevator } from "../../resources/providers/blockElevator";
 import { provider as factsProvider } from "../../resources/providers/hostFacts";
@@ -219,7 +219,7 @@ describe("Security and ownership on a lab host (S9, O9, O10, injection canary)",
         ];
         for (const [what, re] of expected) assert.match(text, re, `the refusal of ${what} does not name stack a's owner:\n${text.slice(-3000)}`);
         // Stack b holds nothing but what reads (HostFacts); the host is as stack a left it.
-        const kinds = ((await b.stack.exportStack()).deployment.resources ?? []).map((r: { type: string }) => r.type).filter((t: string) => t.includes("kvmtune:"));
+        const kinds = (await resourcesOf(b)).map((r) => r.type);
         assert.deepStrictEqual(kinds, ["pulumi-nodejs:dynamic/kvmtune:HostFacts"], `stack b recorded ${kinds.join(", ")}`);
         assert.deepStrictEqual(await hostState(), before);
         assert.deepStrictEqual(await a.refresh(), {}, "stack a sees a change");
@@ -237,8 +237,7 @@ describe("Security and ownership on a lab host (S9, O9, O10, injection canary)",
             }),
             /BlockElevator resource 'bad-device': property device value .* has a problem: device: /,
         );
-        const resources = ((await c.stack.exportStack()).deployment.resources ?? []).filter((r: { type: string }) => r.type.includes("kvmtune:"));
-        assert.deepStrictEqual(resources.map((r: { urn: string }) => r.urn), [], "a resource with a breakout in its inputs was created");
+        assert.deepStrictEqual((await resourcesOf(c)).map((r) => r.urn), [], "a resource with a breakout in its inputs was created");
         assert.strictEqual(await sudoLines(), before, "the refused up ran a command on the host");
 
         const conn = { connection: asTuner };

@@ -10,7 +10,7 @@
 import * as assert from "assert";
 import type { PulumiFn } from "@pulumi/pulumi/automation";
 import { NumaPinnedGuest, VhostNetwork, VhostNetworkArgs } from "../../resources";
-import { inlineStack, InlineStack } from "../helpers/inlineStack";
+import { inlineStack, InlineStack, resourcesOf } from "../helpers/inlineStack";
 import { labConnection } from "../helpers/labConnection";
 import { sshOk, sshRun, suiteHost } from "./labHosts";
 
@@ -58,9 +58,7 @@ describe("VhostNetwork on a lab host", function () {
     });
     /** A resource's outputs as the engine stored them (refresh updates these, not the stack's outputs). */
     async function stateOf(name: string): Promise<Record<string, unknown>> {
-        const d = await s.stack.exportStack();
-        const r = (d.deployment.resources as Array<{ urn: string; outputs?: Record<string, unknown> }>).find((x) => x.urn.endsWith(`::${name}`));
-        return r?.outputs ?? {};
+        return (await resourcesOf(s)).find((x) => x.urn.endsWith(`::${name}`))?.outputs ?? {};
     }
 
     // ---- the program ----------------------------------------------------------------------------
