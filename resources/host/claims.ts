@@ -24,6 +24,7 @@ import { atomicWriteScript, headerLine, managedHeader, ownerOf, ownerProblem, re
 import { shellQuote } from "./quote";
 import { Remote, wholeScript } from "./remote";
 import { RemoteCommandError } from "./errors";
+import { warnUser } from "./warn";
 
 export const CLAIMS_DIR = "/etc/kvmtune/claims";
 
@@ -244,7 +245,16 @@ export async function reclaimForUpdate<T>(
  * knob taken since): then the settings are that owner's, and delete leaves them alone.
  */
 export function holdForDelete(remote: Remote, c: KnobClaim): Promise<ClaimError | null> {
-    return refusal(claimKnob(remote, c));
+    return refusal(
+        claimKnob(remote, c).then((claimed) => {
+            if (claimed.taken) {
+                warnUser(
+                    `${c.what} on ${remote.name} had no ownership claim (${claimPath(c.knob)}) when it was deleted: the host was reinstalled ` +
+                        `or the claim removed by hand since the last up. Restoring the values recorded at create all the same.`,
+                );
+            }
+        }),
+    );
 }
 
 /** Releases the owner's claim; returns the ClaimError instead of throwing when another owner holds the knob. */

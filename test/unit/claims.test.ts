@@ -20,6 +20,19 @@ import { FakeDiskHost, startFakeDiskHost } from "../helpers/fakeSshHost";
 import { goodConnection, throwawayKey } from "../helpers/fixtures";
 import { LocalRemote } from "../helpers/localRemote";
 
+/** What `fn` wrote to this process's stderr (kvmtune's warnings go there: host/warn.ts). */
+async function stderrOf(fn: () => Promise<unknown>): Promise<string> {
+    const write = process.stderr.write;
+    let text = "";
+    process.stderr.write = ((chunk: string | Uint8Array) => ((text += String(chunk)), true)) as typeof process.stderr.write;
+    try {
+        await fn();
+    } finally {
+        process.stderr.write = write;
+    }
+    return text;
+}
+
 const A = "BlockElevator db (shop/prod)";
 const B = "BlockElevator db (shop/staging)";
 
@@ -120,6 +133,17 @@ describe("ownership claims on a host", function () {
         assert.match(fs.readFileSync(claimFile("block-elevator-vdb"), "utf8"), /^# Managed by kvmtune for BlockElevator db \(shop\/prod\)\./);
         // And the claim records it, for a create retried later.
         assert.deepStrictEqual((await claimKnob(remote, diskClaim(A, "vdb"))).original, now);
+    });
+
+    it("a delete that finds its claim gone says so: the original it restores was recorded on the host before", async () => {
+        const warnings = await stderrOf(async () => {
+            await claimKnob(remote, diskClaim(A, "vdb"));
+            assert.strictEqual(await holdForDelete(remote, diskClaim(A, "vdb")), null);
+        });
+        assert.strictEqual(warnings, "", "a delete with its claim in place warned");
+        fs.rmSync(onHost("/etc/kvmtune"), { recursive: true });
+        const gone = await stderrOf(async () => assert.strictEqual(await holdForDelete(remote, diskClaim(A, "vdb")), null));
+        assert.match(gone, /^warning: kvmtune: the I\/O scheduler of vdb on .* had no ownership claim \(\/etc\/kvmtune\/claims\/block-elevator-vdb\) when it was deleted: the host was reinstalled/);
     });
 
     it("refuses a second owner, naming the first, and leaves the claim as it was", async () => {
