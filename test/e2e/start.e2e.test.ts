@@ -46,8 +46,14 @@ describe("npm start converges the lab from the hosts' truth", function () {
         });
     }
     const npmStart = () => run("npm", ["start"]);
-    /** The update's summary lines ("+ 2 created", "~ 3 updated", "15 unchanged"). */
-    const summary = (out: string) => (out.match(/^\s+[-+~]?\s*\d+ (created|updated|deleted|replaced|unchanged)\s*$/gm) ?? []).map((l) => l.trim());
+    /**
+     * The update's summary lines ("+ 2 created", "~ 3 updated", "15 unchanged"), from the last
+     * "Resources:" block (`up --yes` prints the preview's block first, then the update's).
+     */
+    const summary = (out: string) => {
+        const last = out.slice(out.lastIndexOf("\nResources:"));
+        return (last.match(/^\s+[-+~]?\s*\d+ (created|updated|deleted|replaced|unchanged)\s*$/gm) ?? []).map((l) => l.trim());
+    };
 
     after(async () => {
         // Leave nothing behind: the hosts given back, no stack, no stack config file in the repository.

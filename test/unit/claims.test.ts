@@ -19,19 +19,7 @@ import { vhostNetworkClaim } from "../../resources/providers/vhostNetwork";
 import { FakeDiskHost, startFakeDiskHost } from "../helpers/fakeSshHost";
 import { goodConnection, throwawayKey } from "../helpers/fixtures";
 import { LocalRemote } from "../helpers/localRemote";
-
-/** What `fn` wrote to this process's stderr (kvmtune's warnings go there: host/warn.ts). */
-async function stderrOf(fn: () => Promise<unknown>): Promise<string> {
-    const write = process.stderr.write;
-    let text = "";
-    process.stderr.write = ((chunk: string | Uint8Array) => ((text += String(chunk)), true)) as typeof process.stderr.write;
-    try {
-        await fn();
-    } finally {
-        process.stderr.write = write;
-    }
-    return text;
-}
+import { stderrOf } from "../helpers/stderr";
 
 const A = "BlockElevator db (shop/prod)";
 const B = "BlockElevator db (shop/staging)";
