@@ -24,7 +24,8 @@ import { remoteFor } from "../host/sshPool";
 import { buildDumpScript, formatCpuList, parseCpuList, parseDump } from "../host/sysfs";
 import { buildDomainXml, DiskSpec, GuestSpec, InterfaceSpec, isHostdev, parseDomainXml, ParsedDomain, projectLive } from "../libvirt/domain";
 import { defaultsFor, GuestDefaults, networkGuestDefaults } from "../libvirt/network";
-import { defineXml, DomainRead, readAllDomains, readDomain, stopDomain, undefineDomain, virsh } from "../libvirt/virsh";
+import { defineWithCpusChosen } from "../libvirt/guestCpus";
+import { DomainRead, readAllDomains, readDomain, stopDomain, undefineDomain, virsh } from "../libvirt/virsh";
 import { canonical, checkWithPlan, diffResult, FieldPolicy, KIND_WORDS } from "../policy";
 import { stateOf } from "../state";
 import { containsUnknown, inputsFrom } from "../validate";
@@ -296,10 +297,16 @@ export function resolvePins(i: NumaPinnedGuestInputs, host: HostView, previous?:
     if (pick.length < i.vcpus) {
         throw new Error(
             `cpuPins: auto needs ${i.vcpus} CPUs of node(s) ${formatCpuList(nodes)} that no other guest's vCPUs hold; ` +
-                `${host.facts.hostname} has ${pick.length} (${formatCpuList(pick) || "none"}; held by others: ${formatCpuList([...taken].filter((c) => onNodes.includes(c))) || "none"})`,
+                `${host.facts.hostname} has ${pick.length} (${formatCpuList(pick) || "none"}; ${holdersOn(host.others, onNodes)})`,
         );
     }
     return pick.slice(0, i.vcpus).map((c) => [c]);
+}
+
+/** Who holds which of these CPUs, by guest name: "held by guest web (2-3)", or "none held by other guests". */
+function holdersOn(others: OtherGuest[], cpus: number[]): string {
+    const held = others.map((o) => ({ name: o.name, cpus: o.vcpuCpus.filter((c) => cpus.includes(c)) })).filter((o) => o.cpus.length > 0);
+    return held.length ? "held by " + held.map((o) => `guest ${o.name} (${formatCpuList(o.cpus)})`).join(", ") : "none held by other guests";
 }
 
 /** Pages a guest of this size takes from its pool. */
@@ -645,24 +652,28 @@ export const provider = {
         const owner = String(props.owner ?? `NumaPinnedGuest ${i.name}`);
         const remote = remoteFor(i.connection);
         if (i.adopt) return adopt(remote, i, owner);
-        const host = await viewHost(remote, i);
-        const existing = host.domains.find((d) => d.spec.name === i.name);
-        if (existing && existing.owner !== owner) {
-            throw new Error(
-                `a domain named ${i.name} already exists on ${host.facts.hostname} (uuid ${existing.uuid}) and carries ` +
-                    (existing.owner === null ? "no kvmtune ownership mark" : `the mark of "${existing.owner}"`) +
-                    `: it was left untouched. Adopt it with the adopt input (adopt: "${existing.uuid}"), or choose another name.`,
-            );
-        }
-        // An existing domain with our own mark is ours from an earlier, interrupted run: converge it.
-        const before = existing ? await observe(remote, existing.uuid) : null;
-        const others = { ...host, others: host.others.filter((o) => o.uuid !== existing?.uuid) };
-        const pins = resolvePins(i, others);
-        const problems = checkAgainstHost(i, pins, others, { willStart: i.running && !before?.running, pagesHeld: pagesHeldBy(before, i.hugepages) });
-        if (problems.length) throw new Error(`NumaPinnedGuest ${i.name} on ${host.facts.hostname}: ${problems.join("; ")}`);
-        const taken = takenDefaults(i, host.netDefaults ?? new Map());
-        const wanted = wantedSpec(i, pins, host.vfs, taken);
-        await defineXml(remote, buildDomainXml(wanted, owner, existing?.uuid));
+        // Reading the other guests, choosing CPUs and defining is one guarded step: a guest defined
+        // meanwhile (a parallel create) makes it read and choose again (../libvirt/guestCpus.ts).
+        const { host, existing, before, pins, taken, wanted } = await defineWithCpusChosen(remote, async () => {
+            const host = await viewHost(remote, i);
+            const existing = host.domains.find((d) => d.spec.name === i.name);
+            if (existing && existing.owner !== owner) {
+                throw new Error(
+                    `a domain named ${i.name} already exists on ${host.facts.hostname} (uuid ${existing.uuid}) and carries ` +
+                        (existing.owner === null ? "no kvmtune ownership mark" : `the mark of "${existing.owner}"`) +
+                        `: it was left untouched. Adopt it with the adopt input (adopt: "${existing.uuid}"), or choose another name.`,
+                );
+            }
+            // An existing domain with our own mark is ours from an earlier, interrupted run: converge it.
+            const before = existing ? await observe(remote, existing.uuid) : null;
+            const others = { ...host, others: host.others.filter((o) => o.uuid !== existing?.uuid) };
+            const pins = resolvePins(i, others);
+            const problems = checkAgainstHost(i, pins, others, { willStart: i.running && !before?.running, pagesHeld: pagesHeldBy(before, i.hugepages) });
+            if (problems.length) throw new Error(`NumaPinnedGuest ${i.name} on ${host.facts.hostname}: ${problems.join("; ")}`);
+            const taken = takenDefaults(i, host.netDefaults ?? new Map());
+            const wanted = wantedSpec(i, pins, host.vfs, taken);
+            return { xml: buildDomainXml(wanted, owner, existing?.uuid), result: { host, existing, before, pins, taken, wanted } };
+        });
         try {
             await setAutostart(remote, i.name, i.autostart, before?.read.autostart ?? false);
             if (i.running && !before?.running) await virsh(remote, ["start", i.name]);
@@ -718,20 +729,22 @@ export const provider = {
                     `not this resource's; it is not redefined. Declare it with the adopt input to take it over.`,
             );
         }
-        const host = await viewHost(remote, i, o.config.uuid);
         const previous = Array.isArray(olds.resolvedCpuPins) ? (olds.resolvedCpuPins as number[][]) : undefined;
-        const pins = resolvePins(i, host, previous);
-        const taken = takenDefaults(i, host.netDefaults ?? new Map());
-        const wanted = wantedSpec(i, pins, host.vfs, taken);
-        const restartParts = pendingRestartOf(wanted, o.live.spec);
-        const restart = o.running && i.running && restartParts.length > 0 && i.restartPolicy === "restart";
-        const willStart = i.running && (!o.running || restart);
-        const problems = checkAgainstHost(i, pins, host, { willStart, pagesHeld: pagesHeldBy(o, i.hugepages) });
-        if (problems.length) throw new Error(`NumaPinnedGuest ${i.name} on ${host.facts.hostname}: ${problems.join("; ")}`);
-
-        // 1. The persistent definition: everything, pins included.
-        const xml = buildDomainXml(wanted, owner, o.config.uuid);
-        if (!same(projectLive(o.config.spec, wanted), wanted) || o.config.owner !== owner) await defineXml(remote, xml);
+        // As in create: the other guests are read, pins chosen and the definition written as one guarded step.
+        const { host, pins, taken, wanted, restart, willStart } = await defineWithCpusChosen(remote, async () => {
+            const host = await viewHost(remote, i, o.config.uuid);
+            const pins = resolvePins(i, host, previous);
+            const taken = takenDefaults(i, host.netDefaults ?? new Map());
+            const wanted = wantedSpec(i, pins, host.vfs, taken);
+            const restartParts = pendingRestartOf(wanted, o.live.spec);
+            const restart = o.running && i.running && restartParts.length > 0 && i.restartPolicy === "restart";
+            const willStart = i.running && (!o.running || restart);
+            const problems = checkAgainstHost(i, pins, host, { willStart, pagesHeld: pagesHeldBy(o, i.hugepages) });
+            if (problems.length) throw new Error(`NumaPinnedGuest ${i.name} on ${host.facts.hostname}: ${problems.join("; ")}`);
+            // 1. The persistent definition: everything, pins included.
+            const changed = !same(projectLive(o.config.spec, wanted), wanted) || o.config.owner !== owner;
+            return { xml: changed ? buildDomainXml(wanted, owner, o.config.uuid) : null, result: { host, pins, taken, wanted, restart, willStart } };
+        });
         // 2. The running guest: pins and nodeset live; the rest by a restart, or reported.
         if (o.running && i.running && !restart) await applyLivePins(remote, i.name, wanted, o.live.spec, host.facts.cpusOnline);
         if (o.running && (!i.running || restart)) await stopDomain(remote, i.name, i.shutdownTimeoutSeconds);

@@ -192,7 +192,7 @@ describe("NumaPinnedGuest auto pins", () => {
         assert.deepStrictEqual(resolvePins(auto, host()), [[3], [2]]);
     });
     it("skips CPUs other guests' vCPUs hold, and says so when too few remain", () => {
-        assert.throws(() => resolvePins(auto, host({ others: [{ name: "o", uuid: "u", vcpuCpus: [2] }] })), /auto needs 2 CPUs of node\(s\) 1 .* lab2 has 1 \(3; held by others: 2\)/);
+        assert.throws(() => resolvePins(auto, host({ others: [{ name: "o", uuid: "u", vcpuCpus: [2] }] })), /auto needs 2 CPUs of node\(s\) 1 .* lab2 has 1 \(3; held by guest o \(2\)\)/);
     });
     it("keeps an earlier choice that is still free", () => {
         assert.deepStrictEqual(resolvePins(auto, host(), [[2], [3]]), [[2], [3]]);
