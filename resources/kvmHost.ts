@@ -9,7 +9,7 @@ import { BlockElevator, BlockElevatorArgs } from "./blockElevator";
 import { ConnectionInput } from "./connectionInput";
 import { HostFacts } from "./hostFacts";
 import { HugepagePool, HugepagePoolArgs } from "./hugepagePool";
-import { GuestPlan, hugepageShortfalls, overlappingPins, remoteVfs } from "./kvmHostChecks";
+import { autoPinShortfalls, GuestPlan, hugepageShortfalls, overlappingPins, remoteVfs } from "./kvmHostChecks";
 import { NumaPinnedGuest, NumaPinnedGuestArgs } from "./numaPinnedGuest";
 import { SriovNic, SriovNicArgs } from "./sriovNic";
 import { VhostNetwork, VhostNetworkArgs } from "./vhostNetwork";
@@ -105,8 +105,17 @@ export class KvmHost extends pulumi.ComponentResource {
             ...Object.values(this.sriovNics),
             ...Object.values(this.vhostNetworks),
         ];
+        // Auto pins can be weighed only against the host's CPUs: the guests take their connection
+        // through this check, so a tuning whose auto guests cannot all fit fails before any guest is
+        // created (in preview too, once the host's facts are in state).
+        const cpusFit = this.facts.numaNodes.apply((nodes) => {
+            const problems = autoPinShortfalls(guestPlans, nodes ?? []);
+            if (problems.length > 0) throw new Error(`KvmHost ${name}: the guests' CPUs do not fit the host:\n  ${problems.join("\n  ")}`);
+            return true;
+        });
+        const guestConnection: ConnectionInput = { ...connection, host: pulumi.all([connection.host, cpusFit]).apply(([host]) => host) };
         for (const g of args.guests ?? []) {
-            this.guests[g.name] = new NumaPinnedGuest(`${name}-guest-${g.name}`, { ...g, connection }, { ...child, dependsOn: guestDeps });
+            this.guests[g.name] = new NumaPinnedGuest(`${name}-guest-${g.name}`, { ...g, connection: guestConnection }, { ...child, dependsOn: guestDeps });
         }
 
         const mapOutputs = <R, T>(children: Record<string, R>, pick: (r: R) => pulumi.Output<T>) =>
