@@ -15,7 +15,7 @@
  */
 import { randomBytes } from "crypto";
 import { shellQuote } from "../host/quote";
-import { Remote, wholeScript } from "../host/remote";
+import { Remote, TIMEOUTS, wholeScript } from "../host/remote";
 import { RemoteCommandError } from "../host/errors";
 import { virshCommand } from "./virsh";
 
@@ -58,7 +58,8 @@ export function defineIfUnchangedScript(xml: string, seen: string, dir = GUEST_C
 
 /** Defines the domain when no guest was defined since `seen` was read; false when one was. */
 export async function defineIfUnchanged(remote: Remote, xml: string, seen: string, dir = GUEST_CPUS_DIR): Promise<boolean> {
-    const r = await remote.exec("sh -s", { stdin: wholeScript(defineIfUnchangedScript(xml, seen, dir)), privileged: true });
+    // Its deadline covers the wait for the lock and then the define itself.
+    const r = await remote.exec("sh -s", { stdin: wholeScript(defineIfUnchangedScript(xml, seen, dir)), privileged: true, timeoutSeconds: LOCK_WAIT_SECONDS + TIMEOUTS.default });
     if (r.code === 0) return true;
     if (r.code === CHANGED) return false;
     throw new RemoteCommandError(remote.name, `(define the domain under ${dir}/guest-cpus.lock) ${virshCommand(["define", "--validate", "/dev/stdin"])}`, r.code, r.stderr, r.stdout);

@@ -14,7 +14,7 @@ import { connectionSchema } from "../host/connection";
 import { gatherFacts, HostFactsData, pageSizeKb } from "../host/facts";
 import { atomicWriteScript, managedHeader, removeFileScript } from "../host/files";
 import { shellQuote } from "../host/quote";
-import { Remote, runScript } from "../host/remote";
+import { Remote, runScript, TIMEOUTS } from "../host/remote";
 import { remoteFor } from "../host/sshPool";
 import { buildDumpScript, parseDump, writeSysfsScript } from "../host/sysfs";
 import { checkWithPlan, diffProps, FieldPolicy } from "../policy";
@@ -253,7 +253,7 @@ async function applyPool(remote: Remote, i: HugepagePoolInputs, restoreTo: Recor
     const writes = i.nodes
         ? Object.entries(i.nodes).map(([n, c]) => ({ path: nodePath(n, i.pageSize), value: c }))
         : [{ path: globalPath(i.pageSize), value: i.total as number }];
-    await runScript(remote, writes.length ? writeSysfsScript(writes) : "true");
+    await runScript(remote, writes.length ? writeSysfsScript(writes) : "true", { timeoutSeconds: TIMEOUTS.hugepageAllocation });
     const { pools } = await readPools(remote, i);
     const short: string[] = [];
     if (i.nodes) {
@@ -333,7 +333,7 @@ export const provider = {
             // A shortfall puts the pool back to what it is now, before this attempt's write.
             const pools = await applyPool(remote, i, seen.nodes);
             await ensureMount(remote, i);
-            await runScript(remote, persistScript(owner, i));
+            await runScript(remote, persistScript(owner, i), { timeoutSeconds: TIMEOUTS.bootConfig });
             const after = await readPools(remote, i);
             return { id: `${facts.hostname}/hugepages-${i.pageSize}`, outs: outputs(i, owner, pools, original, after.cmdline) };
         } catch (err) {
@@ -379,7 +379,7 @@ export const provider = {
         const pools = await applyPool(remote, i, Object.fromEntries(Object.entries(before.pools).map(([n, p]) => [n, p.total])));
         if (oldInputs.mount && oldInputs.mount !== i.mount) await runScript(remote, unpersistScript({ ...oldInputs, pageSize: i.pageSize }));
         await ensureMount(remote, i);
-        await runScript(remote, persistScript(owner, i));
+        await runScript(remote, persistScript(owner, i), { timeoutSeconds: TIMEOUTS.bootConfig });
         const after = await readPools(remote, i);
         return { outs: outputs(i, owner, pools, original, after.cmdline) };
     },
@@ -399,7 +399,7 @@ export const provider = {
 /** Undoes what create did: no boot or mount unit, the nodes this pool set at their counts from before, our mount gone. */
 async function restore(remote: Remote, i: HugepagePoolInputs, original: Original): Promise<void> {
     const nodes = i.nodes ? Object.keys(i.nodes) : Object.keys(original.nodes);
-    await runScript(remote, unpersistScript(i));
+    await runScript(remote, unpersistScript(i), { timeoutSeconds: TIMEOUTS.bootConfig });
     await runScript(remote, writeSysfsScript(nodes.map((n) => ({ path: nodePath(n, i.pageSize), value: original.nodes[n] ?? 0 })), { skipSame: true }));
     if (i.mount && !original.mountWasThere) {
         await runScript(remote, `umount ${shellQuote(i.mount)} 2>/dev/null || true`);

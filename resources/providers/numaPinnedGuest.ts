@@ -25,7 +25,7 @@ import { buildDumpScript, formatCpuList, parseCpuList, parseDump } from "../host
 import { buildDomainXml, DiskSpec, GuestSpec, InterfaceSpec, isHostdev, parseDomainXml, ParsedDomain, projectLive } from "../libvirt/domain";
 import { defaultsFor, GuestDefaults, networkGuestDefaults } from "../libvirt/network";
 import { defineWithCpusChosen } from "../libvirt/guestCpus";
-import { DomainRead, readAllDomains, readDomain, stopDomain, undefineDomain, virsh } from "../libvirt/virsh";
+import { DomainRead, readAllDomains, readDomain, startDomain, stopDomain, undefineDomain, virsh } from "../libvirt/virsh";
 import { canonical, checkWithPlan, diffResult, FieldPolicy, KIND_WORDS } from "../policy";
 import { stateOf } from "../state";
 import { containsUnknown, inputsFrom } from "../validate";
@@ -676,7 +676,7 @@ export const provider = {
         });
         try {
             await setAutostart(remote, i.name, i.autostart, before?.read.autostart ?? false);
-            if (i.running && !before?.running) await virsh(remote, ["start", i.name]);
+            if (i.running && !before?.running) await startDomain(remote, i.name);
         } catch (err) {
             // A guest that cannot start is not left behind half made.
             if (!existing) {
@@ -748,7 +748,7 @@ export const provider = {
         // 2. The running guest: pins and nodeset live; the rest by a restart, or reported.
         if (o.running && i.running && !restart) await applyLivePins(remote, i.name, wanted, o.live.spec, host.facts.cpusOnline);
         if (o.running && (!i.running || restart)) await stopDomain(remote, i.name, i.shutdownTimeoutSeconds);
-        if (willStart) await virsh(remote, ["start", i.name]);
+        if (willStart) await startDomain(remote, i.name);
         await setAutostart(remote, i.name, i.autostart, o.read.autostart);
 
         const after = (await observe(remote, i.name))!;

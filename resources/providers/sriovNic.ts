@@ -28,7 +28,7 @@ import { gatherFacts } from "../host/facts";
 import { claimKnob, CLAIMS_DIR, formerOwnersOf, holdForDelete, KnobClaim, releaseKnob } from "../host/claims";
 import { atomicWriteScript, managedHeader, ownerOf, removeFileScript } from "../host/files";
 import { shellQuote } from "../host/quote";
-import { Remote, runScript } from "../host/remote";
+import { Remote, runScript, TIMEOUTS } from "../host/remote";
 import { remoteFor } from "../host/sshPool";
 import { buildDumpScript, globLiteral, parseDump, writeSysfsScript } from "../host/sysfs";
 import { mountUnitName } from "./hugepagePool";
@@ -558,7 +558,7 @@ async function applyVfs(remote: Remote, pf: PfState, numVfs: number, wanted: VfS
     const ref: PfRef = { arg: shellQuote(pf.name), carrier: shellQuote(`/sys/class/net/${pf.name}/carrier`) };
     steps.push(...vfCommands(ref, wanted, plan.length ? [] : pf.vfs, label));
     let failure: Error | null = null;
-    if (steps.length) await runScript(remote, steps.join("\n")).catch((e: Error) => (failure = e));
+    if (steps.length) await runScript(remote, steps.join("\n"), { timeoutSeconds: TIMEOUTS.vfSettle }).catch((e: Error) => (failure = e));
     const now = steps.length ? await readPf(remote, pf.pciAddress) : pf;
     if (!now) throw failure ?? new Error(`${pf.name} (${pf.pciAddress}) is gone from the host`);
     if (now.numVfs !== numVfs || now.devices.length !== numVfs) {
