@@ -5,6 +5,7 @@
  * and on hot-plug.
  */
 import type * as pulumi from "@pulumi/pulumi";
+import { resourceOwner } from "./owner";
 import { z } from "zod";
 import { claimKnob, formerOwnersOf, holdForDelete, KnobClaim, releaseKnob } from "../host/claims";
 import { connectionSchema } from "../host/connection";
@@ -266,7 +267,7 @@ export const provider = {
 
     async create(props: Record<string, unknown>): Promise<pulumi.dynamic.CreateResult> {
         const i = inputsOf(props);
-        const owner = String(props.owner ?? "BlockElevator");
+        const owner = resourceOwner("BlockElevator", undefined, props);
         const remote = remoteFor(i.connection);
         const { hostname, disk, queues: [before] } = await requireDisk(remote, i.device);
         // Only the tunables we set need restoring: a scheduler switch back resets the rest.
@@ -307,12 +308,12 @@ export const provider = {
             nrRequests: i.nrRequests === undefined ? undefined : (q.nrRequests ?? undefined),
             readAheadKb: i.readAheadKb === undefined ? undefined : (q.readAheadKb ?? undefined),
         };
-        return { id, props: outputs(live, String(props.owner), disk, q, props.original as Original) };
+        return { id, props: outputs(live, resourceOwner("BlockElevator", undefined, props), disk, q, props.original as Original) };
     },
 
     async update(_id: string, olds: Record<string, unknown>, news: Record<string, unknown>): Promise<pulumi.dynamic.UpdateResult> {
         const i = inputsOf(news);
-        const owner = String(news.owner ?? olds.owner);
+        const owner = resourceOwner("BlockElevator", undefined, news, olds);
         const remote = remoteFor(i.connection);
         const { hostname, disk, queues: [before] } = await requireDisk(remote, i.device);
         // Re-taken on every update: it moves the claim to a new label, and a by-id device that now
@@ -330,7 +331,7 @@ export const provider = {
         const remote = remoteFor(i.connection);
         const original = props.original as Original;
         const kernelName = String(props.kernelName);
-        const claim = diskClaim(String(props.owner ?? "BlockElevator"), kernelName);
+        const claim = diskClaim(resourceOwner("BlockElevator", undefined, props), kernelName);
         // The disk went to another resource since (our claim was removed by hand): not ours to undo.
         if (await holdForDelete(remote, claim)) return;
         await restore(remote, kernelName, original);

@@ -8,6 +8,7 @@
  * be had reliably before memory fragments. A hugetlbfs mount is persisted as a systemd mount unit.
  */
 import type * as pulumi from "@pulumi/pulumi";
+import { resourceOwner } from "./owner";
 import { z } from "zod";
 import { claimKnob, formerOwnersOf, holdForDelete, KnobClaim, releaseKnob } from "../host/claims";
 import { connectionSchema } from "../host/connection";
@@ -315,7 +316,7 @@ export const provider = {
 
     async create(props: Record<string, unknown>): Promise<pulumi.dynamic.CreateResult> {
         const i = inputsOf(props);
-        const owner = String(props.owner ?? "HugepagePool");
+        const owner = resourceOwner("HugepagePool", undefined, props);
         const remote = remoteFor(i.connection);
         const facts = await gatherFacts(remote);
         const problems = checkAgainstHost(i, facts);
@@ -356,12 +357,12 @@ export const provider = {
             ? { ...i, nodes: Object.fromEntries(Object.keys(i.nodes).map((n) => [n, pools[n]?.total ?? 0])) }
             : { ...i, total: Object.values(pools).reduce((s, p) => s + p.total, 0) };
         const original = props.original as Original;
-        return { id, props: outputs(live, String(props.owner), pools, original, cmdline) };
+        return { id, props: outputs(live, resourceOwner("HugepagePool", undefined, props), pools, original, cmdline) };
     },
 
     async update(_id: string, olds: Record<string, unknown>, news: Record<string, unknown>): Promise<pulumi.dynamic.UpdateResult> {
         const i = inputsOf(news);
-        const owner = String(news.owner ?? olds.owner);
+        const owner = resourceOwner("HugepagePool", undefined, news, olds);
         const remote = remoteFor(i.connection);
         const facts = await gatherFacts(remote);
         const problems = checkAgainstHost(i, facts);
@@ -388,7 +389,7 @@ export const provider = {
         const i = inputsOf(props);
         const remote = remoteFor(i.connection);
         const original = props.original as Original;
-        const claim = poolClaim(String(props.owner ?? "HugepagePool"), i);
+        const claim = poolClaim(resourceOwner("HugepagePool", undefined, props), i);
         // The pool went to another resource since (our claim was removed by hand): not ours to undo.
         if (await holdForDelete(remote, claim)) return;
         await restore(remote, i, original);

@@ -15,6 +15,7 @@
  *   unless it was adopted with the `adopt` input (Pulumi's import cannot reach dynamic providers).
  */
 import type * as pulumi from "@pulumi/pulumi";
+import { resourceOwner } from "./owner";
 import { z } from "zod";
 import { connectionSchema } from "../host/connection";
 import { gatherFacts, HostFactsData, pageSizeKb } from "../host/facts";
@@ -649,7 +650,7 @@ export const provider = {
 
     async create(props: Record<string, unknown>): Promise<pulumi.dynamic.CreateResult> {
         const i = inputsOf(props);
-        const owner = String(props.owner ?? `NumaPinnedGuest ${i.name}`);
+        const owner = resourceOwner("NumaPinnedGuest", i.name, props);
         const remote = remoteFor(i.connection);
         if (i.adopt) return adopt(remote, i, owner);
         // Reading the other guests, choosing CPUs and defining is one guarded step: a guest defined
@@ -696,7 +697,7 @@ export const provider = {
             throw new Error(`NumaPinnedGuest ${id}: reading a guest needs its connection, which Pulumi's import does not pass to a dynamic provider (pulumi/pulumi#16175): declare the guest with the adopt input instead`);
         }
         const i = inputsOf(props);
-        const owner = String(props.owner ?? `NumaPinnedGuest ${i.name}`);
+        const owner = resourceOwner("NumaPinnedGuest", i.name, props);
         const remote = remoteFor(i.connection);
         const o = await observe(remote, id);
         if (!o) return { id: "", props: {} }; // the domain is gone: refresh drops the resource
@@ -719,7 +720,7 @@ export const provider = {
 
     async update(id: string, olds: Record<string, unknown>, news: Record<string, unknown>): Promise<pulumi.dynamic.UpdateResult> {
         const i = inputsOf(news);
-        const owner = String(news.owner ?? olds.owner);
+        const owner = resourceOwner("NumaPinnedGuest", i.name, news, olds);
         const remote = remoteFor(i.connection);
         const o = await observe(remote, id);
         if (!o) throw new Error(`NumaPinnedGuest ${i.name}: domain ${id} is gone from the host; run refresh, then up creates it again`);

@@ -22,6 +22,7 @@
  *   (EOPNOTSUPP): the error names the field and the driver's answer.
  */
 import type * as pulumi from "@pulumi/pulumi";
+import { resourceOwner } from "./owner";
 import { z } from "zod";
 import { connectionSchema } from "../host/connection";
 import { gatherFacts } from "../host/facts";
@@ -638,7 +639,7 @@ export const provider = {
 
     async create(props: Record<string, unknown>): Promise<pulumi.dynamic.CreateResult> {
         const i = inputsOf(props);
-        const owner = String(props.owner ?? `SriovNic ${i.pf}`);
+        const owner = resourceOwner("SriovNic", i.pf, props);
         const remote = remoteFor(i.connection);
         const pf = await requirePf(remote, i);
         const original: Original = { numVfs: pf.numVfs, vfs: pf.vfs, pfUp: pf.adminUp };
@@ -670,7 +671,7 @@ export const provider = {
 
     async read(id: string, props: Record<string, unknown>): Promise<pulumi.dynamic.ReadResult> {
         const i = inputsOf(props);
-        const owner = String(props.owner);
+        const owner = resourceOwner("SriovNic", i.pf, props);
         const remote = remoteFor(i.connection);
         // One round trip: the PF, its VFs and, when it has one, its VF pool network.
         const { pf, networks } = await readPfWithNetworks(remote, i.pf, i.libvirtNetwork ? [i.libvirtNetwork] : []);
@@ -691,7 +692,7 @@ export const provider = {
 
     async update(_id: string, olds: Record<string, unknown>, news: Record<string, unknown>): Promise<pulumi.dynamic.UpdateResult> {
         const i = inputsOf(news);
-        const owner = String(news.owner ?? olds.owner);
+        const owner = resourceOwner("SriovNic", i.pf, news, olds);
         const remote = remoteFor(i.connection);
         const pf = await requirePf(remote, i);
         // Re-taken on every update: it moves the claim to a new label, before anything changes.
@@ -704,7 +705,7 @@ export const provider = {
 
     async delete(_id: string, props: Record<string, unknown>): Promise<void> {
         const i = inputsOf(props);
-        const owner = String(props.owner);
+        const owner = resourceOwner("SriovNic", i.pf, props);
         const remote = remoteFor(i.connection);
         const original = props.original as Original;
         const pf = await readPf(remote, i.pf);
