@@ -15,7 +15,7 @@ import { atomicWriteScript, managedHeader, removeFileScript } from "../host/file
 import { Remote, runScript } from "../host/remote";
 import { remoteFor } from "../host/sshPool";
 import { buildDumpScript, parseDump, writeSysfsScript } from "../host/sysfs";
-import { checkWithPlan, diffProps, FieldPolicy } from "../policy";
+import { checkWithPlan, diffProps, FieldPolicy, stateOnlyUpdate } from "../policy";
 import { stateOf } from "../state";
 import { inputsFrom } from "../validate";
 
@@ -312,6 +312,8 @@ export const provider = {
     },
 
     async update(_id: string, olds: Record<string, unknown>, news: Record<string, unknown>): Promise<pulumi.dynamic.UpdateResult> {
+        const untouched = stateOnlyUpdate(blockElevatorSchema, POLICY, olds, news);
+        if (untouched) return untouched;
         const i = inputsOf(news);
         const owner = resourceOwner("BlockElevator", undefined, news, olds);
         const remote = remoteFor(i.connection);

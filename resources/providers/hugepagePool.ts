@@ -18,7 +18,7 @@ import { shellQuote } from "../host/quote";
 import { Remote, runScript, TIMEOUTS } from "../host/remote";
 import { remoteFor } from "../host/sshPool";
 import { buildDumpScript, parseDump, writeSysfsScript } from "../host/sysfs";
-import { checkWithPlan, diffProps, FieldPolicy } from "../policy";
+import { checkWithPlan, diffProps, FieldPolicy, stateOnlyUpdate } from "../policy";
 import { stateOf } from "../state";
 import { inputsFrom } from "../validate";
 
@@ -361,6 +361,8 @@ export const provider = {
     },
 
     async update(_id: string, olds: Record<string, unknown>, news: Record<string, unknown>): Promise<pulumi.dynamic.UpdateResult> {
+        const untouched = stateOnlyUpdate(hugepagePoolSchema, POLICY, olds, news);
+        if (untouched) return untouched;
         const i = inputsOf(news);
         const owner = resourceOwner("HugepagePool", undefined, news, olds);
         const remote = remoteFor(i.connection);

@@ -27,7 +27,7 @@ import { buildDomainXml, DiskSpec, GuestSpec, InterfaceSpec, isHostdev, parseDom
 import { defaultsFor, GuestDefaults, networkGuestDefaults } from "../libvirt/network";
 import { defineWithCpusChosen } from "../libvirt/guestCpus";
 import { DomainRead, readAllDomains, readDomain, startDomain, stopDomain, undefineDomain, virsh } from "../libvirt/virsh";
-import { canonical, checkWithPlan, diffResult, FieldPolicy, KIND_WORDS } from "../policy";
+import { canonical, checkWithPlan, diffResult, FieldPolicy, KIND_WORDS, stateOnlyUpdate } from "../policy";
 import { stateOf } from "../state";
 import { containsUnknown, inputsFrom } from "../validate";
 
@@ -719,6 +719,8 @@ export const provider = {
     },
 
     async update(id: string, olds: Record<string, unknown>, news: Record<string, unknown>): Promise<pulumi.dynamic.UpdateResult> {
+        const untouched = stateOnlyUpdate(numaPinnedGuestSchema, POLICY, olds, news);
+        if (untouched) return untouched;
         const i = inputsOf(news);
         const owner = resourceOwner("NumaPinnedGuest", i.name, news, olds);
         const remote = remoteFor(i.connection);

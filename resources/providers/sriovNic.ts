@@ -36,7 +36,7 @@ import { mountUnitName } from "./hugepagePool";
 import { holdersMessage, runningHolders, VfDevice } from "../libvirt/vfHolders";
 import { networkClaim } from "../libvirt/network";
 import { ensureVfPoolNetwork, networkConflict, NetworkRead, networksFromDump, networksReadCommands, readNetworks, removeNetwork } from "../libvirt/vfPoolNetwork";
-import { checkWithPlan, diffProps, FieldPolicy } from "../policy";
+import { checkWithPlan, diffProps, FieldPolicy, stateOnlyUpdate } from "../policy";
 import { stateOf } from "../state";
 import { inputsFrom } from "../validate";
 
@@ -691,6 +691,8 @@ export const provider = {
     },
 
     async update(_id: string, olds: Record<string, unknown>, news: Record<string, unknown>): Promise<pulumi.dynamic.UpdateResult> {
+        const untouched = stateOnlyUpdate(sriovNicSchema, POLICY, olds, news);
+        if (untouched) return untouched;
         const i = inputsOf(news);
         const owner = resourceOwner("SriovNic", i.pf, news, olds);
         const remote = remoteFor(i.connection);

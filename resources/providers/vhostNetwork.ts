@@ -34,7 +34,7 @@ import { buildDumpScript, Dump, globLiteral, parseDump } from "../host/sysfs";
 import { parseDomainXml } from "../libvirt/domain";
 import { buildNetworkXml, GuestDefaults, networkClaim, NetworkRead, networkReadCommands, networkReadOf, NetworkSpec, ParsedNetwork, parseNetworkXml, RING_SIZES } from "../libvirt/network";
 import { defineXml, readAllDomains, readAllNetworks, virshCommand } from "../libvirt/virsh";
-import { canonical, checkWithPlan, diffProps, FieldPolicy } from "../policy";
+import { canonical, checkWithPlan, diffProps, FieldPolicy, stateOnlyUpdate } from "../policy";
 import { stateOf } from "../state";
 import { inputsFrom } from "../validate";
 
@@ -463,6 +463,8 @@ export const provider = {
     },
 
     async update(_id: string, olds: Record<string, unknown>, news: Record<string, unknown>): Promise<pulumi.dynamic.UpdateResult> {
+        const untouched = stateOnlyUpdate(vhostNetworkSchema, POLICY, olds, news);
+        if (untouched) return untouched;
         const i = inputsOf(news);
         const owner = resourceOwner("VhostNetwork", i.name, news, olds);
         const remote = remoteFor(i.connection);
