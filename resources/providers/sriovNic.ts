@@ -180,14 +180,26 @@ const knobOf = (pciAddress: string) => `sriov-${pciAddress.toLowerCase().replace
  * The PF's ownership claim. Its files: the boot unit and script, and an earlier kvmtune's owner
  * file; one naming another owner (or written by hand) refuses the claim.
  */
-export function pfClaim(owner: string, pf: Pick<PfState, "name" | "pciAddress">, formerOwners: string[] = []): KnobClaim {
+export function pfClaim(owner: string, pf: Pick<PfState, "name" | "pciAddress">, formerOwners: string[] = [], original?: Original): KnobClaim {
     return {
         knob: knobOf(pf.pciAddress),
         what: `the SR-IOV VFs of ${pf.name} (${pf.pciAddress})`,
         owner,
         formerOwners,
         files: [unitPath(pf.name), scriptPath(pf.name), ownerPath(pf.name)],
+        original,
     };
+}
+
+/**
+ * Create's claim of the PF, recording what the PF has now as its original. A claim this owner
+ * already holds is left from a create cut off half-way: the PF now has that attempt's VFs, and the
+ * claim's recorded original, from before the first attempt, is the one delete must put back.
+ */
+export async function claimPf(remote: Remote, owner: string, pf: PfState): Promise<{ claim: KnobClaim; original: Original }> {
+    const claim = pfClaim(owner, pf, [], { numVfs: pf.numVfs, vfs: pf.vfs, pfUp: pf.adminUp });
+    const original = (await claimKnob(remote, claim)).original as Original;
+    return { claim, original };
 }
 export const unitName = (pf: string) => `kvmtune-sriov-${pf}.service`;
 const unitPath = (pf: string) => `/etc/systemd/system/${unitName(pf)}`;
@@ -642,11 +654,9 @@ export const provider = {
         const owner = resourceOwner("SriovNic", i.pf, props);
         const remote = remoteFor(i.connection);
         const pf = await requirePf(remote, i);
-        const original: Original = { numVfs: pf.numVfs, vfs: pf.vfs, pfUp: pf.adminUp };
         // The PF was already this owner's (an earlier create that failed after claiming): what it has is not the original.
         const hadRecord = pf.owner !== null;
-        const claim = pfClaim(owner, pf);
-        await claimKnob(remote, claim);
+        const { claim, original } = await claimPf(remote, owner, pf);
         let after: PfState;
         try {
             after = await converge(remote, i, pf, owner);
