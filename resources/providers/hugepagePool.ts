@@ -3,17 +3,14 @@
  * kernel spreads, read back after every write because the kernel may allocate fewer pages than
  * asked (fragmentation, a node short of free memory) without failing the write.
  *
- * Persistence: 2 MiB pools are set at boot by a oneshot systemd unit ordered before libvirt, so
- * guests find their pages; 1 GiB pools go on the kernel command line (GRUB), since they can only
- * be had reliably before memory fragments. A hugetlbfs mount is persisted as a systemd mount unit.
+ * Persistence at boot (a systemd unit for 2 MiB pools, the kernel command line for 1 GiB ones) and
+ * what a boot delivered are in ./hugepagePoolBoot.ts.
  */
 import type * as pulumi from "@pulumi/pulumi";
-import { resourceOwner } from "./owner";
 import { z } from "zod";
 import { claimKnob, formerOwnersOf, holdForDelete, KnobClaim, releaseKnob } from "../host/claims";
 import { connectionSchema } from "../host/connection";
 import { gatherFacts, HostFactsData, pageSizeKb } from "../host/facts";
-import { atomicWriteScript, managedHeader, removeFileScript } from "../host/files";
 import { shellQuote } from "../host/quote";
 import { Remote, runScript, TIMEOUTS } from "../host/remote";
 import { remoteFor } from "../host/sshPool";
@@ -21,6 +18,11 @@ import { buildDumpScript, parseDump, writeSysfsScript } from "../host/sysfs";
 import { checkWithPlan, diffProps, FieldPolicy, stateOnlyUpdate } from "../policy";
 import { stateOf } from "../state";
 import { inputsFrom } from "../validate";
+import { bootArgs, bootUnitPath, globalPath, grubFragmentPath, mountUnitName, nodePath, pageDir, persistScript, PoolCounts, rebootRequired, shortfallOf, unpersistScript } from "./hugepagePoolBoot";
+import { resourceOwner } from "./owner";
+
+/** Re-exported: callers and tests name them from here. */
+export { bootArgs, mountUnitName };
 
 /** Absolute, of plain names, and normalized: no `.` or `..` (systemd refuses such a mount unit's Where=). */
 const MOUNT_PATH = /^(?!.*\/\.\.?(?:\/|$))\/(?:[A-Za-z0-9_.-]+\/)*[A-Za-z0-9_.-]+$/;
@@ -57,34 +59,10 @@ const POLICY: FieldPolicy<HugepagePoolInputs> = {
     allowPartial: "state",
 };
 
-interface PoolCounts {
-    total: number;
-    free: number;
-    surplus: number;
-}
-
 /** What the host had before create: restored on delete. */
 interface Original {
     nodes: Record<string, number>;
     mountWasThere: boolean;
-}
-
-const pageDir = (size: string) => `hugepages-${pageSizeKb(size)}kB`;
-const nodePath = (node: string, size: string, file = "nr_hugepages") =>
-    `/sys/devices/system/node/node${node}/hugepages/${pageDir(size)}/${file}`;
-const globalPath = (size: string) => `/sys/kernel/mm/hugepages/${pageDir(size)}/nr_hugepages`;
-const bootUnitName = (size: string) => `kvmtune-hugepages-${size}.service`;
-const bootUnitPath = (size: string) => `/etc/systemd/system/${bootUnitName(size)}`;
-const grubFragmentPath = "/etc/default/grub.d/kvmtune-hugepages.cfg";
-
-/** systemd's name for a mount unit: `/dev/hugepages` -> `dev-hugepages.mount`. */
-export function mountUnitName(path: string): string {
-    const escaped = path
-        .replace(/^\/+|\/+$/g, "")
-        .split("/")
-        .map((part) => part.replace(/[^A-Za-z0-9:_.]|^\./g, (c) => `\\x${c.charCodeAt(0).toString(16).padStart(2, "0")}`))
-        .join("-");
-    return `${escaped}.mount`;
 }
 
 /**
@@ -150,132 +128,27 @@ async function readPools(remote: Remote, i: Pick<HugepagePoolInputs, "pageSize" 
     return { pools, mounted, mountLine, cmdline: dump.files.get("/proc/cmdline")?.trim() ?? "" };
 }
 
-/** The kernel command line fragment for 1G pools. */
-export function bootArgs(i: HugepagePoolInputs): string {
-    const count = i.nodes
-        ? Object.entries(i.nodes)
-              .sort(([a], [b]) => Number(a) - Number(b))
-              .map(([n, c]) => `${n}:${c}`)
-              .join(",")
-        : String(i.total);
-    return `hugepagesz=${i.pageSize} hugepages=${count}`;
-}
-
-function bootUnit(owner: string, i: HugepagePoolInputs): string {
-    const writes = i.nodes
-        ? Object.entries(i.nodes).map(([n, c]) => `ExecStart=/bin/sh -c 'echo ${c} > ${nodePath(n, i.pageSize)}'`)
-        : [`ExecStart=/bin/sh -c 'echo ${i.total} > ${globalPath(i.pageSize)}'`];
-    return (
-        managedHeader(owner) +
-        [
-            "[Unit]",
-            `Description=kvmtune: ${i.pageSize} huge page pool (${owner})`,
-            "DefaultDependencies=no",
-            "After=systemd-sysctl.service",
-            "Before=sysinit.target libvirtd.service virtqemud.service libvirt-guests.service",
-            "",
-            "[Service]",
-            "Type=oneshot",
-            "RemainAfterExit=yes",
-            ...writes,
-            "",
-            "[Install]",
-            "WantedBy=sysinit.target",
-            "",
-        ].join("\n")
-    );
-}
-
-function mountUnit(owner: string, i: HugepagePoolInputs): string {
-    return (
-        managedHeader(owner) +
-        [
-            "[Unit]",
-            `Description=kvmtune: hugetlbfs for ${i.pageSize} pages (${owner})`,
-            "DefaultDependencies=no",
-            "Before=sysinit.target libvirtd.service virtqemud.service",
-            "",
-            "[Mount]",
-            "What=hugetlbfs",
-            `Where=${i.mount}`,
-            "Type=hugetlbfs",
-            `Options=pagesize=${i.pageSize}`,
-            "",
-            "[Install]",
-            "WantedBy=sysinit.target",
-            "",
-        ].join("\n")
-    );
-}
-
-/** Writes the persistence files for the inputs, or removes them when persist is off. */
-function persistScript(owner: string, i: HugepagePoolInputs): string {
-    // A failed enable or update-grub must fail the apply (with its stderr), not pass as persisted.
-    const steps: string[] = ["set -e"];
-    if (i.persist && i.pageSize === "2M") {
-        steps.push(atomicWriteScript(bootUnitPath(i.pageSize), bootUnit(owner, i)));
-        steps.push(`systemctl daemon-reload && systemctl enable ${bootUnitName(i.pageSize)} >/dev/null`);
-    } else {
-        steps.push(`systemctl disable ${bootUnitName(i.pageSize)} >/dev/null 2>&1 || true`, removeFileScript(bootUnitPath(i.pageSize)));
-    }
-    if (i.persist && i.pageSize === "1G") {
-        steps.push(atomicWriteScript(grubFragmentPath, managedHeader(owner) + `GRUB_CMDLINE_LINUX="$GRUB_CMDLINE_LINUX ${bootArgs(i)}"\n`));
-        steps.push("update-grub >/dev/null");
-    } else if (i.pageSize === "1G") {
-        steps.push(`if [ -f ${grubFragmentPath} ]; then ${removeFileScript(grubFragmentPath)} && update-grub >/dev/null 2>&1; fi`);
-    }
-    if (i.mount && i.persist) {
-        const unit = `/etc/systemd/system/${mountUnitName(i.mount)}`;
-        steps.push(atomicWriteScript(unit, mountUnit(owner, i)));
-        steps.push(`systemctl daemon-reload && systemctl enable ${shellQuote(mountUnitName(i.mount))} >/dev/null 2>&1 || true`);
-    }
-    steps.push("systemctl daemon-reload");
-    return steps.join("\n");
-}
-
-function unpersistScript(i: HugepagePoolInputs): string {
-    const steps = [
-        `systemctl disable ${bootUnitName(i.pageSize)} >/dev/null 2>&1 || true`,
-        removeFileScript(bootUnitPath(i.pageSize)),
-    ];
-    if (i.pageSize === "1G") {
-        steps.push(`if [ -f ${grubFragmentPath} ]; then ${removeFileScript(grubFragmentPath)} && update-grub >/dev/null 2>&1; fi`);
-    }
-    if (i.mount) {
-        const name = mountUnitName(i.mount);
-        steps.push(`if grep -q 'Managed by kvmtune' /etc/systemd/system/${shellQuote(name)} 2>/dev/null; then systemctl disable ${shellQuote(name)} >/dev/null 2>&1 || true; ${removeFileScript(`/etc/systemd/system/${name}`)}; fi`);
-    }
-    steps.push("systemctl daemon-reload");
-    return steps.join("\n");
-}
-
 /** Sets the pool, reads it back, and undoes the write when the kernel gave less than asked. */
-async function applyPool(remote: Remote, i: HugepagePoolInputs, restoreTo: Record<string, number>): Promise<Record<string, PoolCounts>> {
+async function applyPool(remote: Remote, owner: string, i: HugepagePoolInputs, restoreTo: Record<string, number>): Promise<Record<string, PoolCounts>> {
     const writes = i.nodes
         ? Object.entries(i.nodes).map(([n, c]) => ({ path: nodePath(n, i.pageSize), value: c }))
         : [{ path: globalPath(i.pageSize), value: i.total as number }];
     await runScript(remote, writes.length ? writeSysfsScript(writes) : "true", { timeoutSeconds: TIMEOUTS.hugepageAllocation });
-    const { pools } = await readPools(remote, i);
-    const short: string[] = [];
-    if (i.nodes) {
-        for (const [n, want] of Object.entries(i.nodes)) {
-            const got = pools[n]?.total ?? 0;
-            if (got < want) short.push(`node ${n}: asked ${want}, got ${got}`);
-        }
-    } else {
-        const got = Object.values(pools).reduce((s, p) => s + p.total, 0);
-        if (got < (i.total ?? 0)) short.push(`all nodes: asked ${i.total}, got ${got}`);
-    }
-    if (short.length && !i.allowPartial) {
+    const { pools, cmdline } = await readPools(remote, i);
+    const { error, warning } = shortfallOf(i, pools, cmdline);
+    if (error) {
         // Put every node back as it was, so a failed apply changes nothing.
         await runScript(remote, writeSysfsScript(Object.entries(restoreTo).map(([n, c]) => ({ path: nodePath(n, i.pageSize), value: c }))));
-        throw new Error(
-            `the kernel allocated fewer ${i.pageSize} huge pages than asked (${short.join("; ")}): ` +
-                `memory on the node is too fragmented or too little is free. The pool was put back as it was. ` +
-                `Free memory on the node, ask for fewer pages, or set allowPartial: true to accept what the kernel gives.`,
-        );
+        throw new Error(error);
     }
+    if (warning) await warn(`${owner}: ${warning}`);
     return pools;
+}
+
+/** A warning in the deployment's output (the engine's log; stderr where there is no engine). */
+async function warn(message: string): Promise<void> {
+    const pulumi = await import("@pulumi/pulumi");
+    await pulumi.log.warn(message);
 }
 
 async function ensureMount(remote: Remote, i: HugepagePoolInputs): Promise<void> {
@@ -297,7 +170,7 @@ function outputs(i: HugepagePoolInputs, owner: string, pools: Record<string, Poo
         freePages: Object.values(pools).reduce((s, p) => s + p.free, 0),
         original,
         // 1G pools persist on the kernel command line: until a reboot, the running kernel lacks it.
-        rebootRequired: i.pageSize === "1G" && i.persist && !cmdline.includes(bootArgs(i)),
+        rebootRequired: rebootRequired(i, cmdline),
     });
 }
 
@@ -332,7 +205,7 @@ export const provider = {
         const original = (await claimKnob(remote, claim)).original as Original;
         try {
             // A shortfall puts the pool back to what it is now, before this attempt's write.
-            const pools = await applyPool(remote, i, seen.nodes);
+            const pools = await applyPool(remote, owner, i, seen.nodes);
             await ensureMount(remote, i);
             await runScript(remote, persistScript(owner, i), { timeoutSeconds: TIMEOUTS.bootConfig });
             const after = await readPools(remote, i);
@@ -379,7 +252,7 @@ export const provider = {
             await runScript(remote, writeSysfsScript(dropped.map((n) => ({ path: nodePath(n, i.pageSize), value: original.nodes[n] ?? 0 }))));
         }
         const before = await readPools(remote, i);
-        const pools = await applyPool(remote, i, Object.fromEntries(Object.entries(before.pools).map(([n, p]) => [n, p.total])));
+        const pools = await applyPool(remote, owner, i, Object.fromEntries(Object.entries(before.pools).map(([n, p]) => [n, p.total])));
         if (oldInputs.mount && oldInputs.mount !== i.mount) await runScript(remote, unpersistScript({ ...oldInputs, pageSize: i.pageSize }));
         await ensureMount(remote, i);
         await runScript(remote, persistScript(owner, i), { timeoutSeconds: TIMEOUTS.bootConfig });
