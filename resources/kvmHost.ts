@@ -105,15 +105,16 @@ export class KvmHost extends pulumi.ComponentResource {
             ...Object.values(this.sriovNics),
             ...Object.values(this.vhostNetworks),
         ];
-        // Auto pins can be weighed only against the host's CPUs: the guests take their connection
-        // through this check, so a tuning whose auto guests cannot all fit fails before any guest is
-        // created (in preview too, once the host's facts are in state).
-        const cpusFit = this.facts.numaNodes.apply((nodes) => {
-            const problems = autoPinShortfalls(guestPlans, nodes ?? []);
-            if (problems.length > 0) throw new Error(`KvmHost ${name}: the guests' CPUs do not fit the host:\n  ${problems.join("\n  ")}`);
+        // Auto pins and `hugepages: "default"` can be weighed only against the host's facts (its CPUs,
+        // its default page size): the guests take their connection through this check, so a tuning
+        // that cannot fit fails before any guest is created (in preview too, once the facts are in state).
+        const pools = args.hugepagePools ?? [];
+        const fits = this.facts.facts.apply((facts) => {
+            const problems = [...autoPinShortfalls(guestPlans, facts?.numaNodes ?? []), ...hugepageShortfalls(guestPlans, pools, facts?.defaultHugepageSize ?? null)];
+            if (problems.length > 0) throw new Error(`KvmHost ${name}: the guests do not fit the host:\n  ${problems.join("\n  ")}`);
             return true;
         });
-        const guestConnection: ConnectionInput = { ...connection, host: pulumi.all([connection.host, cpusFit]).apply(([host]) => host) };
+        const guestConnection: ConnectionInput = { ...connection, host: pulumi.all([connection.host, fits]).apply(([host]) => host) };
         for (const g of args.guests ?? []) {
             this.guests[g.name] = new NumaPinnedGuest(`${name}-guest-${g.name}`, { ...g, connection: guestConnection }, { ...child, dependsOn: guestDeps });
         }

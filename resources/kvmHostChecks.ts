@@ -118,13 +118,15 @@ export function autoPinShortfalls(guests: GuestPlan[], nodes: NodeCpus[]): strin
 /**
  * Errors: per page size and node, the huge page memory the guests bound to that node need beyond
  * what the declared pools hold there. A pool sized by `total` counts for every node (the kernel
- * spreads it), so only per-node pools give a firm bound; guests over several nodes are skipped.
+ * spreads it), so only per-node pools give a firm bound; guests over several nodes are skipped, and
+ * so are `hugepages: "default"` guests until `defaultSize` (the host's Hugepagesize) is given.
  */
-export function hugepageShortfalls(guests: GuestPlan[], pools: PoolPlan[]): string[] {
+export function hugepageShortfalls(guests: GuestPlan[], pools: PoolPlan[], defaultSize: string | null = null): string[] {
     const problems: string[] = [];
     const need = new Map<string, { mib: number; guests: string[] }>();
     for (const g of guests) {
-        const size = g.hugepages === "default" ? "2M" : g.hugepages;
+        // `default` is the host's default huge page size: known only with the host's facts.
+        const size = g.hugepages === "default" ? defaultSize : g.hugepages;
         const node = guestNode(g);
         if (typeof size !== "string" || !PAGE_MIB[size] || node === null || typeof g.memoryMiB !== "number") continue;
         const key = `${size}/${node}`;

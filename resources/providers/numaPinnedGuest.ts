@@ -310,6 +310,12 @@ function holdersOn(others: OtherGuest[], cpus: number[]): string {
     return held.length ? "held by " + held.map((o) => `guest ${o.name} (${formatCpuList(o.cpus)})`).join(", ") : "none held by other guests";
 }
 
+/** The page size a guest's `hugepages` means on this host (`default`: the host's default), or null. */
+export function pageSizeOf(hugepages: NumaPinnedGuestInputs["hugepages"], facts: Pick<HostFactsData, "defaultHugepageSize">): string | null {
+    if (!hugepages) return null;
+    return hugepages === "default" ? (facts.defaultHugepageSize ?? null) : hugepages;
+}
+
 /** Pages a guest of this size takes from its pool. */
 export function pagesFor(memoryMiB: number, size: string): number {
     return Math.ceil((memoryMiB * 1024) / pageSizeKb(size));
@@ -359,17 +365,24 @@ export function checkAgainstHost(
     (i.iothreadPins ?? []).forEach((set, n) => {
         for (const c of set) if (!online.has(c)) problems.push(`iothreadPins.${n}: CPU ${c} does not exist on ${facts.hostname}`);
     });
-    if (i.hugepages && i.hugepages !== "default") {
-        if (!facts.hugepageSizes.includes(i.hugepages)) {
-            problems.push(`hugepages: ${facts.hostname} offers ${facts.hugepageSizes.join(", ") || "no huge pages"}, not ${i.hugepages}`);
+    // `default` is the host's default huge page size (Hugepagesize in /proc/meminfo), not always 2M.
+    const size = pageSizeOf(i.hugepages, facts);
+    if (i.hugepages && size === null) {
+        problems.push(`hugepages: default, but ${facts.hostname} reports no default huge page size (no Hugepagesize in /proc/meminfo)`);
+    } else if (size !== null && i.hugepages === "default" && (i.memoryMiB * 1024) % pageSizeKb(size) !== 0) {
+        problems.push(`memoryMiB: ${i.memoryMiB} is not a whole number of ${facts.hostname}'s default huge pages (${size})`);
+    } else if (size !== null) {
+        const label = i.hugepages === "default" ? `${size} (the host's default)` : size;
+        if (!facts.hugepageSizes.includes(size)) {
+            problems.push(`hugepages: ${facts.hostname} offers ${facts.hugepageSizes.join(", ") || "no huge pages"}, not ${label}`);
         } else if (opts.willStart) {
-            const need = pagesFor(i.memoryMiB, i.hugepages) - (opts.pagesHeld ?? 0);
+            const need = pagesFor(i.memoryMiB, size) - (opts.pagesHeld ?? 0);
             const pool = facts.numaNodes.filter((n) => (nodes ?? nodeIds).includes(n.id));
-            const free = pool.reduce((s, n) => s + (n.hugepages[i.hugepages as string]?.free ?? 0), 0);
+            const free = pool.reduce((s, n) => s + (n.hugepages[size]?.free ?? 0), 0);
             if (need > free) {
                 problems.push(
-                    `hugepages: the guest needs ${need} free ${i.hugepages} pages on node(s) ${formatCpuList(pool.map((n) => n.id))}, ` +
-                        `${facts.hostname} has ${free} (${pool.map((n) => `node ${n.id}: ${n.hugepages[i.hugepages as string]?.free ?? 0} free of ${n.hugepages[i.hugepages as string]?.total ?? 0}`).join(", ")}); ` +
+                    `hugepages: the guest needs ${need} free ${label} pages on node(s) ${formatCpuList(pool.map((n) => n.id))}, ` +
+                        `${facts.hostname} has ${free} (${pool.map((n) => `node ${n.id}: ${n.hugepages[size]?.free ?? 0} free of ${n.hugepages[size]?.total ?? 0}`).join(", ")}); ` +
                         `grow the pool (HugepagePool) first`,
                 );
             }
@@ -598,9 +611,9 @@ async function applyLivePins(remote: Remote, name: string, wanted: GuestSpec, li
     return done;
 }
 
-/** Huge pages a running guest holds now (given back when it stops). */
-function pagesHeldBy(o: Observed | null, size: string | undefined): number {
-    if (!o || !o.running || !size || size === "default" || o.live.spec.hugepages !== size) return 0;
+/** Huge pages a running guest holds now (given back when it stops); `size` is what its `hugepages` means on the host. */
+function pagesHeldBy(o: Observed | null, hugepages: NumaPinnedGuestInputs["hugepages"], size: string | null): number {
+    if (!o || !o.running || !hugepages || !size || o.live.spec.hugepages !== hugepages) return 0;
     return pagesFor(o.live.spec.memoryMiB, size);
 }
 
@@ -669,7 +682,7 @@ export const provider = {
             const before = existing ? await observe(remote, existing.uuid) : null;
             const others = { ...host, others: host.others.filter((o) => o.uuid !== existing?.uuid) };
             const pins = resolvePins(i, others);
-            const problems = checkAgainstHost(i, pins, others, { willStart: i.running && !before?.running, pagesHeld: pagesHeldBy(before, i.hugepages) });
+            const problems = checkAgainstHost(i, pins, others, { willStart: i.running && !before?.running, pagesHeld: pagesHeldBy(before, i.hugepages, pageSizeOf(i.hugepages, host.facts)) });
             if (problems.length) throw new Error(`NumaPinnedGuest ${i.name} on ${host.facts.hostname}: ${problems.join("; ")}`);
             const taken = takenDefaults(i, host.netDefaults ?? new Map());
             const wanted = wantedSpec(i, pins, host.vfs, taken);
@@ -742,7 +755,7 @@ export const provider = {
             const restartParts = pendingRestartOf(wanted, o.live.spec);
             const restart = o.running && i.running && restartParts.length > 0 && i.restartPolicy === "restart";
             const willStart = i.running && (!o.running || restart);
-            const problems = checkAgainstHost(i, pins, host, { willStart, pagesHeld: pagesHeldBy(o, i.hugepages) });
+            const problems = checkAgainstHost(i, pins, host, { willStart, pagesHeld: pagesHeldBy(o, i.hugepages, pageSizeOf(i.hugepages, host.facts)) });
             if (problems.length) throw new Error(`NumaPinnedGuest ${i.name} on ${host.facts.hostname}: ${problems.join("; ")}`);
             // 1. The persistent definition: everything, pins included.
             const changed = !same(projectLive(o.config.spec, wanted), wanted) || o.config.owner !== owner;

@@ -16,6 +16,7 @@ const host: HostFactsData = {
     cmdline: "",
     cpusOnline: [0, 1, 2, 3],
     hugepageSizes: ["2M"],
+    defaultHugepageSize: "2M",
     numaNodes: [
         { id: 0, cpus: [0, 1], memoryMiB: 1496, hugepages: {} },
         { id: 1, cpus: [2, 3], memoryMiB: 1512, hugepages: {} },

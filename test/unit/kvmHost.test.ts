@@ -45,6 +45,12 @@ describe("KvmHost cross-checks", () => {
         assert.deepStrictEqual(hugepageShortfalls(guests, [{ pageSize: "2M", nodes: { "1": 80 } }]), []);
         // No pool of that size at all: every MiB is missing.
         assert.match(hugepageShortfalls([{ name: "g", memoryMiB: 1024, numaNode: 0, hugepages: "1G" }], [])[0], /give 0 MiB/);
+        // `default` is the host's default size: unknown before the facts, then counted as that size.
+        const byDefault = [{ name: "d", memoryMiB: 2048, numaNode: 0, hugepages: "default" }];
+        const twoMeg = [{ pageSize: "2M", nodes: { "0": 1024 } }];
+        assert.deepStrictEqual(hugepageShortfalls(byDefault, twoMeg), []);
+        assert.deepStrictEqual(hugepageShortfalls(byDefault, twoMeg, "2M"), []);
+        assert.deepStrictEqual(hugepageShortfalls(byDefault, twoMeg, "1G"), ["node 0: guests d need 2048 MiB of 1G huge pages, the pools declared for this host give 0 MiB"]);
         // A pool whose size is not known yet (an Output) is left to the provider's own check.
         assert.deepStrictEqual(hugepageShortfalls(guests, [{ pageSize: "2M", nodes: pulumi.output({ "1": 1 }) }]), []);
     });
@@ -67,8 +73,9 @@ describe("KvmHost as a program declares it", function () {
             {
                 newResource: (args) => {
                     declared.push({ type: args.type, name: args.name, inputs: args.inputs });
-                    // The host's facts: node 0 with CPUs 0-1, node 1 with CPUs 2-3.
-                    const facts = args.name.endsWith("-facts") ? { numaNodes: [{ id: 0, cpus: [0, 1] }, { id: 1, cpus: [2, 3] }] } : {};
+                    // The host's facts: node 0 with CPUs 0-1, node 1 with CPUs 2-3, 1G default huge pages.
+                    const nodes = [{ id: 0, cpus: [0, 1] }, { id: 1, cpus: [2, 3] }];
+                    const facts = args.name.endsWith("-facts") ? { numaNodes: nodes, facts: { numaNodes: nodes, defaultHugepageSize: "1G" } } : {};
                     return { id: `${args.name}-id`, state: { ...args.inputs, ...facts } };
                 },
                 call: () => ({}),
@@ -118,7 +125,7 @@ describe("KvmHost as a program declares it", function () {
             await assert.rejects(
                 urn,
                 (e: Error) =>
-                    e.message.includes("KvmHost busy: the guests' CPUs do not fit the host") &&
+                    e.message.includes("KvmHost busy: the guests do not fit the host") &&
                     e.message.includes("node 1 has 2 CPU(s) (2,3): guests a (2 vCPUs), b (2 vCPUs) with cpuPins auto need 4 CPUs no other guest holds, 2 remain"),
             );
         }
