@@ -9,7 +9,7 @@ import { BlockElevator, BlockElevatorArgs } from "./blockElevator";
 import { ConnectionInput } from "./connectionInput";
 import { HostFacts } from "./hostFacts";
 import { HugepagePool, HugepagePoolArgs } from "./hugepagePool";
-import { GuestPlan, hugepageShortfalls, overlappingPins, remoteVfs } from "./kvmHostChecks";
+import { autoPinShortfalls, GuestPlan, hugepageShortfalls, overlappingPins, remoteVfs } from "./kvmHostChecks";
 import { NumaPinnedGuest, NumaPinnedGuestArgs } from "./numaPinnedGuest";
 import { SriovNic, SriovNicArgs } from "./sriovNic";
 import { VhostNetwork, VhostNetworkArgs } from "./vhostNetwork";
@@ -105,8 +105,18 @@ export class KvmHost extends pulumi.ComponentResource {
             ...Object.values(this.sriovNics),
             ...Object.values(this.vhostNetworks),
         ];
+        // Auto pins and `hugepages: "default"` can be weighed only against the host's facts (its CPUs,
+        // its default page size): the guests take their connection through this check, so a tuning
+        // that cannot fit fails before any guest is created (in preview too, once the facts are in state).
+        const pools = args.hugepagePools ?? [];
+        const fits = this.facts.facts.apply((facts) => {
+            const problems = [...autoPinShortfalls(guestPlans, facts?.numaNodes ?? []), ...hugepageShortfalls(guestPlans, pools, facts?.defaultHugepageSize ?? null)];
+            if (problems.length > 0) throw new Error(`KvmHost ${name}: the guests do not fit the host:\n  ${problems.join("\n  ")}`);
+            return true;
+        });
+        const guestConnection: ConnectionInput = { ...connection, host: pulumi.all([connection.host, fits]).apply(([host]) => host) };
         for (const g of args.guests ?? []) {
-            this.guests[g.name] = new NumaPinnedGuest(`${name}-guest-${g.name}`, { ...g, connection }, { ...child, dependsOn: guestDeps });
+            this.guests[g.name] = new NumaPinnedGuest(`${name}-guest-${g.name}`, { ...g, connection: guestConnection }, { ...child, dependsOn: guestDeps });
         }
 
         const mapOutputs = <R, T>(children: Record<string, R>, pick: (r: R) => pulumi.Output<T>) =>

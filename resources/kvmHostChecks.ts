@@ -2,7 +2,8 @@
  * Cross-resource checks of one host's tuning, run by KvmHost before any resource is declared.
  *
  * Each resource checks itself against the host when it is applied; what no single resource can see
- * is the sum of them: two guests pinned to one CPU, guests asking a node for more huge page memory
+ * is the sum of them: two guests pinned to one CPU (explicit pins before the host is read; `auto`
+ * pins once the host's NUMA nodes are known, see autoPinShortfalls), guests asking a node for more huge page memory
  * than the pools give it, a VF handed to a guest on the other NUMA node. Values that are not known
  * yet (Outputs of other resources) are skipped here and left to the resources' own checks.
  */
@@ -69,16 +70,63 @@ export function overlappingPins(guests: GuestPlan[]): string[] {
     return problems;
 }
 
+/** A NUMA node as HostFacts reports it: its id and CPUs. */
+export interface NodeCpus {
+    id: number;
+    cpus: number[];
+}
+
+/**
+ * Errors, once the host's nodes are known: guests with `cpuPins: "auto"` that cannot all get CPUs
+ * of their nodes that no other declared guest's vCPUs hold. The providers choose auto pins one at a
+ * time on the host and would refuse the last guest only when its turn came; here the refusal comes
+ * before any of them is created, and names every guest that competes for the node.
+ */
+export function autoPinShortfalls(guests: GuestPlan[], nodes: NodeCpus[]): string[] {
+    const pinned = new Map<number, string>();
+    for (const g of guests) {
+        if (!Array.isArray(g.cpuPins)) continue;
+        for (const pin of g.cpuPins) for (const cpu of cpusOf(pin) ?? []) if (!pinned.has(cpu)) pinned.set(cpu, g.name);
+    }
+    // Auto guests grouped by the node set they draw CPUs from.
+    const groups = new Map<string, { nodes: number[]; guests: Array<{ name: string; vcpus: number }> }>();
+    for (const g of guests) {
+        if (g.cpuPins !== "auto" && g.cpuPins !== undefined) continue;
+        const set = typeof g.numaNode === "number" ? [g.numaNode] : g.nodeset === undefined ? null : cpusOf(g.nodeset);
+        if (!set || typeof g.vcpus !== "number") continue; // not known yet: the provider checks it on the host
+        const key = [...set].sort((a, b) => a - b).join(",");
+        const group = groups.get(key) ?? { nodes: set, guests: [] };
+        group.guests.push({ name: g.name, vcpus: g.vcpus });
+        groups.set(key, group);
+    }
+    const problems: string[] = [];
+    for (const { nodes: ids, guests: auto } of groups.values()) {
+        const cpus = nodes.filter((n) => ids.includes(n.id)).flatMap((n) => n.cpus).sort((a, b) => a - b);
+        const free = cpus.filter((c) => !pinned.has(c));
+        const need = auto.reduce((s, g) => s + g.vcpus, 0);
+        if (need <= free.length) continue;
+        const holders = [...new Set(cpus.filter((c) => pinned.has(c)).map((c) => pinned.get(c) as string))];
+        const held = holders.map((h) => `guest ${h} pins ${cpus.filter((c) => pinned.get(c) === h).join(",")}`);
+        problems.push(
+            `node ${ids.join(",")} has ${cpus.length} CPU(s) (${cpus.join(",") || "none"})${held.length ? `, ${held.join(", ")}` : ""}: ` +
+                `guest${auto.length > 1 ? "s" : ""} ${auto.map((g) => `${g.name} (${g.vcpus} vCPUs)`).join(", ")} with cpuPins auto need ${need} CPUs no other guest holds, ${free.length} remain`,
+        );
+    }
+    return problems;
+}
+
 /**
  * Errors: per page size and node, the huge page memory the guests bound to that node need beyond
  * what the declared pools hold there. A pool sized by `total` counts for every node (the kernel
- * spreads it), so only per-node pools give a firm bound; guests over several nodes are skipped.
+ * spreads it), so only per-node pools give a firm bound; guests over several nodes are skipped, and
+ * so are `hugepages: "default"` guests until `defaultSize` (the host's Hugepagesize) is given.
  */
-export function hugepageShortfalls(guests: GuestPlan[], pools: PoolPlan[]): string[] {
+export function hugepageShortfalls(guests: GuestPlan[], pools: PoolPlan[], defaultSize: string | null = null): string[] {
     const problems: string[] = [];
     const need = new Map<string, { mib: number; guests: string[] }>();
     for (const g of guests) {
-        const size = g.hugepages === "default" ? "2M" : g.hugepages;
+        // `default` is the host's default huge page size: known only with the host's facts.
+        const size = g.hugepages === "default" ? defaultSize : g.hugepages;
         const node = guestNode(g);
         if (typeof size !== "string" || !PAGE_MIB[size] || node === null || typeof g.memoryMiB !== "number") continue;
         const key = `${size}/${node}`;

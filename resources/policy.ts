@@ -11,6 +11,7 @@
 import type * as pulumi from "@pulumi/pulumi";
 import type { z } from "zod";
 import { driftIn } from "./host/drift";
+import { stateOf } from "./state";
 import { checkInputs, containsUnknown, inputsFrom } from "./validate";
 
 export type ChangeKind = "replace" | "live" | "restart" | "reboot" | "state";
@@ -108,4 +109,35 @@ export function checkWithPlan<S extends z.ZodObject>(
     const changes = changedFields(before, checked.inputs as z.output<S>, policy);
     if (changes.length === 0) return checked;
     return { inputs: { ...checked.inputs, changePlan: Object.fromEntries(changes.map((c) => [c.field, KIND_WORDS[c.kind]])) } };
+}
+
+/**
+ * The first step of every provider's `update`: when each changed field is `state` (a new
+ * `connection`, `allowPartial`, `restartPolicy`, ...) and the owner label stayed, nothing on the
+ * host changes, so the host is not touched: the new state is the old one with the new inputs.
+ * Returns null when the update must apply something (or the old inputs no longer parse).
+ *
+ * Why: the policy table promises "state only (nothing on the host changes)" in the preview; running
+ * the whole apply for it rewrote files and re-took claims, and failed when the host was down.
+ */
+export function stateOnlyUpdate<S extends z.ZodObject>(
+    schema: S,
+    policy: FieldPolicy<z.output<S>>,
+    olds: Record<string, unknown>,
+    news: Record<string, unknown>,
+): pulumi.dynamic.UpdateResult | null {
+    if (news.owner !== olds.owner) return null; // a new label moves claims and file headers
+    if (driftIn(olds).length > 0) return null; // the last read found the host off what kvmtune keeps: put it back
+    let before: z.output<S>;
+    try {
+        before = inputsFrom(schema, olds, "previous inputs");
+    } catch {
+        return null; // state read from a host that the schema no longer accepts: apply it properly
+    }
+    const after = inputsFrom(schema, news, "inputs");
+    const changes = changedFields(before as Partial<z.output<S>>, after, policy);
+    if (changes.length === 0 || changes.some((c) => c.kind !== "state")) return null;
+    // The outputs stay; the inputs are the new ones (an optional input left out is dropped).
+    const outputs = Object.fromEntries(Object.entries(olds).filter(([k]) => !(k in schema.shape) && k !== "changePlan"));
+    return { outs: stateOf({ ...outputs, ...after }) };
 }

@@ -244,8 +244,8 @@ export async function reclaimForUpdate<T>(
  * returns the ClaimError when another owner holds the knob (its claim was removed by hand and the
  * knob taken since): then the settings are that owner's, and delete leaves them alone.
  */
-export function holdForDelete(remote: Remote, c: KnobClaim): Promise<ClaimError | null> {
-    return refusal(
+export async function holdForDelete(remote: Remote, c: KnobClaim): Promise<ClaimError | null> {
+    const refused = await refusal(
         claimKnob(remote, c).then((claimed) => {
             if (claimed.taken) {
                 warnUser(
@@ -255,6 +255,15 @@ export function holdForDelete(remote: Remote, c: KnobClaim): Promise<ClaimError 
             }
         }),
     );
+    if (refused) {
+        // Not an error (the resource is gone from the stack either way), but never silent: the
+        // operator asked to undo a setting and it stays.
+        warnUser(
+            `${c.owner}: delete left ${c.what} on ${refused.host} as it is: it belongs to ${refused.holder ?? "a file kvmtune did not write"} now (${refused.file}), ` +
+                `so nothing was restored and no claim released.`,
+        );
+    }
+    return refused;
 }
 
 /** Releases the owner's claim; returns the ClaimError instead of throwing when another owner holds the knob. */

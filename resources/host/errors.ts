@@ -68,3 +68,17 @@ export class ConnectError extends Error {
         this.name = "ConnectError";
     }
 }
+
+/** A command that ran past its deadline: its channel was closed, the connection stays usable. */
+export class CommandTimeoutError extends Error {
+    constructor(
+        public readonly host: string,
+        public readonly command: string,
+        public readonly timeoutSeconds: number,
+    ) {
+        super(
+            `command timed out on ${host} after ${timeoutSeconds} s (its channel was closed; the command may still be running there): ${excerpt(command)}`,
+        );
+        this.name = "CommandTimeoutError";
+    }
+}

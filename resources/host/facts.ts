@@ -67,6 +67,11 @@ export interface HostFactsData {
     cpusOnline: number[];
     /** Sizes the kernel supports, smallest first. */
     hugepageSizes: PageSize[];
+    /**
+     * The default huge page size (`Hugepagesize` in /proc/meminfo): what a guest's `hugepages:
+     * "default"` gets. 2M on most x86 hosts, 1G with `default_hugepagesz=1G`; null when not read.
+     */
+    defaultHugepageSize: PageSize | null;
     numaNodes: NumaNodeFacts[];
     blockDevices: BlockDeviceFacts[];
     nics: NicFacts[];
@@ -92,6 +97,7 @@ export const FACTS_SCRIPT = buildDumpScript({
         "/etc/machine-id",
         "/proc/sys/kernel/osrelease",
         "/proc/cmdline",
+        "/proc/meminfo",
         "/sys/devices/system/cpu/online",
         `${NODE}/node*/cpulist`,
         `${NODE}/node*/meminfo`,
@@ -141,6 +147,12 @@ export function pageSizeName(kB: number): PageSize {
     if (kB % (1024 * 1024) === 0) return `${kB / (1024 * 1024)}G`;
     if (kB % 1024 === 0) return `${kB / 1024}M`;
     return `${kB}K`;
+}
+
+/** `Hugepagesize:    2048 kB` in /proc/meminfo -> `2M`; null without it (no huge page support). */
+export function defaultHugepageSizeOf(meminfo: string): PageSize | null {
+    const m = /^Hugepagesize:\s+(\d+) kB$/m.exec(meminfo);
+    return m ? pageSizeName(Number(m[1])) : null;
 }
 
 /** `2M` -> 2048 (kB), the inverse of pageSizeName. */
@@ -270,6 +282,7 @@ export function parseFacts(dump: Dump): HostFactsData {
         cmdline: (f.get("/proc/cmdline") ?? "").trim(),
         cpusOnline: parseCpuList(f.get("/sys/devices/system/cpu/online") ?? ""),
         hugepageSizes,
+        defaultHugepageSize: defaultHugepageSizeOf(f.get("/proc/meminfo") ?? ""),
         numaNodes: [...nodes.values()].sort((a, b) => a.id - b.id),
         blockDevices,
         nics,

@@ -9,7 +9,31 @@ export interface ExecOptions {
     stdin?: string;
     /** Needs root: as a non-root user with `sudo` set, runs through `sudo -n`. */
     privileged?: boolean;
+    /**
+     * Seconds the command may run (default TIMEOUTS.default). Then its channel is closed, so the
+     * shared connection is free for the next command, and it fails with a CommandTimeoutError.
+     */
+    timeoutSeconds?: number;
 }
+
+/**
+ * Deadlines of remote commands, in seconds. A hung command (a wedged sysfs write, a daemon that
+ * never answers) must fail the deployment with a message, not hang it. Most commands read or write
+ * a few files; the named ones do slow work on purpose.
+ */
+export const TIMEOUTS = {
+    default: 120,
+    /** `virsh start`: QEMU preallocates a guest's huge page memory before it runs. */
+    guestStart: 600,
+    /** Added to a guest's shutdownTimeoutSeconds: the ACPI wait is the script's own. */
+    guestStopMargin: 120,
+    /** Writing nr_hugepages: the kernel compacts memory to find the pages, minutes on a full node. */
+    hugepageAllocation: 900,
+    /** Enabling VFs and `udevadm settle` until their devices are named. */
+    vfSettle: 300,
+    /** `update-grub` and `systemctl enable`: the boot configuration. */
+    bootConfig: 300,
+} as const;
 
 export interface ExecResult {
     stdout: string;
@@ -46,11 +70,11 @@ export function wholeScript(script: string): string {
 }
 
 /** Runs a shell script sent on stdin (`sh -s`), privileged unless told otherwise. */
-export function runScript(remote: Remote, script: string, options: { privileged?: boolean } = {}): Promise<string> {
-    return run(remote, "sh -s", { stdin: wholeScript(script), privileged: options.privileged ?? true });
+export function runScript(remote: Remote, script: string, options: { privileged?: boolean; timeoutSeconds?: number } = {}): Promise<string> {
+    return run(remote, "sh -s", { stdin: wholeScript(script), privileged: options.privileged ?? true, timeoutSeconds: options.timeoutSeconds });
 }
 
 /** A script is shown by its text in errors, since `sh -s` alone says nothing. */
-function describeCommand(command: string, options?: ExecOptions): string {
+export function describeCommand(command: string, options?: ExecOptions): string {
     return options?.stdin !== undefined && command === "sh -s" ? `sh -s <<script\n${options.stdin}\nscript` : command;
 }

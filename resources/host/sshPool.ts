@@ -9,10 +9,10 @@
  */
 import type { NodeSSH } from "node-ssh";
 import { Connection, connectionKey, describeHost } from "./connection";
-import { AttemptWindow, ConnectError, HostKeyMismatchError } from "./errors";
+import { AttemptWindow, CommandTimeoutError, ConnectError, HostKeyMismatchError } from "./errors";
 import { fingerprintOf, parseHostKeyPin, PinnedHostKey } from "./hostKey";
 import { shellQuote } from "./quote";
-import type { ExecOptions, ExecResult, Remote } from "./remote";
+import { describeCommand, ExecOptions, ExecResult, Remote, TIMEOUTS } from "./remote";
 
 /** Channels open at once on one connection: below sshd's default MaxSessions of 10. */
 export const MAX_CHANNELS = 8;
@@ -75,10 +75,31 @@ class PooledHost implements Remote {
         try {
             const ssh = await this.connected();
             this.stats.commands++;
-            const r = await ssh.execCommand(wrapped, { stdin: options.stdin, noTrim: true });
-            return { stdout: r.stdout, stderr: r.stderr, code: r.code };
+            const seconds = options.timeoutSeconds ?? TIMEOUTS.default;
+            let channel: { close(): void; signal?(name: string): void } | undefined;
+            let timer: NodeJS.Timeout | undefined;
+            const deadline = new Promise<never>((_resolve, reject) => {
+                timer = setTimeout(() => {
+                    // Ask the remote side to end it, then close our channel: its slot and the
+                    // connection are free for the next command whatever the remote process does.
+                    try {
+                        channel?.signal?.("KILL");
+                        channel?.close();
+                    } catch {
+                        // the channel is already gone
+                    }
+                    reject(new CommandTimeoutError(this.name, describeCommand(command, options), seconds));
+                }, seconds * 1000);
+            });
+            try {
+                const r = await Promise.race([ssh.execCommand(wrapped, { stdin: options.stdin, noTrim: true, onChannel: (c) => (channel = c) }), deadline]);
+                return { stdout: r.stdout, stderr: r.stderr, code: r.code };
+            } finally {
+                clearTimeout(timer);
+            }
         } catch (err) {
             // A cut connection fails every command on it; forget it so the next command reconnects.
+            // (A timed-out command's connection is still up: forget keeps it.)
             this.forget();
             throw err;
         } finally {

@@ -7,7 +7,7 @@
  * script in one round trip: `virsh` calls dominate the cost of a read on a host.
  */
 import { shellJoin, shellQuote } from "../host/quote";
-import { Remote, run, runScript } from "../host/remote";
+import { Remote, run, runScript, TIMEOUTS } from "../host/remote";
 import { buildDumpScript, parseDump } from "../host/sysfs";
 
 export const VIRSH = "virsh -c qemu:///system";
@@ -18,8 +18,13 @@ export function virshCommand(args: ReadonlyArray<string | number>): string {
 }
 
 /** Runs one virsh command and returns its stdout; a failure throws with command and stderr. */
-export function virsh(remote: Remote, args: ReadonlyArray<string | number>): Promise<string> {
-    return run(remote, virshCommand(args), { privileged: true });
+export function virsh(remote: Remote, args: ReadonlyArray<string | number>, options: { timeoutSeconds?: number } = {}): Promise<string> {
+    return run(remote, virshCommand(args), { privileged: true, timeoutSeconds: options.timeoutSeconds });
+}
+
+/** Starts a domain, with the time QEMU needs to preallocate a large guest's memory. */
+export function startDomain(remote: Remote, ref: string): Promise<string> {
+    return virsh(remote, ["start", ref], { timeoutSeconds: TIMEOUTS.guestStart });
 }
 
 /**
@@ -158,7 +163,9 @@ export async function stopDomain(remote: Remote, ref: string, timeoutSeconds: nu
         `${VIRSH} destroy ${q} >/dev/null || exit 1`,
         `echo forced`,
     ].join("\n");
-    return (await runScript(remote, script)).trim() as "graceful" | "forced" | "already";
+    // The script waits up to timeoutSeconds itself; the deadline leaves room for the forced stop after.
+    const deadline = Math.max(0, Math.floor(timeoutSeconds)) + TIMEOUTS.guestStopMargin;
+    return (await runScript(remote, script, { timeoutSeconds: deadline })).trim() as "graceful" | "forced" | "already";
 }
 
 /** Undefines a domain, with its NVRAM file when it has one (UEFI guests), and any managed save. */

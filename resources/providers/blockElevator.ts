@@ -5,6 +5,7 @@
  * and on hot-plug.
  */
 import type * as pulumi from "@pulumi/pulumi";
+import { resourceOwner } from "./owner";
 import { z } from "zod";
 import { claimKnob, CLAIMS_DIR, formerOwnersOf, holdForDelete, KnobClaim, reclaimForUpdate, releaseKnob } from "../host/claims";
 import { connectionSchema } from "../host/connection";
@@ -16,7 +17,7 @@ import { Remote, runScript } from "../host/remote";
 import { remoteFor } from "../host/sshPool";
 import { warnUser } from "../host/warn";
 import { buildDumpScript, parseDump, writeSysfsScript } from "../host/sysfs";
-import { checkWithPlan, diffProps, FieldPolicy } from "../policy";
+import { checkWithPlan, diffProps, FieldPolicy, stateOnlyUpdate } from "../policy";
 import { stateOf } from "../state";
 import { inputsFrom } from "../validate";
 
@@ -289,7 +290,7 @@ export const provider = {
 
     async create(props: Record<string, unknown>): Promise<pulumi.dynamic.CreateResult> {
         const i = inputsOf(props);
-        const owner = String(props.owner ?? "BlockElevator");
+        const owner = resourceOwner("BlockElevator", undefined, props);
         const remote = remoteFor(i.connection);
         const { hostname, disk, queues: [before] } = await requireDisk(remote, i.device);
         // Before anything changes: the disk must not belong to another resource. A claim this
@@ -314,7 +315,7 @@ export const provider = {
         // One round trip: the device resolved on the host and its queue read in the same script.
         const { disk, queues: [q], files } = await readDisk(remote, i.device, KEPT_FILE_PATTERNS);
         if (!disk) return { id: "", props: {} }; // the disk is gone: refresh drops the resource
-        const owner = String(props.owner);
+        const owner = resourceOwner("BlockElevator", undefined, props);
         // Live values in the input fields, so refresh shows a change made behind our back.
         const live: BlockElevatorInputs = {
             ...i,
@@ -329,8 +330,10 @@ export const provider = {
     },
 
     async update(_id: string, olds: Record<string, unknown>, news: Record<string, unknown>): Promise<pulumi.dynamic.UpdateResult> {
+        const untouched = stateOnlyUpdate(blockElevatorSchema, POLICY, olds, news);
+        if (untouched) return untouched;
         const i = inputsOf(news);
-        const owner = String(news.owner ?? olds.owner);
+        const owner = resourceOwner("BlockElevator", undefined, news, olds);
         const remote = remoteFor(i.connection);
         const { hostname, disk, queues: [before] } = await requireDisk(remote, i.device);
         // Re-taken on every update: it moves the claim to a new label, and a by-id device that now
@@ -354,7 +357,7 @@ export const provider = {
         const remote = remoteFor(i.connection);
         const original = props.original as Original;
         const kernelName = String(props.kernelName);
-        const claim = diskClaim(String(props.owner ?? "BlockElevator"), kernelName);
+        const claim = diskClaim(resourceOwner("BlockElevator", undefined, props), kernelName);
         // The disk went to another resource since (our claim was removed by hand): not ours to undo.
         if (await holdForDelete(remote, claim)) return;
         await restore(remote, kernelName, original);

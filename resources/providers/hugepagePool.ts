@@ -3,25 +3,28 @@
  * kernel spreads, read back after every write because the kernel may allocate fewer pages than
  * asked (fragmentation, a node short of free memory) without failing the write.
  *
- * Persistence: 2 MiB pools are set at boot by a oneshot systemd unit ordered before libvirt, so
- * guests find their pages; 1 GiB pools go on the kernel command line (GRUB), since they can only
- * be had reliably before memory fragments. A hugetlbfs mount is persisted as a systemd mount unit.
+ * Persistence at boot (a systemd unit for 2 MiB pools, the kernel command line for 1 GiB ones) and
+ * what a boot delivered are in ./hugepagePoolBoot.ts.
  */
 import type * as pulumi from "@pulumi/pulumi";
 import { z } from "zod";
 import { claimKnob, formerOwnersOf, holdForDelete, KnobClaim, reclaimForUpdate, releaseKnob } from "../host/claims";
-import { PersistedFile, persistedDrift, persistedPaths } from "../host/drift";
+import { persistedDrift, persistedPaths } from "../host/drift";
 import { connectionSchema } from "../host/connection";
 import { gatherFacts, HostFactsData, pageSizeKb } from "../host/facts";
-import { atomicWriteScript, managedHeader, removeFileScript } from "../host/files";
 import { shellQuote } from "../host/quote";
-import { Remote, runScript } from "../host/remote";
+import { Remote, runScript, TIMEOUTS } from "../host/remote";
 import { remoteFor } from "../host/sshPool";
 import { warnUser } from "../host/warn";
 import { buildDumpScript, parseDump, writeSysfsScript } from "../host/sysfs";
-import { checkWithPlan, diffProps, FieldPolicy } from "../policy";
+import { checkWithPlan, diffProps, FieldPolicy, stateOnlyUpdate } from "../policy";
 import { stateOf } from "../state";
 import { inputsFrom } from "../validate";
+import { bootArgs, bootUnitPath, globalPath, grubFragmentPath, mountUnitName, nodePath, pageDir, persistedFiles, persistScript, PoolCounts, rebootRequired, shortfallOf, unpersistScript } from "./hugepagePoolBoot";
+import { resourceOwner } from "./owner";
+
+/** Re-exported: callers and tests name them from here. */
+export { bootArgs, mountUnitName };
 
 /** Absolute, of plain names, and normalized: no `.` or `..` (systemd refuses such a mount unit's Where=). */
 const MOUNT_PATH = /^(?!.*\/\.\.?(?:\/|$))\/(?:[A-Za-z0-9_.-]+\/)*[A-Za-z0-9_.-]+$/;
@@ -58,34 +61,10 @@ const POLICY: FieldPolicy<HugepagePoolInputs> = {
     allowPartial: "state",
 };
 
-interface PoolCounts {
-    total: number;
-    free: number;
-    surplus: number;
-}
-
 /** What the host had before create: restored on delete. */
 interface Original {
     nodes: Record<string, number>;
     mountWasThere: boolean;
-}
-
-const pageDir = (size: string) => `hugepages-${pageSizeKb(size)}kB`;
-const nodePath = (node: string, size: string, file = "nr_hugepages") =>
-    `/sys/devices/system/node/node${node}/hugepages/${pageDir(size)}/${file}`;
-const globalPath = (size: string) => `/sys/kernel/mm/hugepages/${pageDir(size)}/nr_hugepages`;
-const bootUnitName = (size: string) => `kvmtune-hugepages-${size}.service`;
-const bootUnitPath = (size: string) => `/etc/systemd/system/${bootUnitName(size)}`;
-const grubFragmentPath = "/etc/default/grub.d/kvmtune-hugepages.cfg";
-
-/** systemd's name for a mount unit: `/dev/hugepages` -> `dev-hugepages.mount`. */
-export function mountUnitName(path: string): string {
-    const escaped = path
-        .replace(/^\/+|\/+$/g, "")
-        .split("/")
-        .map((part) => part.replace(/[^A-Za-z0-9:_.]|^\./g, (c) => `\\x${c.charCodeAt(0).toString(16).padStart(2, "0")}`))
-        .join("-");
-    return `${escaped}.mount`;
 }
 
 /**
@@ -156,156 +135,20 @@ function originalOf(found: { pools: Record<string, PoolCounts>; mounted: boolean
     return { nodes: Object.fromEntries(Object.entries(found.pools).map(([n, p]) => [n, p.total])), mountWasThere: found.mounted };
 }
 
-/** The kernel command line fragment for 1G pools. */
-export function bootArgs(i: HugepagePoolInputs): string {
-    const count = i.nodes
-        ? Object.entries(i.nodes)
-              .sort(([a], [b]) => Number(a) - Number(b))
-              .map(([n, c]) => `${n}:${c}`)
-              .join(",")
-        : String(i.total);
-    return `hugepagesz=${i.pageSize} hugepages=${count}`;
-}
-
-function bootUnit(owner: string, i: HugepagePoolInputs): string {
-    const writes = i.nodes
-        ? Object.entries(i.nodes).map(([n, c]) => `ExecStart=/bin/sh -c 'echo ${c} > ${nodePath(n, i.pageSize)}'`)
-        : [`ExecStart=/bin/sh -c 'echo ${i.total} > ${globalPath(i.pageSize)}'`];
-    return (
-        managedHeader(owner) +
-        [
-            "[Unit]",
-            `Description=kvmtune: ${i.pageSize} huge page pool (${owner})`,
-            "DefaultDependencies=no",
-            "After=systemd-sysctl.service",
-            "Before=sysinit.target libvirtd.service virtqemud.service libvirt-guests.service",
-            "",
-            "[Service]",
-            "Type=oneshot",
-            "RemainAfterExit=yes",
-            ...writes,
-            "",
-            "[Install]",
-            "WantedBy=sysinit.target",
-            "",
-        ].join("\n")
-    );
-}
-
-function mountUnit(owner: string, i: HugepagePoolInputs): string {
-    return (
-        managedHeader(owner) +
-        [
-            "[Unit]",
-            `Description=kvmtune: hugetlbfs for ${i.pageSize} pages (${owner})`,
-            "DefaultDependencies=no",
-            "Before=sysinit.target libvirtd.service virtqemud.service",
-            "",
-            "[Mount]",
-            "What=hugetlbfs",
-            `Where=${i.mount}`,
-            "Type=hugetlbfs",
-            `Options=pagesize=${i.pageSize}`,
-            "",
-            "[Install]",
-            "WantedBy=sysinit.target",
-            "",
-        ].join("\n")
-    );
-}
-
-/** systemd's enablement link of a unit wanted by sysinit.target (what `systemctl enable` makes). */
-const enabledLink = (unit: string) => `/etc/systemd/system/sysinit.target.wants/${unit}`;
-
-/**
- * The files persistScript keeps, as it writes them, for refresh to compare. An enablement link is
- * read through to its unit: missing means the unit is not enabled. A pool that does not persist
- * must leave no boot unit or GRUB fragment behind.
- */
-function persistedFiles(owner: string, i: HugepagePoolInputs): PersistedFile[] {
-    const files: PersistedFile[] = [];
-    const boot = i.persist && i.pageSize === "2M" ? bootUnit(owner, i) : null;
-    files.push({ path: bootUnitPath(i.pageSize), want: boot });
-    if (boot !== null) files.push({ path: enabledLink(bootUnitName(i.pageSize)), want: boot });
-    if (i.pageSize === "1G") files.push({ path: grubFragmentPath, want: i.persist ? grubFragment(owner, i) : null });
-    if (i.mount && i.persist) {
-        const unit = mountUnit(owner, i);
-        files.push({ path: `/etc/systemd/system/${mountUnitName(i.mount)}`, want: unit }, { path: enabledLink(mountUnitName(i.mount)), want: unit });
-    }
-    return files;
-}
-
-function grubFragment(owner: string, i: HugepagePoolInputs): string {
-    return managedHeader(owner) + `GRUB_CMDLINE_LINUX="$GRUB_CMDLINE_LINUX ${bootArgs(i)}"\n`;
-}
-
-/** Writes the persistence files for the inputs, or removes them when persist is off. */
-function persistScript(owner: string, i: HugepagePoolInputs): string {
-    // A failed enable or update-grub must fail the apply (with its stderr), not pass as persisted.
-    const steps: string[] = ["set -e"];
-    if (i.persist && i.pageSize === "2M") {
-        steps.push(atomicWriteScript(bootUnitPath(i.pageSize), bootUnit(owner, i)));
-        steps.push(`systemctl daemon-reload && systemctl enable ${bootUnitName(i.pageSize)} >/dev/null`);
-    } else {
-        steps.push(`systemctl disable ${bootUnitName(i.pageSize)} >/dev/null 2>&1 || true`, removeFileScript(bootUnitPath(i.pageSize)));
-    }
-    if (i.persist && i.pageSize === "1G") {
-        steps.push(atomicWriteScript(grubFragmentPath, grubFragment(owner, i)));
-        steps.push("update-grub >/dev/null");
-    } else if (i.pageSize === "1G") {
-        steps.push(`if [ -f ${grubFragmentPath} ]; then ${removeFileScript(grubFragmentPath)} && update-grub >/dev/null 2>&1; fi`);
-    }
-    if (i.mount && i.persist) {
-        const unit = `/etc/systemd/system/${mountUnitName(i.mount)}`;
-        steps.push(atomicWriteScript(unit, mountUnit(owner, i)));
-        steps.push(`systemctl daemon-reload && systemctl enable ${shellQuote(mountUnitName(i.mount))} >/dev/null 2>&1 || true`);
-    }
-    steps.push("systemctl daemon-reload");
-    return steps.join("\n");
-}
-
-function unpersistScript(i: HugepagePoolInputs): string {
-    const steps = [
-        `systemctl disable ${bootUnitName(i.pageSize)} >/dev/null 2>&1 || true`,
-        removeFileScript(bootUnitPath(i.pageSize)),
-    ];
-    if (i.pageSize === "1G") {
-        steps.push(`if [ -f ${grubFragmentPath} ]; then ${removeFileScript(grubFragmentPath)} && update-grub >/dev/null 2>&1; fi`);
-    }
-    if (i.mount) {
-        const name = mountUnitName(i.mount);
-        steps.push(`if grep -q 'Managed by kvmtune' /etc/systemd/system/${shellQuote(name)} 2>/dev/null; then systemctl disable ${shellQuote(name)} >/dev/null 2>&1 || true; ${removeFileScript(`/etc/systemd/system/${name}`)}; fi`);
-    }
-    steps.push("systemctl daemon-reload");
-    return steps.join("\n");
-}
-
 /** Sets the pool, reads it back, and undoes the write when the kernel gave less than asked. */
-async function applyPool(remote: Remote, i: HugepagePoolInputs, restoreTo: Record<string, number>): Promise<Record<string, PoolCounts>> {
+async function applyPool(remote: Remote, owner: string, i: HugepagePoolInputs, restoreTo: Record<string, number>): Promise<Record<string, PoolCounts>> {
     const writes = i.nodes
         ? Object.entries(i.nodes).map(([n, c]) => ({ path: nodePath(n, i.pageSize), value: c }))
         : [{ path: globalPath(i.pageSize), value: i.total as number }];
-    await runScript(remote, writes.length ? writeSysfsScript(writes) : "true");
-    const { pools } = await readPools(remote, i);
-    const short: string[] = [];
-    if (i.nodes) {
-        for (const [n, want] of Object.entries(i.nodes)) {
-            const got = pools[n]?.total ?? 0;
-            if (got < want) short.push(`node ${n}: asked ${want}, got ${got}`);
-        }
-    } else {
-        const got = Object.values(pools).reduce((s, p) => s + p.total, 0);
-        if (got < (i.total ?? 0)) short.push(`all nodes: asked ${i.total}, got ${got}`);
-    }
-    if (short.length && !i.allowPartial) {
+    await runScript(remote, writes.length ? writeSysfsScript(writes) : "true", { timeoutSeconds: TIMEOUTS.hugepageAllocation });
+    const { pools, cmdline } = await readPools(remote, i);
+    const { error, warning } = shortfallOf(i, pools, cmdline);
+    if (error) {
         // Put every node back as it was, so a failed apply changes nothing.
         await runScript(remote, writeSysfsScript(Object.entries(restoreTo).map(([n, c]) => ({ path: nodePath(n, i.pageSize), value: c }))));
-        throw new Error(
-            `the kernel allocated fewer ${i.pageSize} huge pages than asked (${short.join("; ")}): ` +
-                `memory on the node is too fragmented or too little is free. The pool was put back as it was. ` +
-                `Free memory on the node, ask for fewer pages, or set allowPartial: true to accept what the kernel gives.`,
-        );
+        throw new Error(error);
     }
+    if (warning) warnUser(`${owner}: ${warning}`);
     return pools;
 }
 
@@ -328,7 +171,7 @@ function outputs(i: HugepagePoolInputs, owner: string, pools: Record<string, Poo
         freePages: Object.values(pools).reduce((s, p) => s + p.free, 0),
         original,
         // 1G pools persist on the kernel command line: until a reboot, the running kernel lacks it.
-        rebootRequired: i.pageSize === "1G" && i.persist && !cmdline.includes(bootArgs(i)),
+        rebootRequired: rebootRequired(i, cmdline),
         /** What the last read found different from what kvmtune keeps on the host (host/drift.ts). */
         drift,
     });
@@ -349,22 +192,21 @@ export const provider = {
 
     async create(props: Record<string, unknown>): Promise<pulumi.dynamic.CreateResult> {
         const i = inputsOf(props);
-        const owner = String(props.owner ?? "HugepagePool");
+        const owner = resourceOwner("HugepagePool", undefined, props);
         const remote = remoteFor(i.connection);
         const facts = await gatherFacts(remote);
         const problems = checkAgainstHost(i, facts);
         if (problems.length) throw new Error(`HugepagePool on ${facts.hostname}: ${problems.join("; ")}`);
-        const before = await readPools(remote, i);
-        const seen = originalOf(before);
+        const seen = originalOf(await readPools(remote, i));
         // Before anything changes: the pool must not belong to another resource. A claim this
         // resource already holds is left from an attempt cut off half-way: its original is the truth.
         const claim = poolClaim(owner, i, [], seen);
         const original = (await claimKnob(remote, claim)).original as Original;
         try {
             // A shortfall puts the pool back to what it is now, before this attempt's write.
-            const pools = await applyPool(remote, i, seen.nodes);
+            const pools = await applyPool(remote, owner, i, seen.nodes);
             await ensureMount(remote, i);
-            await runScript(remote, persistScript(owner, i));
+            await runScript(remote, persistScript(owner, i), { timeoutSeconds: TIMEOUTS.bootConfig });
             const after = await readPools(remote, i);
             return { id: `${facts.hostname}/hugepages-${i.pageSize}`, outs: outputs(i, owner, pools, original, after.cmdline) };
         } catch (err) {
@@ -377,7 +219,8 @@ export const provider = {
 
     async read(id: string, props: Record<string, unknown>): Promise<pulumi.dynamic.ReadResult> {
         const i = inputsOf(props);
-        const owner = String(props.owner);
+        const owner = resourceOwner("HugepagePool", undefined, props);
+        // The files kept for the pool and its claim, read in the same round trip: drift if changed.
         const kept = persistedFiles(owner, i);
         const claim = poolClaim(owner, i);
         const { pools, cmdline, files } = await readPools(remoteFor(i.connection), i, persistedPaths(kept, [claim]));
@@ -394,16 +237,18 @@ export const provider = {
     },
 
     async update(_id: string, olds: Record<string, unknown>, news: Record<string, unknown>): Promise<pulumi.dynamic.UpdateResult> {
+        const untouched = stateOnlyUpdate(hugepagePoolSchema, POLICY, olds, news);
+        if (untouched) return untouched;
         const i = inputsOf(news);
-        const owner = String(news.owner ?? olds.owner);
+        const owner = resourceOwner("HugepagePool", undefined, news, olds);
         const remote = remoteFor(i.connection);
         const facts = await gatherFacts(remote);
         const problems = checkAgainstHost(i, facts);
         if (problems.length) throw new Error(`HugepagePool on ${facts.hostname}: ${problems.join("; ")}`);
         // Re-taken on every update: moves the claim to a new label, and checks a new mount's unit.
         // A claim the host lost (reinstalled) is taken again, recording the pool as it is now.
-        const found = await readPools(remote, i);
-        const reclaimed = await reclaimForUpdate(remote, poolClaim(owner, i, formerOwnersOf(olds, owner), originalOf(found)), olds.original as Original | undefined);
+        const found = originalOf(await readPools(remote, i));
+        const reclaimed = await reclaimForUpdate(remote, poolClaim(owner, i, formerOwnersOf(olds, owner), found), olds.original as Original | undefined);
         if (reclaimed.warning) warnUser(reclaimed.warning);
         const original = reclaimed.original;
         const oldInputs = inputsOf(olds);
@@ -413,10 +258,10 @@ export const provider = {
             await runScript(remote, writeSysfsScript(dropped.map((n) => ({ path: nodePath(n, i.pageSize), value: original.nodes[n] ?? 0 }))));
         }
         const before = await readPools(remote, i);
-        const pools = await applyPool(remote, i, Object.fromEntries(Object.entries(before.pools).map(([n, p]) => [n, p.total])));
+        const pools = await applyPool(remote, owner, i, Object.fromEntries(Object.entries(before.pools).map(([n, p]) => [n, p.total])));
         if (oldInputs.mount && oldInputs.mount !== i.mount) await runScript(remote, unpersistScript({ ...oldInputs, pageSize: i.pageSize }));
         await ensureMount(remote, i);
-        await runScript(remote, persistScript(owner, i));
+        await runScript(remote, persistScript(owner, i), { timeoutSeconds: TIMEOUTS.bootConfig });
         const after = await readPools(remote, i);
         return { outs: outputs(i, owner, pools, original, after.cmdline) };
     },
@@ -425,7 +270,7 @@ export const provider = {
         const i = inputsOf(props);
         const remote = remoteFor(i.connection);
         const original = props.original as Original;
-        const claim = poolClaim(String(props.owner ?? "HugepagePool"), i);
+        const claim = poolClaim(resourceOwner("HugepagePool", undefined, props), i);
         // The pool went to another resource since (our claim was removed by hand): not ours to undo.
         if (await holdForDelete(remote, claim)) return;
         await restore(remote, i, original);
@@ -436,7 +281,7 @@ export const provider = {
 /** Undoes what create did: no boot or mount unit, the nodes this pool set at their counts from before, our mount gone. */
 async function restore(remote: Remote, i: HugepagePoolInputs, original: Original): Promise<void> {
     const nodes = i.nodes ? Object.keys(i.nodes) : Object.keys(original.nodes);
-    await runScript(remote, unpersistScript(i));
+    await runScript(remote, unpersistScript(i), { timeoutSeconds: TIMEOUTS.bootConfig });
     await runScript(remote, writeSysfsScript(nodes.map((n) => ({ path: nodePath(n, i.pageSize), value: original.nodes[n] ?? 0 })), { skipSame: true }));
     if (i.mount && !original.mountWasThere) {
         await runScript(remote, `umount ${shellQuote(i.mount)} 2>/dev/null || true`);

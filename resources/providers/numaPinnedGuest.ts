@@ -15,6 +15,7 @@
  *   unless it was adopted with the `adopt` input (Pulumi's import cannot reach dynamic providers).
  */
 import type * as pulumi from "@pulumi/pulumi";
+import { resourceOwner } from "./owner";
 import { z } from "zod";
 import { connectionSchema } from "../host/connection";
 import { gatherFacts, HostFactsData, pageSizeKb } from "../host/facts";
@@ -24,8 +25,9 @@ import { remoteFor } from "../host/sshPool";
 import { buildDumpScript, formatCpuList, parseCpuList, parseDump } from "../host/sysfs";
 import { buildDomainXml, DiskSpec, GuestSpec, InterfaceSpec, isHostdev, parseDomainXml, ParsedDomain, projectLive } from "../libvirt/domain";
 import { defaultsFor, GuestDefaults, networkGuestDefaults } from "../libvirt/network";
-import { defineXml, DomainRead, readAllDomains, readDomain, stopDomain, undefineDomain, virsh } from "../libvirt/virsh";
-import { canonical, checkWithPlan, diffResult, FieldPolicy, KIND_WORDS } from "../policy";
+import { defineWithCpusChosen } from "../libvirt/guestCpus";
+import { DomainRead, readAllDomains, readDomain, startDomain, stopDomain, undefineDomain, virsh } from "../libvirt/virsh";
+import { canonical, checkWithPlan, diffResult, FieldPolicy, KIND_WORDS, stateOnlyUpdate } from "../policy";
 import { stateOf } from "../state";
 import { containsUnknown, inputsFrom } from "../validate";
 
@@ -296,10 +298,22 @@ export function resolvePins(i: NumaPinnedGuestInputs, host: HostView, previous?:
     if (pick.length < i.vcpus) {
         throw new Error(
             `cpuPins: auto needs ${i.vcpus} CPUs of node(s) ${formatCpuList(nodes)} that no other guest's vCPUs hold; ` +
-                `${host.facts.hostname} has ${pick.length} (${formatCpuList(pick) || "none"}; held by others: ${formatCpuList([...taken].filter((c) => onNodes.includes(c))) || "none"})`,
+                `${host.facts.hostname} has ${pick.length} (${formatCpuList(pick) || "none"}; ${holdersOn(host.others, onNodes)})`,
         );
     }
     return pick.slice(0, i.vcpus).map((c) => [c]);
+}
+
+/** Who holds which of these CPUs, by guest name: "held by guest web (2-3)", or "none held by other guests". */
+function holdersOn(others: OtherGuest[], cpus: number[]): string {
+    const held = others.map((o) => ({ name: o.name, cpus: o.vcpuCpus.filter((c) => cpus.includes(c)) })).filter((o) => o.cpus.length > 0);
+    return held.length ? "held by " + held.map((o) => `guest ${o.name} (${formatCpuList(o.cpus)})`).join(", ") : "none held by other guests";
+}
+
+/** The page size a guest's `hugepages` means on this host (`default`: the host's default), or null. */
+export function pageSizeOf(hugepages: NumaPinnedGuestInputs["hugepages"], facts: Pick<HostFactsData, "defaultHugepageSize">): string | null {
+    if (!hugepages) return null;
+    return hugepages === "default" ? (facts.defaultHugepageSize ?? null) : hugepages;
 }
 
 /** Pages a guest of this size takes from its pool. */
@@ -351,17 +365,24 @@ export function checkAgainstHost(
     (i.iothreadPins ?? []).forEach((set, n) => {
         for (const c of set) if (!online.has(c)) problems.push(`iothreadPins.${n}: CPU ${c} does not exist on ${facts.hostname}`);
     });
-    if (i.hugepages && i.hugepages !== "default") {
-        if (!facts.hugepageSizes.includes(i.hugepages)) {
-            problems.push(`hugepages: ${facts.hostname} offers ${facts.hugepageSizes.join(", ") || "no huge pages"}, not ${i.hugepages}`);
+    // `default` is the host's default huge page size (Hugepagesize in /proc/meminfo), not always 2M.
+    const size = pageSizeOf(i.hugepages, facts);
+    if (i.hugepages && size === null) {
+        problems.push(`hugepages: default, but ${facts.hostname} reports no default huge page size (no Hugepagesize in /proc/meminfo)`);
+    } else if (size !== null && i.hugepages === "default" && (i.memoryMiB * 1024) % pageSizeKb(size) !== 0) {
+        problems.push(`memoryMiB: ${i.memoryMiB} is not a whole number of ${facts.hostname}'s default huge pages (${size})`);
+    } else if (size !== null) {
+        const label = i.hugepages === "default" ? `${size} (the host's default)` : size;
+        if (!facts.hugepageSizes.includes(size)) {
+            problems.push(`hugepages: ${facts.hostname} offers ${facts.hugepageSizes.join(", ") || "no huge pages"}, not ${label}`);
         } else if (opts.willStart) {
-            const need = pagesFor(i.memoryMiB, i.hugepages) - (opts.pagesHeld ?? 0);
+            const need = pagesFor(i.memoryMiB, size) - (opts.pagesHeld ?? 0);
             const pool = facts.numaNodes.filter((n) => (nodes ?? nodeIds).includes(n.id));
-            const free = pool.reduce((s, n) => s + (n.hugepages[i.hugepages as string]?.free ?? 0), 0);
+            const free = pool.reduce((s, n) => s + (n.hugepages[size]?.free ?? 0), 0);
             if (need > free) {
                 problems.push(
-                    `hugepages: the guest needs ${need} free ${i.hugepages} pages on node(s) ${formatCpuList(pool.map((n) => n.id))}, ` +
-                        `${facts.hostname} has ${free} (${pool.map((n) => `node ${n.id}: ${n.hugepages[i.hugepages as string]?.free ?? 0} free of ${n.hugepages[i.hugepages as string]?.total ?? 0}`).join(", ")}); ` +
+                    `hugepages: the guest needs ${need} free ${label} pages on node(s) ${formatCpuList(pool.map((n) => n.id))}, ` +
+                        `${facts.hostname} has ${free} (${pool.map((n) => `node ${n.id}: ${n.hugepages[size]?.free ?? 0} free of ${n.hugepages[size]?.total ?? 0}`).join(", ")}); ` +
                         `grow the pool (HugepagePool) first`,
                 );
             }
@@ -590,9 +611,9 @@ async function applyLivePins(remote: Remote, name: string, wanted: GuestSpec, li
     return done;
 }
 
-/** Huge pages a running guest holds now (given back when it stops). */
-function pagesHeldBy(o: Observed | null, size: string | undefined): number {
-    if (!o || !o.running || !size || size === "default" || o.live.spec.hugepages !== size) return 0;
+/** Huge pages a running guest holds now (given back when it stops); `size` is what its `hugepages` means on the host. */
+function pagesHeldBy(o: Observed | null, hugepages: NumaPinnedGuestInputs["hugepages"], size: string | null): number {
+    if (!o || !o.running || !hugepages || !size || o.live.spec.hugepages !== hugepages) return 0;
     return pagesFor(o.live.spec.memoryMiB, size);
 }
 
@@ -642,30 +663,34 @@ export const provider = {
 
     async create(props: Record<string, unknown>): Promise<pulumi.dynamic.CreateResult> {
         const i = inputsOf(props);
-        const owner = String(props.owner ?? `NumaPinnedGuest ${i.name}`);
+        const owner = resourceOwner("NumaPinnedGuest", i.name, props);
         const remote = remoteFor(i.connection);
         if (i.adopt) return adopt(remote, i, owner);
-        const host = await viewHost(remote, i);
-        const existing = host.domains.find((d) => d.spec.name === i.name);
-        if (existing && existing.owner !== owner) {
-            throw new Error(
-                `a domain named ${i.name} already exists on ${host.facts.hostname} (uuid ${existing.uuid}) and carries ` +
-                    (existing.owner === null ? "no kvmtune ownership mark" : `the mark of "${existing.owner}"`) +
-                    `: it was left untouched. Adopt it with the adopt input (adopt: "${existing.uuid}"), or choose another name.`,
-            );
-        }
-        // An existing domain with our own mark is ours from an earlier, interrupted run: converge it.
-        const before = existing ? await observe(remote, existing.uuid) : null;
-        const others = { ...host, others: host.others.filter((o) => o.uuid !== existing?.uuid) };
-        const pins = resolvePins(i, others);
-        const problems = checkAgainstHost(i, pins, others, { willStart: i.running && !before?.running, pagesHeld: pagesHeldBy(before, i.hugepages) });
-        if (problems.length) throw new Error(`NumaPinnedGuest ${i.name} on ${host.facts.hostname}: ${problems.join("; ")}`);
-        const taken = takenDefaults(i, host.netDefaults ?? new Map());
-        const wanted = wantedSpec(i, pins, host.vfs, taken);
-        await defineXml(remote, buildDomainXml(wanted, owner, existing?.uuid));
+        // Reading the other guests, choosing CPUs and defining is one guarded step: a guest defined
+        // meanwhile (a parallel create) makes it read and choose again (../libvirt/guestCpus.ts).
+        const { host, existing, before, pins, taken, wanted } = await defineWithCpusChosen(remote, async () => {
+            const host = await viewHost(remote, i);
+            const existing = host.domains.find((d) => d.spec.name === i.name);
+            if (existing && existing.owner !== owner) {
+                throw new Error(
+                    `a domain named ${i.name} already exists on ${host.facts.hostname} (uuid ${existing.uuid}) and carries ` +
+                        (existing.owner === null ? "no kvmtune ownership mark" : `the mark of "${existing.owner}"`) +
+                        `: it was left untouched. Adopt it with the adopt input (adopt: "${existing.uuid}"), or choose another name.`,
+                );
+            }
+            // An existing domain with our own mark is ours from an earlier, interrupted run: converge it.
+            const before = existing ? await observe(remote, existing.uuid) : null;
+            const others = { ...host, others: host.others.filter((o) => o.uuid !== existing?.uuid) };
+            const pins = resolvePins(i, others);
+            const problems = checkAgainstHost(i, pins, others, { willStart: i.running && !before?.running, pagesHeld: pagesHeldBy(before, i.hugepages, pageSizeOf(i.hugepages, host.facts)) });
+            if (problems.length) throw new Error(`NumaPinnedGuest ${i.name} on ${host.facts.hostname}: ${problems.join("; ")}`);
+            const taken = takenDefaults(i, host.netDefaults ?? new Map());
+            const wanted = wantedSpec(i, pins, host.vfs, taken);
+            return { xml: buildDomainXml(wanted, owner, existing?.uuid), result: { host, existing, before, pins, taken, wanted } };
+        });
         try {
             await setAutostart(remote, i.name, i.autostart, before?.read.autostart ?? false);
-            if (i.running && !before?.running) await virsh(remote, ["start", i.name]);
+            if (i.running && !before?.running) await startDomain(remote, i.name);
         } catch (err) {
             // A guest that cannot start is not left behind half made.
             if (!existing) {
@@ -685,7 +710,7 @@ export const provider = {
             throw new Error(`NumaPinnedGuest ${id}: reading a guest needs its connection, which Pulumi's import does not pass to a dynamic provider (pulumi/pulumi#16175): declare the guest with the adopt input instead`);
         }
         const i = inputsOf(props);
-        const owner = String(props.owner ?? `NumaPinnedGuest ${i.name}`);
+        const owner = resourceOwner("NumaPinnedGuest", i.name, props);
         const remote = remoteFor(i.connection);
         const o = await observe(remote, id);
         if (!o) return { id: "", props: {} }; // the domain is gone: refresh drops the resource
@@ -707,8 +732,10 @@ export const provider = {
     },
 
     async update(id: string, olds: Record<string, unknown>, news: Record<string, unknown>): Promise<pulumi.dynamic.UpdateResult> {
+        const untouched = stateOnlyUpdate(numaPinnedGuestSchema, POLICY, olds, news);
+        if (untouched) return untouched;
         const i = inputsOf(news);
-        const owner = String(news.owner ?? olds.owner);
+        const owner = resourceOwner("NumaPinnedGuest", i.name, news, olds);
         const remote = remoteFor(i.connection);
         const o = await observe(remote, id);
         if (!o) throw new Error(`NumaPinnedGuest ${i.name}: domain ${id} is gone from the host; run refresh, then up creates it again`);
@@ -718,24 +745,26 @@ export const provider = {
                     `not this resource's; it is not redefined. Declare it with the adopt input to take it over.`,
             );
         }
-        const host = await viewHost(remote, i, o.config.uuid);
         const previous = Array.isArray(olds.resolvedCpuPins) ? (olds.resolvedCpuPins as number[][]) : undefined;
-        const pins = resolvePins(i, host, previous);
-        const taken = takenDefaults(i, host.netDefaults ?? new Map());
-        const wanted = wantedSpec(i, pins, host.vfs, taken);
-        const restartParts = pendingRestartOf(wanted, o.live.spec);
-        const restart = o.running && i.running && restartParts.length > 0 && i.restartPolicy === "restart";
-        const willStart = i.running && (!o.running || restart);
-        const problems = checkAgainstHost(i, pins, host, { willStart, pagesHeld: pagesHeldBy(o, i.hugepages) });
-        if (problems.length) throw new Error(`NumaPinnedGuest ${i.name} on ${host.facts.hostname}: ${problems.join("; ")}`);
-
-        // 1. The persistent definition: everything, pins included.
-        const xml = buildDomainXml(wanted, owner, o.config.uuid);
-        if (!same(projectLive(o.config.spec, wanted), wanted) || o.config.owner !== owner) await defineXml(remote, xml);
+        // As in create: the other guests are read, pins chosen and the definition written as one guarded step.
+        const { host, pins, taken, wanted, restart, willStart } = await defineWithCpusChosen(remote, async () => {
+            const host = await viewHost(remote, i, o.config.uuid);
+            const pins = resolvePins(i, host, previous);
+            const taken = takenDefaults(i, host.netDefaults ?? new Map());
+            const wanted = wantedSpec(i, pins, host.vfs, taken);
+            const restartParts = pendingRestartOf(wanted, o.live.spec);
+            const restart = o.running && i.running && restartParts.length > 0 && i.restartPolicy === "restart";
+            const willStart = i.running && (!o.running || restart);
+            const problems = checkAgainstHost(i, pins, host, { willStart, pagesHeld: pagesHeldBy(o, i.hugepages, pageSizeOf(i.hugepages, host.facts)) });
+            if (problems.length) throw new Error(`NumaPinnedGuest ${i.name} on ${host.facts.hostname}: ${problems.join("; ")}`);
+            // 1. The persistent definition: everything, pins included.
+            const changed = !same(projectLive(o.config.spec, wanted), wanted) || o.config.owner !== owner;
+            return { xml: changed ? buildDomainXml(wanted, owner, o.config.uuid) : null, result: { host, pins, taken, wanted, restart, willStart } };
+        });
         // 2. The running guest: pins and nodeset live; the rest by a restart, or reported.
         if (o.running && i.running && !restart) await applyLivePins(remote, i.name, wanted, o.live.spec, host.facts.cpusOnline);
         if (o.running && (!i.running || restart)) await stopDomain(remote, i.name, i.shutdownTimeoutSeconds);
-        if (willStart) await virsh(remote, ["start", i.name]);
+        if (willStart) await startDomain(remote, i.name);
         await setAutostart(remote, i.name, i.autostart, o.read.autostart);
 
         const after = (await observe(remote, i.name))!;

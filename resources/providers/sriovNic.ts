@@ -22,20 +22,21 @@
  *   (EOPNOTSUPP): the error names the field and the driver's answer.
  */
 import type * as pulumi from "@pulumi/pulumi";
+import { resourceOwner } from "./owner";
 import { z } from "zod";
 import { connectionSchema } from "../host/connection";
 import { gatherFacts } from "../host/facts";
 import { claimKnob, CLAIMS_DIR, formerOwnersOf, holdForDelete, KnobClaim, releaseKnob } from "../host/claims";
 import { atomicWriteScript, managedHeader, ownerOf, removeFileScript } from "../host/files";
 import { shellQuote } from "../host/quote";
-import { Remote, runScript } from "../host/remote";
+import { Remote, runScript, TIMEOUTS } from "../host/remote";
 import { remoteFor } from "../host/sshPool";
 import { buildDumpScript, globLiteral, parseDump, writeSysfsScript } from "../host/sysfs";
 import { mountUnitName } from "./hugepagePool";
 import { holdersMessage, runningHolders, VfDevice } from "../libvirt/vfHolders";
 import { networkClaim } from "../libvirt/network";
 import { ensureVfPoolNetwork, networkConflict, NetworkRead, networksFromDump, networksReadCommands, readNetworks, removeNetwork } from "../libvirt/vfPoolNetwork";
-import { checkWithPlan, diffProps, FieldPolicy } from "../policy";
+import { checkWithPlan, diffProps, FieldPolicy, stateOnlyUpdate } from "../policy";
 import { stateOf } from "../state";
 import { inputsFrom } from "../validate";
 
@@ -179,14 +180,26 @@ const knobOf = (pciAddress: string) => `sriov-${pciAddress.toLowerCase().replace
  * The PF's ownership claim. Its files: the boot unit and script, and an earlier kvmtune's owner
  * file; one naming another owner (or written by hand) refuses the claim.
  */
-export function pfClaim(owner: string, pf: Pick<PfState, "name" | "pciAddress">, formerOwners: string[] = []): KnobClaim {
+export function pfClaim(owner: string, pf: Pick<PfState, "name" | "pciAddress">, formerOwners: string[] = [], original?: Original): KnobClaim {
     return {
         knob: knobOf(pf.pciAddress),
         what: `the SR-IOV VFs of ${pf.name} (${pf.pciAddress})`,
         owner,
         formerOwners,
         files: [unitPath(pf.name), scriptPath(pf.name), ownerPath(pf.name)],
+        original,
     };
+}
+
+/**
+ * Create's claim of the PF, recording what the PF has now as its original. A claim this owner
+ * already holds is left from a create cut off half-way: the PF now has that attempt's VFs, and the
+ * claim's recorded original, from before the first attempt, is the one delete must put back.
+ */
+export async function claimPf(remote: Remote, owner: string, pf: PfState): Promise<{ claim: KnobClaim; original: Original }> {
+    const claim = pfClaim(owner, pf, [], { numVfs: pf.numVfs, vfs: pf.vfs, pfUp: pf.adminUp });
+    const original = (await claimKnob(remote, claim)).original as Original;
+    return { claim, original };
 }
 export const unitName = (pf: string) => `kvmtune-sriov-${pf}.service`;
 const unitPath = (pf: string) => `/etc/systemd/system/${unitName(pf)}`;
@@ -558,7 +571,7 @@ async function applyVfs(remote: Remote, pf: PfState, numVfs: number, wanted: VfS
     const ref: PfRef = { arg: shellQuote(pf.name), carrier: shellQuote(`/sys/class/net/${pf.name}/carrier`) };
     steps.push(...vfCommands(ref, wanted, plan.length ? [] : pf.vfs, label));
     let failure: Error | null = null;
-    if (steps.length) await runScript(remote, steps.join("\n")).catch((e: Error) => (failure = e));
+    if (steps.length) await runScript(remote, steps.join("\n"), { timeoutSeconds: TIMEOUTS.vfSettle }).catch((e: Error) => (failure = e));
     const now = steps.length ? await readPf(remote, pf.pciAddress) : pf;
     if (!now) throw failure ?? new Error(`${pf.name} (${pf.pciAddress}) is gone from the host`);
     if (now.numVfs !== numVfs || now.devices.length !== numVfs) {
@@ -638,14 +651,12 @@ export const provider = {
 
     async create(props: Record<string, unknown>): Promise<pulumi.dynamic.CreateResult> {
         const i = inputsOf(props);
-        const owner = String(props.owner ?? `SriovNic ${i.pf}`);
+        const owner = resourceOwner("SriovNic", i.pf, props);
         const remote = remoteFor(i.connection);
         const pf = await requirePf(remote, i);
-        const original: Original = { numVfs: pf.numVfs, vfs: pf.vfs, pfUp: pf.adminUp };
         // The PF was already this owner's (an earlier create that failed after claiming): what it has is not the original.
         const hadRecord = pf.owner !== null;
-        const claim = pfClaim(owner, pf);
-        await claimKnob(remote, claim);
+        const { claim, original } = await claimPf(remote, owner, pf);
         let after: PfState;
         try {
             after = await converge(remote, i, pf, owner);
@@ -670,7 +681,7 @@ export const provider = {
 
     async read(id: string, props: Record<string, unknown>): Promise<pulumi.dynamic.ReadResult> {
         const i = inputsOf(props);
-        const owner = String(props.owner);
+        const owner = resourceOwner("SriovNic", i.pf, props);
         const remote = remoteFor(i.connection);
         // One round trip: the PF, its VFs and, when it has one, its VF pool network.
         const { pf, networks } = await readPfWithNetworks(remote, i.pf, i.libvirtNetwork ? [i.libvirtNetwork] : []);
@@ -690,8 +701,10 @@ export const provider = {
     },
 
     async update(_id: string, olds: Record<string, unknown>, news: Record<string, unknown>): Promise<pulumi.dynamic.UpdateResult> {
+        const untouched = stateOnlyUpdate(sriovNicSchema, POLICY, olds, news);
+        if (untouched) return untouched;
         const i = inputsOf(news);
-        const owner = String(news.owner ?? olds.owner);
+        const owner = resourceOwner("SriovNic", i.pf, news, olds);
         const remote = remoteFor(i.connection);
         const pf = await requirePf(remote, i);
         // Re-taken on every update: it moves the claim to a new label, before anything changes.
@@ -704,7 +717,7 @@ export const provider = {
 
     async delete(_id: string, props: Record<string, unknown>): Promise<void> {
         const i = inputsOf(props);
-        const owner = String(props.owner);
+        const owner = resourceOwner("SriovNic", i.pf, props);
         const remote = remoteFor(i.connection);
         const original = props.original as Original;
         const pf = await readPf(remote, i.pf);

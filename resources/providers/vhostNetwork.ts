@@ -21,6 +21,7 @@
  *   so `refresh` finds an out-of-band change and the next `up` undoes it.
  */
 import type * as pulumi from "@pulumi/pulumi";
+import { resourceOwner } from "./owner";
 import { z } from "zod";
 import { connectionSchema } from "../host/connection";
 import { FACT_COMMANDS, libvirtActiveOf, vhostNetOf } from "../host/facts";
@@ -33,7 +34,7 @@ import { buildDumpScript, Dump, globLiteral, parseDump } from "../host/sysfs";
 import { parseDomainXml } from "../libvirt/domain";
 import { buildNetworkXml, GuestDefaults, networkClaim, NetworkRead, networkReadCommands, networkReadOf, NetworkSpec, ParsedNetwork, parseNetworkXml, RING_SIZES } from "../libvirt/network";
 import { defineXml, readAllDomains, readAllNetworks, virshCommand } from "../libvirt/virsh";
-import { canonical, checkWithPlan, diffProps, FieldPolicy } from "../policy";
+import { canonical, checkWithPlan, diffProps, FieldPolicy, stateOnlyUpdate } from "../policy";
 import { stateOf } from "../state";
 import { inputsFrom } from "../validate";
 
@@ -420,7 +421,7 @@ function inputsOf(props: Record<string, unknown>): VhostNetworkInputs {
     return inputsFrom(vhostNetworkSchema, props, "VhostNetwork inputs");
 }
 
-const ownerOf = (props: Record<string, unknown>, i: VhostNetworkInputs) => String(props.owner ?? `VhostNetwork ${i.name}`);
+const ownerOf = (props: Record<string, unknown>, i: VhostNetworkInputs) => resourceOwner("VhostNetwork", i.name, props);
 
 export const provider = {
     async check(olds: Record<string, unknown>, news: Record<string, unknown>): Promise<pulumi.dynamic.CheckResult> {
@@ -460,8 +461,10 @@ export const provider = {
     },
 
     async update(_id: string, olds: Record<string, unknown>, news: Record<string, unknown>): Promise<pulumi.dynamic.UpdateResult> {
+        const untouched = stateOnlyUpdate(vhostNetworkSchema, POLICY, olds, news);
+        if (untouched) return untouched;
         const i = inputsOf(news);
-        const owner = String(news.owner ?? olds.owner ?? `VhostNetwork ${i.name}`);
+        const owner = resourceOwner("VhostNetwork", i.name, news, olds);
         const remote = remoteFor(i.connection);
         // Re-taken on every update: it moves the claim to a new label, before anything changes.
         await claimKnob(remote, vhostNetworkClaim(owner, i.name, formerOwnersOf(olds, owner)));

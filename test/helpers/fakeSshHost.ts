@@ -33,7 +33,7 @@ interface AuthContext {
 interface ExecStream {
     stderr: { write(data: string): void };
     on(event: "data", cb: (d: Buffer) => void): void;
-    on(event: "end", cb: () => void): void;
+    on(event: "end" | "close", cb: () => void): void;
     write(data: string): void;
     exit(code: number): void;
     end(): void;
@@ -61,6 +61,8 @@ export interface FakeSshHost {
     hostKey: string;
     /** What the server saw: TCP connections, authentication requests, commands run. */
     stats: { connections: number; authAttempts: number; commands: number };
+    /** Exec channels open now (a client that abandons a command must close its channel). */
+    openChannels(): number;
     /** Stops listening and cuts every client connection: the host goes away. */
     close(): Promise<void>;
 }
@@ -89,6 +91,7 @@ export async function startFakeSshHost(opts: FakeSshHostOptions): Promise<FakeSs
     const remote = opts.remote ?? new LocalRemote();
     const stats = { connections: 0, authAttempts: 0, commands: 0 };
     const clients = new Set<ServerClient>();
+    let channels = 0;
     const server = new ssh2.Server({ hostKeys: [hostKey.privateKey] }, (client) => {
         stats.connections++;
         clients.add(client);
@@ -106,6 +109,8 @@ export async function startFakeSshHost(opts: FakeSshHostOptions): Promise<FakeSs
                 acceptSession().on("exec", (accept, _reject, info) => {
                     const stream = accept();
                     stats.commands++;
+                    channels++;
+                    stream.on("close", () => channels--);
                     const stdin: Buffer[] = [];
                     stream.on("data", (d) => stdin.push(d));
                     stream.on("end", () => {
@@ -128,6 +133,7 @@ export async function startFakeSshHost(opts: FakeSshHostOptions): Promise<FakeSs
         port,
         hostKey: hostKey.fingerprint,
         stats,
+        openChannels: () => channels,
         close: () =>
             new Promise<void>((resolve) => {
                 server.close(() => resolve());

@@ -349,7 +349,19 @@ describe("BlockElevator and HugepagePool keep to their claims (a loopback host)"
         fs.rmSync(claimOnHost(`block-elevator-${host.disk}`));
         fs.rmSync(rule);
         await create(elevator, { device: host.disk, scheduler: "mq-deadline", persist: false, owner: "BlockElevator b (p/s)" });
-        await elevator.delete(r.id, r.outs!);
+        // Provider warnings go to the console (host/warn.ts): what the user reads in the update's output.
+        const warnings: string[] = [];
+        const consoleWarn = console.warn;
+        console.warn = (...args: unknown[]) => void warnings.push(args.join(" "));
+        try {
+            await elevator.delete(r.id, r.outs!);
+        } finally {
+            console.warn = consoleWarn;
+        }
+        assert.deepStrictEqual(warnings, [
+            `warning: kvmtune: BlockElevator a (p/s): delete left the I/O scheduler of ${host.disk} on root@127.0.0.1:${host.ssh.port} as it is: ` +
+                `it belongs to BlockElevator b (p/s) now (/etc/kvmtune/claims/block-elevator-${host.disk}), so nothing was restored and no claim released.`,
+        ]);
         assert.match(fs.readFileSync(claimOnHost(`block-elevator-${host.disk}`), "utf8"), /for BlockElevator b \(p\/s\)\./);
         assert.strictEqual(scheduler(), "mq-deadline", "a's delete undid b's setting");
         fs.rmSync(claimOnHost(`block-elevator-${host.disk}`));

@@ -1,7 +1,7 @@
 import * as assert from "assert";
 import * as fs from "fs";
 import * as os from "os";
-import { FACTS_SCRIPT, gatherFacts, pageSizeKb, pageSizeName, parseFacts } from "../../resources/host/facts";
+import { defaultHugepageSizeOf, FACTS_SCRIPT, gatherFacts, pageSizeKb, pageSizeName, parseFacts } from "../../resources/host/facts";
 import { buildDumpScript, formatCpuList, parseBracketChoice, parseCpuList, parseDump } from "../../resources/host/sysfs";
 import { LocalRemote } from "../helpers/localRemote";
 
@@ -63,6 +63,11 @@ describe("host facts", function () {
             assert.strictEqual(node.memoryMiB, Math.floor(kb / 1024));
         }
         assert.ok(facts.hugepageSizes.includes("2M"));
+        // The default huge page size, as this machine's /proc/meminfo says it (read here with fs).
+        const kb = Number(/^Hugepagesize:\s+(\d+) kB$/m.exec(fs.readFileSync("/proc/meminfo", "utf8"))![1]);
+        assert.strictEqual(facts.defaultHugepageSize, pageSizeName(kb));
+        assert.strictEqual(defaultHugepageSizeOf("MemTotal: 1 kB\nHugepagesize:    1048576 kB\n"), "1G");
+        assert.strictEqual(defaultHugepageSizeOf("MemTotal: 1 kB\n"), null);
     });
 
     it("parses a two-node host with SR-IOV, disks and pools", () => {

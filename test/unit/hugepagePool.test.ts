@@ -1,7 +1,13 @@
 import * as assert from "assert";
+import * as fs from "fs";
+import * as os from "os";
+import * as path from "path";
 import type { HostFactsData } from "../../resources/host/facts";
+import { runScript } from "../../resources/host/remote";
 import { bootArgs, checkAgainstHost, hugepagePoolSchema, mountUnitName, provider } from "../../resources/providers/hugepagePool";
+import { bootedWith, persistScript, rebootRequired, shortfallOf } from "../../resources/providers/hugepagePoolBoot";
 import { goodConnection } from "../helpers/fixtures";
+import { LocalRemote } from "../helpers/localRemote";
 
 const host: HostFactsData = {
     hostname: "lab1",
@@ -10,6 +16,7 @@ const host: HostFactsData = {
     cmdline: "",
     cpusOnline: [0, 1, 2, 3],
     hugepageSizes: ["2M"],
+    defaultHugepageSize: "2M",
     numaNodes: [
         { id: 0, cpus: [0, 1], memoryMiB: 1496, hugepages: {} },
         { id: 1, cpus: [2, 3], memoryMiB: 1512, hugepages: {} },
@@ -63,5 +70,74 @@ describe("HugepagePool inputs", () => {
         assert.deepStrictEqual((await provider.diff("id", olds, { ...olds, pageSize: "1G" })).replaces, ["pageSize"]);
         assert.strictEqual((await provider.diff("id", olds, { ...olds })).changes, false);
         assert.strictEqual((await provider.diff("id", olds, { ...olds, connection: goodConnection({ port: 2202 }) })).replaces?.length, 0);
+    });
+});
+
+describe("HugepagePool: pages the kernel did not give", () => {
+    const oneGig = (over: Record<string, unknown> = {}) => parse({ pageSize: "1G", nodes: { "1": 2 }, ...over });
+    const got = (n: number) => ({ "1": { total: n, free: n, surplus: 0 } });
+    const booted = "BOOT_IMAGE=/vmlinuz-6.1.0 root=UUID=x ro quiet hugepagesz=1G hugepages=1:2";
+
+    it("knows whether the running kernel booted with the pool's arguments, wherever they sit", () => {
+        assert.strictEqual(bootedWith(oneGig(), booted), true);
+        assert.strictEqual(bootedWith(oneGig(), "ro hugepagesz=1G default_hugepagesz=1G hugepages=1:2 quiet"), true);
+        assert.strictEqual(bootedWith(oneGig(), "ro hugepagesz=1G hugepages=1:1"), false, "another count");
+        assert.strictEqual(bootedWith(oneGig(), "ro hugepagesz=2M hugepages=1:2"), false, "another size's count");
+        assert.strictEqual(bootedWith(oneGig(), "ro quiet"), false);
+        assert.strictEqual(rebootRequired(oneGig(), booted), false);
+        assert.strictEqual(rebootRequired(oneGig(), "ro quiet"), true);
+        assert.strictEqual(rebootRequired(oneGig({ persist: false }), "ro quiet"), false, "nothing on the command line to wait for");
+    });
+
+    it("a host that booted with the pool's arguments and still lacks pages is an error naming node, asked and got", () => {
+        const r = shortfallOf(oneGig(), got(0), booted);
+        assert.deepStrictEqual(Object.keys(r), ["error"]);
+        assert.match(r.error!, /^the kernel allocated fewer 1G huge pages than asked \(node 1: asked 2, got 0\), and the host booted with "hugepagesz=1G hugepages=1:2" on its kernel command line: the boot did not deliver them either, so another reboot will not help/);
+        // With allowPartial it is a warning, with the same facts.
+        const partial = shortfallOf(oneGig({ allowPartial: true }), got(1), booted);
+        assert.deepStrictEqual(Object.keys(partial), ["warning"]);
+        assert.match(partial.warning!, /node 1: asked 2, got 1\), and the host booted with .* allowPartial accepts what the kernel gave\.$/);
+    });
+
+    it("before a reboot, the refusal shows the boot-time route for 1G pages; allowPartial warns and says to reboot", () => {
+        const refused = shortfallOf(oneGig(), got(0), "ro quiet");
+        assert.match(refused.error!, /node 1: asked 2, got 0.*set allowPartial: true to accept what the kernel gives\. 1G pages are found reliably only at boot: with allowPartial: true the pool takes what the kernel gives now and, with persist: true, "hugepagesz=1G hugepages=1:2" goes on the kernel command line; then reboot the host to get them all\.$/);
+        const accepted = shortfallOf(oneGig({ allowPartial: true }), got(0), "ro quiet");
+        assert.strictEqual(
+            accepted.warning,
+            `the kernel allocated fewer 1G huge pages than asked (node 1: asked 2, got 0); allowPartial accepts what the kernel gave. "hugepagesz=1G hugepages=1:2" is on the kernel command line: reboot the host to get the rest.`,
+        );
+        assert.deepStrictEqual(shortfallOf(oneGig(), got(2), "ro quiet"), {}, "a full pool is no shortfall");
+        assert.doesNotMatch(shortfallOf(parse({ pageSize: "2M", total: 8 }), {}, "").error!, /boot/, "2M pools are had at run time");
+    });
+});
+
+describe("HugepagePool persistence", function () {
+    this.timeout(20_000);
+
+    it("turning persist off disables and removes the pool's mount unit (the administrator's own stays)", async () => {
+        const etc = fs.mkdtempSync(path.join(os.tmpdir(), "kvmtune-hugepages-persist-"));
+        const bin = fs.mkdtempSync(path.join(os.tmpdir(), "kvmtune-hugepages-bin-"));
+        // Only the private /etc is writable inside the namespace: the stand-in records its calls there.
+        const calls = path.join(etc, "systemctl-calls");
+        fs.writeFileSync(path.join(bin, "systemctl"), `#!/bin/sh\necho "$*" >> /etc/systemctl-calls\n`, { mode: 0o755 });
+        fs.mkdirSync(path.join(etc, "systemd", "system"), { recursive: true });
+        const unit = path.join(etc, "systemd", "system", "dev-hugepages.mount");
+        const owner = "HugepagePool p (kvmtune/test)";
+        const remote = new LocalRemote({ etc, pathFirst: bin });
+        await runScript(remote, persistScript(owner, parse({ pageSize: "2M", nodes: { "0": 8 }, mount: "/dev/hugepages", persist: true })));
+        assert.match(fs.readFileSync(unit, "utf8"), /^# Managed by kvmtune for HugepagePool p/);
+        fs.writeFileSync(calls, "");
+
+        await runScript(remote, persistScript(owner, parse({ pageSize: "2M", nodes: { "0": 8 }, mount: "/dev/hugepages", persist: false })));
+        assert.ok(!fs.existsSync(unit), "the mount unit is still there");
+        assert.ok(fs.readFileSync(calls, "utf8").split("\n").includes("disable dev-hugepages.mount"), fs.readFileSync(calls, "utf8"));
+
+        const mine = "[Mount]\nWhat=hugetlbfs\nWhere=/dev/hugepages\n";
+        fs.writeFileSync(unit, mine);
+        await runScript(remote, persistScript(owner, parse({ pageSize: "2M", nodes: { "0": 8 }, mount: "/dev/hugepages", persist: false })));
+        assert.strictEqual(fs.readFileSync(unit, "utf8"), mine);
+        fs.rmSync(etc, { recursive: true, force: true });
+        fs.rmSync(bin, { recursive: true, force: true });
     });
 });

@@ -5,7 +5,7 @@
 import * as assert from "assert";
 import * as pulumi from "@pulumi/pulumi";
 import { ConnectionInput, KvmHost } from "../../resources";
-import { hugepageShortfalls, overlappingPins, remoteVfs } from "../../resources/kvmHostChecks";
+import { autoPinShortfalls, hugepageShortfalls, overlappingPins, remoteVfs } from "../../resources/kvmHostChecks";
 import { goodConnection } from "../helpers/fixtures";
 
 describe("KvmHost cross-checks", () => {
@@ -16,6 +16,21 @@ describe("KvmHost cross-checks", () => {
         assert.deepStrictEqual(overlappingPins([{ name: "a", cpuPins: [[0, 1]] }, { name: "b", cpuPins: [2, "3"] }]), []);
         // auto pins are the provider's to choose among free CPUs: nothing to compare here.
         assert.deepStrictEqual(overlappingPins([{ name: "a", cpuPins: "auto" }, { name: "b", cpuPins: "auto" }]), []);
+    });
+
+    it("finds auto-pinned guests that cannot all get CPUs of their node, naming them and the guests whose pins hold CPUs", () => {
+        const nodes = [{ id: 0, cpus: [0, 1] }, { id: 1, cpus: [2, 3] }];
+        const auto = (name: string, vcpus: number, numaNode = 1) => ({ name, vcpus, numaNode, cpuPins: "auto" });
+        // The new user's run: two 2-vCPU guests on node 1, which has 2 CPUs.
+        assert.deepStrictEqual(autoPinShortfalls([auto("a", 2), auto("b", 2)], nodes), [
+            "node 1 has 2 CPU(s) (2,3): guests a (2 vCPUs), b (2 vCPUs) with cpuPins auto need 4 CPUs no other guest holds, 2 remain",
+        ]);
+        // Explicit pins of another guest take CPUs from the auto guests.
+        assert.deepStrictEqual(autoPinShortfalls([{ name: "db", vcpus: 1, numaNode: 1, cpuPins: [3] }, auto("a", 2)], nodes), [
+            "node 1 has 2 CPU(s) (2,3), guest db pins 3: guest a (2 vCPUs) with cpuPins auto need 2 CPUs no other guest holds, 1 remain",
+        ]);
+        // Guests that fit, on one node or on two, are no problem.
+        assert.deepStrictEqual(autoPinShortfalls([auto("a", 1), auto("b", 1), auto("c", 2, 0)], nodes), []);
     });
 
     it("finds guests that need more huge page memory on a node than the pools give", () => {
@@ -30,6 +45,12 @@ describe("KvmHost cross-checks", () => {
         assert.deepStrictEqual(hugepageShortfalls(guests, [{ pageSize: "2M", nodes: { "1": 80 } }]), []);
         // No pool of that size at all: every MiB is missing.
         assert.match(hugepageShortfalls([{ name: "g", memoryMiB: 1024, numaNode: 0, hugepages: "1G" }], [])[0], /give 0 MiB/);
+        // `default` is the host's default size: unknown before the facts, then counted as that size.
+        const byDefault = [{ name: "d", memoryMiB: 2048, numaNode: 0, hugepages: "default" }];
+        const twoMeg = [{ pageSize: "2M", nodes: { "0": 1024 } }];
+        assert.deepStrictEqual(hugepageShortfalls(byDefault, twoMeg), []);
+        assert.deepStrictEqual(hugepageShortfalls(byDefault, twoMeg, "2M"), []);
+        assert.deepStrictEqual(hugepageShortfalls(byDefault, twoMeg, "1G"), ["node 0: guests d need 2048 MiB of 1G huge pages, the pools declared for this host give 0 MiB"]);
         // A pool whose size is not known yet (an Output) is left to the provider's own check.
         assert.deepStrictEqual(hugepageShortfalls(guests, [{ pageSize: "2M", nodes: pulumi.output({ "1": 1 }) }]), []);
     });
@@ -52,7 +73,10 @@ describe("KvmHost as a program declares it", function () {
             {
                 newResource: (args) => {
                     declared.push({ type: args.type, name: args.name, inputs: args.inputs });
-                    return { id: `${args.name}-id`, state: args.inputs };
+                    // The host's facts: node 0 with CPUs 0-1, node 1 with CPUs 2-3, 1G default huge pages.
+                    const nodes = [{ id: 0, cpus: [0, 1] }, { id: 1, cpus: [2, 3] }];
+                    const facts = args.name.endsWith("-facts") ? { numaNodes: nodes, facts: { numaNodes: nodes, defaultHugepageSize: "1G" } } : {};
+                    return { id: `${args.name}-id`, state: { ...args.inputs, ...facts } };
                 },
                 call: () => ({}),
             },
@@ -85,6 +109,28 @@ describe("KvmHost as a program declares it", function () {
         assert.strictEqual(sent[SECRET_SIG], "1b47061264138c4ac30d75fd1eb44270");
         assert.strictEqual((sent.value as Record<string, unknown>).host, "127.0.0.1");
         assert.deepStrictEqual(Object.keys(host.guests), ["demo-db"]);
+    });
+
+    it("refuses two auto-pinned guests that cannot both fit their node once the host's CPUs are known, naming both", async () => {
+        const host = new KvmHost("busy", {
+            connection: connection(),
+            guests: [
+                { name: "a", vcpus: 2, memoryMiB: 64, numaNode: 1, cpuPins: "auto" },
+                { name: "b", vcpus: 2, memoryMiB: 64, numaNode: 1 },
+            ],
+        });
+        // Each guest takes its connection through the check: its registration fails with the check's message.
+        for (const g of Object.values(host.guests)) {
+            const urn = (g.urn as unknown as { promise(): Promise<string> }).promise();
+            await assert.rejects(
+                urn,
+                (e: Error) =>
+                    e.message.includes("KvmHost busy: the guests do not fit the host") &&
+                    e.message.includes("node 1 has 2 CPU(s) (2,3): guests a (2 vCPUs), b (2 vCPUs) with cpuPins auto need 4 CPUs no other guest holds, 2 remain"),
+            );
+        }
+        const names = declared.filter((d) => d.name.startsWith("busy-guest")).map((d) => d.name);
+        assert.deepStrictEqual(names, [], "a guest was declared although the auto pins cannot fit");
     });
 
     it("refuses contradicting tuning before declaring anything, listing every problem", () => {

@@ -25,6 +25,7 @@ const facts: HostFactsData = {
     cmdline: "",
     cpusOnline: [0, 1, 2, 3],
     hugepageSizes: ["2M", "1G"],
+    defaultHugepageSize: "2M",
     numaNodes: [
         { id: 0, cpus: [0, 1], memoryMiB: 1496, hugepages: { "2M": { total: 0, free: 0, surplus: 0 } } },
         { id: 1, cpus: [2, 3], memoryMiB: 1512, hugepages: { "2M": { total: 48, free: 48, surplus: 0 } } },
@@ -176,6 +177,15 @@ describe("NumaPinnedGuest checks against the host", () => {
         assert.strictEqual(problems({ memoryMiB: 128 }, host(), { willStart: false }), "");
         assert.match(problems({ numaNode: 0 , cpuPins: [0, 1], emulatorPin: [0] }), /needs 32 free 2M pages on node\(s\) 0, lab2 has 0/);
     });
+    it("hugepages default means the host's default page size (Hugepagesize), not 2M", () => {
+        // 2M by default: 48 free 2M pages on node 1 hold the 64 MiB guest.
+        assert.strictEqual(problems({ hugepages: "default" }), "");
+        // A host booted with default_hugepagesz=1G: the guest's memory comes from the 1G pool, which is empty.
+        const oneGig = host({ facts: { ...facts, defaultHugepageSize: "1G", numaNodes: facts.numaNodes.map((n) => ({ ...n, hugepages: { ...n.hugepages, "1G": { total: 0, free: 0, surplus: 0 } } })) } });
+        assert.match(problems({ hugepages: "default" }, oneGig), /memoryMiB: 64 is not a whole number of lab2's default huge pages \(1G\)/);
+        assert.match(problems({ hugepages: "default", memoryMiB: 1024 }, oneGig), /needs 1 free 1G \(the host's default\) pages on node\(s\) 1, lab2 has 0/);
+        assert.match(problems({ hugepages: "default" }, host({ facts: { ...facts, defaultHugepageSize: null } })), /hugepages: default, but lab2 reports no default huge page size/);
+    });
     it("refuses an emulator pinned off the node of a huge page guest (QEMU cannot preallocate there)", () => {
         assert.match(problems({ emulatorPin: [0, 1] }), /emulatorPin: 0-1 has no CPU of node\(s\) 1/);
         assert.strictEqual(problems({ emulatorPin: [0, 1], hugepages: undefined }), "");
@@ -192,7 +202,7 @@ describe("NumaPinnedGuest auto pins", () => {
         assert.deepStrictEqual(resolvePins(auto, host()), [[3], [2]]);
     });
     it("skips CPUs other guests' vCPUs hold, and says so when too few remain", () => {
-        assert.throws(() => resolvePins(auto, host({ others: [{ name: "o", uuid: "u", vcpuCpus: [2] }] })), /auto needs 2 CPUs of node\(s\) 1 .* lab2 has 1 \(3; held by others: 2\)/);
+        assert.throws(() => resolvePins(auto, host({ others: [{ name: "o", uuid: "u", vcpuCpus: [2] }] })), /auto needs 2 CPUs of node\(s\) 1 .* lab2 has 1 \(3; held by guest o \(2\)\)/);
     });
     it("keeps an earlier choice that is still free", () => {
         assert.deepStrictEqual(resolvePins(auto, host(), [[2], [3]]), [[2], [3]]);

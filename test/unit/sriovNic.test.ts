@@ -17,6 +17,7 @@ import {
     bootScript,
     bootUnit,
     checkPf,
+    claimPf,
     countPlan,
     defaultVf,
     mismatches,
@@ -301,6 +302,22 @@ describe("SriovNic PF read and ownership", () => {
         assert.strictEqual(byAddress.knob, byName.knob, "one PF, one knob");
         assert.deepStrictEqual(byName.files, ["/etc/systemd/system/kvmtune-sriov-enp65s0.service", "/etc/kvmtune/sriov-enp65s0.sh", "/etc/kvmtune/sriov-enp65s0.owner"]);
         assert.match(byName.what, /SR-IOV VFs of enp65s0 \(0000:41:00\.0\)/);
+    });
+
+    it("a create retried after one cut off half-way records the PF as it was before the first attempt, not the half-applied VFs", async function () {
+        this.timeout(20_000);
+        // A private /etc (as root, in a mount namespace) holds the claims.
+        const etc = fs.mkdtempSync(path.join(os.tmpdir(), "kvmtune-sriov-claim-"));
+        const remote = new LocalRemote({ etc });
+        const owner = "SriovNic nic (kvmtune/s1)";
+        const untouched = parsePfState("enp65s0", labPf()) as PfState;
+        const first = await claimPf(remote, owner, untouched);
+        assert.deepStrictEqual(first.original, { numVfs: 2, vfs: untouched.vfs, pfUp: true });
+        // The first attempt enabled 4 VFs and brought the PF down, then the connection was lost.
+        const halfApplied: PfState = { ...untouched, numVfs: 4, adminUp: false, vfs: [...untouched.vfs, defaultVf(2), defaultVf(3)] };
+        const retry = await claimPf(remote, owner, halfApplied);
+        assert.deepStrictEqual(retry.original, first.original, "the retry took the half-applied PF for the original");
+        fs.rmSync(etc, { recursive: true, force: true });
     });
 
     it("refuses more VFs than the PF offers, a NIC without SR-IOV, and a VF as PF", () => {

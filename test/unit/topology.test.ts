@@ -19,6 +19,7 @@ const facts: HostFactsData = {
     cmdline: "",
     cpusOnline: [0, 1, 2, 3],
     hugepageSizes: ["2M", "1G"],
+    defaultHugepageSize: "2M",
     numaNodes: [
         { id: 0, cpus: [0, 1], memoryMiB: 1496, hugepages: { "2M": { total: 64, free: 64, surplus: 0 }, "1G": { total: 0, free: 0, surplus: 0 } } },
         { id: 1, cpus: [2, 3], memoryMiB: 1512, hugepages: { "2M": { total: 64, free: 32, surplus: 0 }, "1G": { total: 0, free: 0, surplus: 0 } } },

@@ -5,7 +5,7 @@
  */
 import * as assert from "assert";
 import { Connection, connectionSchema } from "../../resources/host/connection";
-import { ConnectError, HostKeyMismatchError, RemoteCommandError } from "../../resources/host/errors";
+import { CommandTimeoutError, ConnectError, HostKeyMismatchError, RemoteCommandError } from "../../resources/host/errors";
 import { run } from "../../resources/host/remote";
 import { closeAll, remoteFor } from "../../resources/host/sshPool";
 import { closedPort, FakeSshHost, startFakeSshHost, startSilentPort } from "../helpers/fakeSshHost";
@@ -41,6 +41,28 @@ describe("SSH transport on loopback", function () {
         assert.strictEqual(await run(remoteFor(connection()), "echo pinned"), "pinned\n");
         assert.deepStrictEqual(host.stats, { connections: 1, authAttempts: host.stats.authAttempts, commands: 1 });
         assert.ok(host.stats.authAttempts >= 1);
+    });
+
+    it("a command past its deadline fails naming host, command and timeout, and the connection serves the next commands", async () => {
+        const remote = remoteFor(connection());
+        // As many hung commands as the connection has channels: each must give its channel back.
+        const hung = Array.from({ length: 8 }, (_x, n) => run(remote, `sleep 4; echo late${n}`, { timeoutSeconds: 1 }));
+        for (const [n, p] of hung.entries()) {
+            await assert.rejects(p, (err: Error) => {
+                assert.ok(err instanceof CommandTimeoutError, String(err));
+                assert.strictEqual(
+                    err.message,
+                    `command timed out on root@127.0.0.1:${host.port} after 1 s (its channel was closed; the command may still be running there): sleep 4; echo late${n}`,
+                );
+                return true;
+            });
+        }
+        assert.strictEqual(await run(remote, "echo after"), "after\n");
+        assert.strictEqual(host.stats.connections, 1, "the timed-out commands cost the connection");
+        // The server saw every abandoned channel closed (sshd counts open ones against MaxSessions);
+        // the hung commands themselves run 4 s, so an open channel would still be open now.
+        for (let n = 0; n < 50 && host.openChannels() > 0; n++) await new Promise((r) => setTimeout(r, 20));
+        assert.strictEqual(host.openChannels(), 0, "channels left open on the server");
     });
 
     it("refuses a host presenting another key before sending any credential, naming both keys, without retrying", async () => {

@@ -1,0 +1,86 @@
+/**
+ * Two guests created at once on one host must not take the same CPUs: the guarded "read the other
+ * guests, choose CPUs, define" (resources/libvirt/guestCpus.ts), run through this machine's shell
+ * with `virsh` stood in by a script that records each definition.
+ */
+import * as assert from "assert";
+import * as fs from "fs";
+import * as os from "os";
+import * as path from "path";
+import { defineIfUnchanged, defineWithCpusChosen, readGuestCpusGeneration } from "../../resources/libvirt/guestCpus";
+import { LocalRemote } from "../helpers/localRemote";
+
+/** A host with CPUs 2-5 free for guests, whose `virsh define` appends the definition to a file. */
+function fakeHost() {
+    const root = fs.mkdtempSync(path.join(os.tmpdir(), "kvmtune-guest-cpus-"));
+    const bin = path.join(root, "bin");
+    const defined = path.join(root, "defined");
+    fs.mkdirSync(bin);
+    fs.writeFileSync(defined, "");
+    fs.writeFileSync(path.join(bin, "virsh"), `#!/bin/sh\ncat /dev/stdin >> '${defined}'\n`, { mode: 0o755 });
+    const remote = new LocalRemote({ pathFirst: bin });
+    /** The CPUs each defined guest holds: one line `name:cpu,cpu` per definition. */
+    const guests = async () => {
+        const r = await remote.exec(`cat '${defined}'`);
+        return r.stdout.split("\n").filter(Boolean).map((l) => ({ name: l.split(":")[0], cpus: l.split(":")[1].split(",").map(Number) }));
+    };
+    return { root, dir: path.join(root, "run"), remote, guests };
+}
+
+describe("guest CPUs chosen under the host's guard", function () {
+    this.timeout(30_000);
+
+    it("two guests created at once get distinct CPUs: the one that defined second chose again", async () => {
+        const host = fakeHost();
+        // Both creates read the host before either defines: the race that gave both CPUs 2-3.
+        let arrived = 0;
+        let release!: () => void;
+        const bothRead = new Promise<void>((r) => (release = r));
+        const attempts: Record<string, number> = { a: 0, b: 0 };
+        const create = (name: string) =>
+            defineWithCpusChosen(
+                host.remote,
+                async () => {
+                    const taken = new Set((await host.guests()).flatMap((g) => g.cpus));
+                    attempts[name]++;
+                    if (++arrived === 2) release();
+                    await bothRead;
+                    const pins = [2, 3, 4, 5].filter((c) => !taken.has(c)).slice(0, 2);
+                    return { xml: `${name}:${pins.join(",")}`, result: pins };
+                },
+                { dir: host.dir },
+            );
+        const [a, b] = await Promise.all([create("a"), create("b")]);
+        assert.deepStrictEqual([a, b].flat().sort(), [2, 3, 4, 5], `a got ${a}, b got ${b}`);
+        assert.deepStrictEqual((await host.guests()).map((g) => g.cpus.join(",")).sort(), ["2,3", "4,5"]);
+        assert.strictEqual(attempts.a + attempts.b, 3, "exactly one of them read the host a second time");
+        fs.rmSync(host.root, { recursive: true, force: true });
+    });
+
+    it("refuses a define when another guest was defined since the read, and defines nothing", async () => {
+        const host = fakeHost();
+        const seen = await readGuestCpusGeneration(host.remote, host.dir);
+        assert.strictEqual(await defineIfUnchanged(host.remote, "a:2,3", seen, host.dir), true);
+        assert.strictEqual(await defineIfUnchanged(host.remote, "b:2,3", seen, host.dir), false);
+        assert.deepStrictEqual(await host.guests(), [{ name: "a", cpus: [2, 3] }]);
+        fs.rmSync(host.root, { recursive: true, force: true });
+    });
+
+    it("gives up after reading and choosing again too often, naming the host", async () => {
+        const host = fakeHost();
+        // Another guest is defined between every read and define of this one.
+        let other = 0;
+        const busy = defineWithCpusChosen(
+            host.remote,
+            async () => {
+                const seen = await readGuestCpusGeneration(host.remote, host.dir);
+                await defineIfUnchanged(host.remote, `other${other++}:9`, seen, host.dir);
+                return { xml: "late:2", result: null };
+            },
+            { dir: host.dir, attempts: 3 },
+        );
+        await assert.rejects(busy, /^Error: local: other guests were defined while this one chose its CPUs, 3 times in a row; nothing was defined/);
+        assert.ok(!(await host.guests()).some((g) => g.name === "late"));
+        fs.rmSync(host.root, { recursive: true, force: true });
+    });
+});
