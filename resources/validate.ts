@@ -4,6 +4,7 @@
  */
 import type * as pulumi from "@pulumi/pulumi";
 import type { z } from "zod";
+import { InvalidInputsError } from "./host/errors";
 import { ownerProblem } from "./host/files";
 
 /** Fields whose values must never be echoed back, even in an error. */
@@ -111,7 +112,7 @@ export function closestBranch(issue: Issue, prefix: ReadonlyArray<PropertyKey> =
 /** For code paths that are not `check` (create after a skipped check, read of imported state). */
 export function parseOrThrow<S extends z.ZodType>(schema: S, input: unknown, what: string): z.output<S> {
     const r = validate(schema, input);
-    if (!r.ok) throw new Error(`invalid ${what}:\n  ${r.failures.map((f) => f.reason).join("\n  ")}`);
+    if (!r.ok) throw new InvalidInputsError(`invalid ${what}:\n  ${r.failures.map((f) => f.reason).join("\n  ")}`);
     return r.value;
 }
 

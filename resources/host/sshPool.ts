@@ -76,7 +76,9 @@ class PooledHost implements Remote {
             const ssh = await this.connected();
             this.stats.commands++;
             const r = await ssh.execCommand(wrapped, { stdin: options.stdin, noTrim: true });
-            return { stdout: r.stdout, stderr: r.stderr, code: r.code };
+            // Neither an exit status nor a signal, and the connection is gone: it was cut mid-command.
+            const connectionLost = r.code === null && r.signal === null && !ssh.isConnected();
+            return { stdout: r.stdout, stderr: r.stderr, code: r.code, ...(connectionLost ? { connectionLost } : {}) };
         } catch (err) {
             // A cut connection fails every command on it; forget it so the next command reconnects.
             this.forget();

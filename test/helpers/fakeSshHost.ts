@@ -34,6 +34,7 @@ interface ExecStream {
     stderr: { write(data: string): void };
     on(event: "data", cb: (d: Buffer) => void): void;
     on(event: "end", cb: () => void): void;
+    on(event: "error", cb: () => void): void;
     write(data: string): void;
     exit(code: number): void;
     end(): void;
@@ -47,6 +48,8 @@ interface ServerClient {
     on(event: "session", cb: (accept: () => Session) => void): ServerClient;
     on(event: "error" | "close", cb: () => void): ServerClient;
     end(): void;
+    /** ssh2's socket of this client (not in its API; used to cut without a goodbye). */
+    _sock?: net.Socket;
 }
 interface Ssh2 {
     Server: new (config: { hostKeys: string[] }, onClient: (client: ServerClient) => void) => net.Server;
@@ -63,6 +66,11 @@ export interface FakeSshHost {
     stats: { connections: number; authAttempts: number; commands: number };
     /** Stops listening and cuts every client connection: the host goes away. */
     close(): Promise<void>;
+    /**
+     * Drops every client's TCP connection without an SSH goodbye, as when sshd's session process
+     * is killed or the host loses power: commands running on it never report an exit.
+     */
+    cut(): void;
 }
 
 function listen(server: net.Server, port = 0): Promise<number> {
@@ -106,6 +114,8 @@ export async function startFakeSshHost(opts: FakeSshHostOptions): Promise<FakeSs
                 acceptSession().on("exec", (accept, _reject, info) => {
                     const stream = accept();
                     stats.commands++;
+                    // A command that ends after its connection was cut writes to a closed channel.
+                    stream.on("error", () => undefined);
                     const stdin: Buffer[] = [];
                     stream.on("data", (d) => stdin.push(d));
                     stream.on("end", () => {
@@ -117,7 +127,9 @@ export async function startFakeSshHost(opts: FakeSshHostOptions): Promise<FakeSs
                                 stream.stderr.write(r.stderr);
                                 stream.exit(r.code ?? 255);
                                 stream.end();
-                            });
+                            })
+                            // The channel may be gone (cut): nobody is left to tell.
+                            .catch(() => undefined);
                     });
                 });
             });
@@ -133,6 +145,9 @@ export async function startFakeSshHost(opts: FakeSshHostOptions): Promise<FakeSs
                 server.close(() => resolve());
                 for (const c of clients) c.end();
             }),
+        cut: () => {
+            for (const c of clients) c._sock?.destroy();
+        },
     };
 }
 
