@@ -205,6 +205,21 @@ export interface FakeDiskHost {
     dispose(): Promise<void>;
 }
 
+/**
+ * A whole disk of this machine with a scheduler and a size (an unattached loop device has size 0,
+ * which a read takes for an empty drive): a real disk first, else a loop device in use. Throws
+ * when there is none, so a test that needs a disk fails rather than passes without one.
+ */
+export function diskOfThisMachine(): string {
+    const disk = fs
+        .readdirSync("/sys/block")
+        .filter((d) => /^(?:[sv]d[a-z]+|nvme\d+n\d+|loop\d+)$/.test(d) && fs.existsSync(`/sys/block/${d}/queue/scheduler`))
+        .filter((d) => Number(fs.readFileSync(`/sys/block/${d}/size`, "utf8")) > 0)
+        .sort((a, b) => Number(a.startsWith("loop")) - Number(b.startsWith("loop")) || a.localeCompare(b))[0];
+    if (!disk) throw new Error("this machine has no block device with a scheduler and a size to stand in for a disk (attach a loop device: losetup -f FILE)");
+    return disk;
+}
+
 export async function startFakeDiskHost(clientKey: KeyPair): Promise<FakeDiskHost> {
     const root = fs.mkdtempSync(path.join(os.tmpdir(), "kvmtune-fakehost-"));
     const etc = path.join(root, "etc");
@@ -225,12 +240,7 @@ export async function startFakeDiskHost(clientKey: KeyPair): Promise<FakeDiskHos
     for (const command of ["modprobe", "udevadm", "systemctl", "update-grub"]) {
         fs.writeFileSync(path.join(bin, command), "#!/bin/sh\nexit 0\n", { mode: 0o755 });
     }
-    // Any whole disk with a scheduler: only its name and its place in /sys are used.
-    const disk = fs
-        .readdirSync("/sys/block")
-        .filter((d) => /^(?:[sv]d[a-z]+|nvme\d+n\d+|loop\d+)$/.test(d) && fs.existsSync(`/sys/block/${d}/queue/scheduler`))
-        .sort((a, b) => Number(a.startsWith("loop")) - Number(b.startsWith("loop")) || a.localeCompare(b))[0];
-    if (!disk) throw new Error("this machine has no block device with a scheduler to stand in for a disk");
+    const disk = diskOfThisMachine();
     const remote = new LocalRemote({ etc, binds: [[queue, fs.realpathSync(`/sys/block/${disk}/queue`)]], pathFirst: bin });
     const hostKey = newKeyPair();
     const host: FakeDiskHost = {
