@@ -46,11 +46,6 @@ export class BlockElevator extends pulumi.dynamic.Resource {
     public readonly original!: pulumi.Output<{ scheduler: string; tunables: Record<string, number>; nrRequests: number; readAheadKb: number }>;
 
     constructor(name: string, args: BlockElevatorArgs, opts?: pulumi.CustomResourceOptions) {
-        pulumi.output(args.scheduler).apply((s) => {
-            if (LEGACY[s]) {
-                pulumi.log.warn(`scheduler "${s}" is a single-queue name from before blk-mq; using ${LEGACY[s]}`);
-            }
-        });
         super(
             lazyProvider("kvmtune/providers/blockElevator"),
             name,
@@ -71,5 +66,11 @@ export class BlockElevator extends pulumi.dynamic.Resource {
             "kvmtune",
             "BlockElevator",
         );
+        // On the resource, so the CLI shows it under this elevator rather than the stack.
+        pulumi.output(args.scheduler).apply((s) => {
+            if (LEGACY[s]) {
+                pulumi.log.warn(`scheduler "${s}" is a single-queue name from before blk-mq; using ${LEGACY[s]}`, this);
+            }
+        });
     }
 }

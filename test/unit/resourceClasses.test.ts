@@ -89,6 +89,26 @@ describe("resource classes", function () {
         assert.ok(pulumi.Output.isInstance(host.applied), "applied is an Output");
     });
 
+    it("BlockElevator's warning about a legacy scheduler name is attached to the elevator, not the stack", async () => {
+        const warnings: Array<{ message: string; resource?: pulumi.Resource }> = [];
+        const warn = pulumi.log.warn;
+        pulumi.log.warn = (message: string, resource?: pulumi.Resource) => {
+            warnings.push({ message, resource });
+            return Promise.resolve();
+        };
+        try {
+            const connection = goodConnection() as unknown as ConnectionInput;
+            const elevator = new BlockElevator("legacy", { connection, device: "vdb", scheduler: "deadline" });
+            await (pulumi.output("deadline") as unknown as { promise(): Promise<unknown> }).promise();
+            await new Promise((r) => setImmediate(r));
+            assert.strictEqual(warnings.length, 1, JSON.stringify(warnings.map((w) => w.message)));
+            assert.strictEqual(warnings[0].message, 'scheduler "deadline" is a single-queue name from before blk-mq; using mq-deadline');
+            assert.strictEqual(warnings[0].resource, elevator);
+        } finally {
+            pulumi.log.warn = warn;
+        }
+    });
+
     it("makes the private key a secret even when the program passed plain text", async () => {
         const wrapped = secretConnection(goodConnection() as unknown as ConnectionInput);
         assert.strictEqual(await pulumi.isSecret(pulumi.output(wrapped.privateKey)), true);
