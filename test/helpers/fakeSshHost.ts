@@ -193,6 +193,8 @@ export interface FakeDiskHost {
     ssh: FakeSshHost;
     /** The host's /etc, as a folder here. */
     etc: string;
+    /** Stand-ins for commands, first on the host's PATH: a test may add its own (a fake virsh). */
+    bin: string;
     /** The disk's kernel name, and the folder that stands for its queue. */
     disk: string;
     queue: string;
@@ -246,6 +248,7 @@ export async function startFakeDiskHost(clientKey: KeyPair): Promise<FakeDiskHos
     const host: FakeDiskHost = {
         ssh: await startFakeSshHost({ clientKey, remote, hostKey }),
         etc,
+        bin,
         disk,
         queue,
         resetQueue,
