@@ -222,7 +222,11 @@ export function diskOfThisMachine(): string {
     return disk;
 }
 
-export async function startFakeDiskHost(clientKey: KeyPair): Promise<FakeDiskHost> {
+/**
+ * `binds`: more folders laid over paths of this machine inside the host's namespace, [folder, path]
+ * (a fake SR-IOV PF over a real PCI device's sysfs folder).
+ */
+export async function startFakeDiskHost(clientKey: KeyPair, options: { binds?: ReadonlyArray<readonly [string, string]> } = {}): Promise<FakeDiskHost> {
     const root = fs.mkdtempSync(path.join(os.tmpdir(), "kvmtune-fakehost-"));
     const etc = path.join(root, "etc");
     const queue = path.join(root, "queue");
@@ -243,7 +247,7 @@ export async function startFakeDiskHost(clientKey: KeyPair): Promise<FakeDiskHos
         fs.writeFileSync(path.join(bin, command), "#!/bin/sh\nexit 0\n", { mode: 0o755 });
     }
     const disk = diskOfThisMachine();
-    const remote = new LocalRemote({ etc, binds: [[queue, fs.realpathSync(`/sys/block/${disk}/queue`)]], pathFirst: bin });
+    const remote = new LocalRemote({ etc, binds: [[queue, fs.realpathSync(`/sys/block/${disk}/queue`)], ...(options.binds ?? [])], pathFirst: bin });
     const hostKey = newKeyPair();
     const host: FakeDiskHost = {
         ssh: await startFakeSshHost({ clientKey, remote, hostKey }),

@@ -3,9 +3,9 @@
  * `pulumi refresh` and `preview --refresh` call once per resource) runs against a loopback SSH host
  * that counts the commands it is sent; each read must send at most one. And a read that finds what
  * it manages returns it whole: a read that threw or said "gone" would count commands and prove
- * nothing, so each provider but SriovNic (its PF would need a fake SR-IOV device in sysfs) also
- * reads something the fake host has (its disk, its huge page pools, a domain and a network a
- * fake virsh answers for) and the props it returns are checked.
+ * nothing, so each provider also reads something the fake host has (its disk, its huge page
+ * pools, a domain and a network a fake virsh answers for, a fake SR-IOV PF laid over a real PCI
+ * device's sysfs folder) and the props it returns are checked.
  */
 import * as assert from "assert";
 import * as fs from "fs";
@@ -15,6 +15,7 @@ import { closeAll } from "../../resources/host/sshPool";
 import { numaPinnedGuestSchema, wantedSpec } from "../../resources/providers/numaPinnedGuest";
 import { vhostNetworkSchema, wantedNetwork } from "../../resources/providers/vhostNetwork";
 import { FakeLibvirt, installFakeVirsh } from "../helpers/fakeLibvirt";
+import { FakeSriovPf, makeFakeSriovPf } from "../helpers/fakeSriovPf";
 import { FakeDiskHost, startFakeDiskHost } from "../helpers/fakeSshHost";
 import { throwawayKey } from "../helpers/fixtures";
 import { PROVIDER_CASES } from "../helpers/providerCases";
@@ -50,15 +51,24 @@ describe("every provider's read is at most one round trip", function () {
     const key = throwawayKey();
     let host: FakeDiskHost;
     let virsh: FakeLibvirt;
+    let pf: FakeSriovPf;
+    /** VF 0 as SriovNic sets it, VF 1 as the kernel leaves it; as `ip -j link show` prints them. */
+    const IP_VFS = [
+        { vf: 0, address: "52:54:00:aa:bb:01", vlan_list: [{ vlan: 100, qos: 2 }], spoofchk: true, trust: true, link_state: "auto", rate: { max_tx: 100 } },
+        { vf: 1, address: "00:00:00:00:00:00", vlan_list: [{}], spoofchk: true, trust: false, link_state: "auto", rate: { max_tx: 0 } },
+    ];
     const connection = () => ({ host: "127.0.0.1", port: host.ssh.port, user: "root", privateKey: key.privateKey, hostKey: host.ssh.hostKey });
 
     before(async () => {
-        host = await startFakeDiskHost(key);
+        pf = makeFakeSriovPf(IP_VFS);
+        host = await startFakeDiskHost(key, { binds: [pf.bind] });
         virsh = installFakeVirsh(host.bin);
+        pf.installIp(host.bin);
     });
     after(async () => {
         closeAll();
         await host?.dispose();
+        pf?.dispose();
     });
 
     for (const [name, c] of Object.entries(PROVIDER_CASES)) {
@@ -150,5 +160,30 @@ describe("every provider's read is at most one round trip", function () {
         const drift = r.props.drift as string[];
         assert.ok(drift.includes("bridge kvbr0 is missing from the host"), drift.join("; "));
         assert.ok(drift.includes("uplink kvdummy0 is gone"), drift.join("; "));
+    });
+
+    it("SriovNic's read of a PF with VFs returns the PF, its VFs and their settings as the host has them", async () => {
+        const provider = providerOf("sriovNic");
+        const vf0 = { vf: 0, mac: "52:54:00:aa:bb:01", vlan: 100, qos: 2, spoofchk: true, trust: true, linkState: "auto", maxTxRateMbps: 100 };
+        const checked = await provider.check({}, { connection: connection(), pf: pf.pciAddress, numVfs: 2, vfs: [vf0], persist: false });
+        assert.strictEqual(checked.failures, undefined, JSON.stringify(checked.failures));
+        const original = { numVfs: 0, vfs: [], pfUp: true };
+        const r = (await provider.read(`fakehost/${pf.pciAddress}`, { ...checked.inputs!, original })) as ReadResult;
+        assert.strictEqual(r.id, `fakehost/${pf.pciAddress}`);
+        assert.strictEqual(r.props.pfName, pf.netdev);
+        assert.strictEqual(r.props.pfPciAddress, pf.pciAddress);
+        assert.strictEqual(r.props.totalVfs, 7);
+        assert.strictEqual(r.props.numaNode, 0);
+        assert.strictEqual(r.props.numVfs, 2);
+        // The listed VF as the host has it; VF 1 has the kernel's defaults, so it is no drift.
+        assert.deepStrictEqual(r.props.vfs, [vf0]);
+        assert.deepStrictEqual(
+            (r.props.vfDevices as Array<{ vf: number; pciAddress: string }>).map((d) => [d.vf, d.pciAddress]),
+            [
+                [0, "0000:41:10.0"],
+                [1, "0000:41:10.1"],
+            ],
+        );
+        assert.deepStrictEqual(r.props.original, original);
     });
 });
