@@ -4,7 +4,7 @@
  */
 import * as fs from "fs";
 import { z } from "zod";
-import { describeIssue } from "../resources/validate";
+import { configPath, describeIssue } from "../resources/validate";
 import { Tuning, tuningProblems, tuningSchema } from "./tuning";
 
 const hostSchema = z
@@ -40,10 +40,9 @@ export function parseFleet(raw: unknown, namespace = "kvmtune"): z.output<typeof
     const r = fleetSchema.safeParse(raw);
     if (r.success) return r.data;
     const lines = r.error.issues.map((i) => {
-        const path = i.path.map((k) => (typeof k === "number" ? `[${k}]` : `.${String(k)}`)).join("").replace(/^\./, "");
         // describeIssue names the value and what is allowed, and never echoes a key.
-        const { reason } = describeIssue(i, raw);
-        return `  ${namespace}:${path}${reason.slice(reason.indexOf(":"))}`;
+        const { path, detail } = describeIssue(i, raw);
+        return `  ${namespace}:${configPath(path)}: ${detail}`;
     });
     throw new Error(`invalid stack config:\n${lines.join("\n")}`);
 }

@@ -9,7 +9,7 @@ import { hugepagePoolSchema } from "../resources/providers/hugepagePool";
 import { numaPinnedGuestSchema } from "../resources/providers/numaPinnedGuest";
 import { sriovNicSchema } from "../resources/providers/sriovNic";
 import { vhostNetworkSchema } from "../resources/providers/vhostNetwork";
-import { validate } from "../resources/validate";
+import { configPath, validate } from "../resources/validate";
 
 /** Per kind of tuning: the provider's schema (which also wants the host's connection). */
 export const TUNING_KINDS = {
@@ -31,7 +31,7 @@ export const tuningSchema = z
     .strict();
 
 /**
- * Problems of one host's tuning, each as `<path>.<kind>[j].<field>: got ...; why`. The connection
+ * Problems of one host's tuning, each as `<path>.<kind>[j].<field>[k]: got ...; why`. The connection
  * is the host's own, so a schema that checks it sees a valid one and only the item is judged.
  */
 export function tuningProblems(tuning: Tuning, connection: Record<string, unknown>, path: string): string[] {
@@ -43,7 +43,7 @@ export function tuningProblems(tuning: Tuning, connection: Record<string, unknow
                 return;
             }
             const r = validate(TUNING_KINDS[kind], { ...raw, connection });
-            if (!r.ok) for (const f of r.failures) problems.push(`${path}.${kind}[${j}].${f.reason}`);
+            if (!r.ok) for (const f of r.failures) problems.push(`${configPath(f.path, `${path}.${kind}[${j}]`)}: ${f.detail}`);
         });
     }
     return problems;

@@ -27,6 +27,8 @@ prepare() {
   client_key
   # The host's SSH identity is made here, once, and kept across reset: clients pin its fingerprint.
   [ -f "$DIR/ssh_host_ed25519_key" ] || ssh-keygen -q -t ed25519 -N '' -C "root@$NAME" -f "$DIR/ssh_host_ed25519_key"
+  # Pinned at once, so `wait` can check it without `lab.sh up` having run on this state folder.
+  write_known_hosts
   cp "$DIR/ssh_host_ed25519_key" "$DIR/fw/ssh_host_ed25519_key"
   cp "$DIR/ssh_host_ed25519_key.pub" "$DIR/fw/ssh_host_ed25519_key.pub"
   cp "$SSH_KEY.pub" "$DIR/fw/authorized_keys"
@@ -130,13 +132,18 @@ fresh() {
 # the console), or sshd never sends its banner. A QMP system_reset is not enough (the next boot
 # stalled the same way in CI): a new QEMU process boots as the first one did. The lab is a
 # fixture, not the thing under test: power-cycle it as a BMC would, and wait once more.
+# A refused host key (wait_ssh returns 3) is not a hung host: it is reported, not power-cycled.
 wait_or_reset() {
-  wait_ssh "$NAME" "$BOOT_TIMEOUT" "$OLD_BOOT_ID" && return 0
+  local rc=0
+  wait_ssh "$NAME" "$BOOT_TIMEOUT" "$OLD_BOOT_ID" || rc=$?
+  [ "$rc" = 0 ] && return 0
+  [ "$rc" = 3 ] && die "$NAME answers, but SSH refuses its host key: run 'lab/host.sh prepare $NAME' to write $KNOWN_HOSTS from the host's key, then wait again"
   [ -n "$(host_pid "$NAME")" ] || die "$NAME: qemu is not running"
   log "$NAME: power-cycling the machine (a new QEMU process)"
   stop
   start
-  wait_ssh "$NAME" "$BOOT_TIMEOUT" "$OLD_BOOT_ID" || die "$NAME: no SSH after a power cycle either"
+  rc=0; wait_ssh "$NAME" "$BOOT_TIMEOUT" "$OLD_BOOT_ID" || rc=$?
+  [ "$rc" = 0 ] || die "$NAME: no SSH after a power cycle either (see SSH's error above)"
 }
 
 case "$cmd" in

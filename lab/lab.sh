@@ -13,17 +13,10 @@ usage() { sed -n '2,8s/^# \{0,1\}//p' "${BASH_SOURCE[0]}"; exit "${1:-0}"; }
 
 running_hosts() { local h; for h in $(known_hosts_list); do [ -n "$(host_pid "$h")" ] && echo "$h"; done; return 0; }
 
-# known_hosts with each host's pinned key, and the inventory of the running hosts.
+# known_hosts with each host's pinned key (lib.sh), and the inventory of the running hosts.
 write_client_files() {
-  local h i pub fp first=1 tmp
-  mkdir -p "$STATE"
-  tmp="$(mktemp "$STATE/.known_hosts.XXXXXX")"
-  for h in $(known_hosts_list); do
-    [ -f "$(host_dir "$h")/ssh_host_ed25519_key.pub" ] || continue
-    i="$(host_index "$h")"
-    printf '[127.0.0.1]:%d %s\n' "$(host_port "$i")" "$(cut -d' ' -f1,2 "$(host_dir "$h")/ssh_host_ed25519_key.pub")" >>"$tmp"
-  done
-  mv "$tmp" "$KNOWN_HOSTS"; chmod 644 "$KNOWN_HOSTS"
+  local h i fp first=1 tmp
+  write_known_hosts
   tmp="$(mktemp "$STATE/.inventory.XXXXXX")"
   {
     printf '{\n  "knownHostsPath": "%s",\n  "hosts": [' "$KNOWN_HOSTS"

@@ -52,6 +52,23 @@ ssh_opts() { # NAME
     -o BatchMode=yes -o ConnectTimeout=10 -o ServerAliveInterval=5 -o ServerAliveCountMax=6 \
     -o LogLevel=ERROR
 }
+# known_hosts with each prepared host's pinned key ([127.0.0.1]:PORT lines). Written where a host's
+# key is made (host.sh prepare), so `host.sh wait` works with a state folder `lab.sh up` never saw.
+# Hosts are prepared side by side: the lock keeps one writer's older view from replacing another's.
+write_known_hosts() {
+  local h tmp
+  mkdir -p "$STATE"
+  (
+    flock 9
+    tmp="$(mktemp "$STATE/.known_hosts.XXXXXX")"
+    for h in $(known_hosts_list); do
+      [ -f "$(host_dir "$h")/ssh_host_ed25519_key.pub" ] || continue
+      printf '[127.0.0.1]:%d %s\n' "$(host_port "$(host_index "$h")")" "$(cut -d' ' -f1,2 "$(host_dir "$h")/ssh_host_ed25519_key.pub")" >>"$tmp"
+    done
+    chmod 644 "$tmp"; mv "$tmp" "$KNOWN_HOSTS"
+  ) 9>"$STATE/.known_hosts.lock"
+}
+
 lab_ssh() { # NAME [command...]
   local name="$1"; shift
   local -a opts; mapfile -t opts < <(ssh_opts "$name")
@@ -59,8 +76,17 @@ lab_ssh() { # NAME [command...]
 }
 
 # Wait until NAME answers SSH (and, if given, with a boot id other than OLD_BOOT_ID).
-wait_ssh() { # NAME TIMEOUT [OLD_BOOT_ID]   returns 1 on timeout, 2 when the guest's kernel is stuck
-  local name="$1" timeout="$2" old="${3:-}" start now id pid stalls
+# Returns 1 on timeout, 2 when the guest's kernel is stuck, 3 when SSH refuses the host's key (the
+# host is up and answering: waiting longer or power-cycling it cannot help). On failure SSH's own
+# error, the stderr of the last attempt, is shown.
+wait_ssh() { # NAME TIMEOUT [OLD_BOOT_ID]
+  local err rc=0; err="$(mktemp)"
+  wait_ssh_noting_errors "$err" "$@" || rc=$?
+  rm -f "$err"
+  return "$rc"
+}
+wait_ssh_noting_errors() { # STDERR_FILE NAME TIMEOUT [OLD_BOOT_ID]
+  local err="$1" name="$2" timeout="$3" old="${4:-}" start now id pid stalls
   local -a opts; mapfile -t opts < <(ssh_opts "$name")
   local console; console="$(host_dir "$name")/console.log"
   local from; from=$(($(stat -c %s "$console" 2>/dev/null || echo 0) + 1))
@@ -72,10 +98,15 @@ wait_ssh() { # NAME TIMEOUT [OLD_BOOT_ID]   returns 1 on timeout, 2 when the gue
       log "$name: qemu is not running; last console lines:"; tail -n 20 "$console" >&2 || true
       return 1
     fi
-    if id="$(timeout 30 ssh "${opts[@]}" root@127.0.0.1 cat /proc/sys/kernel/random/boot_id 2>/dev/null)" \
+    if id="$(timeout 30 ssh "${opts[@]}" root@127.0.0.1 cat /proc/sys/kernel/random/boot_id 2>"$err")" \
        && [ -n "$id" ] && [ "$id" != "$old" ]; then
       log "$name: SSH answers after $(($(date +%s) - start)) s"
       return 0
+    fi
+    if grep -q 'Host key verification failed' "$err"; then
+      log "$name: SSH refused the host's key (known_hosts: $KNOWN_HOSTS; the host's key: $(host_dir "$name")/ssh_host_ed25519_key.pub). SSH said:"
+      sed 's/^/  /' "$err" >&2
+      return 3
     fi
     # A TCG guest whose vCPU never wakes from HLT reports an RCU stall every ~21 s and never gets
     # further: after four reports it is not coming up by itself.
@@ -86,6 +117,7 @@ wait_ssh() { # NAME TIMEOUT [OLD_BOOT_ID]   returns 1 on timeout, 2 when the gue
     fi
     if [ $((now - start)) -ge "$timeout" ]; then
       log "$name: no SSH after $timeout s; last console lines:"; tail -n 20 "$console" >&2 || true
+      log "$name: the last SSH attempt said:"; if [ -s "$err" ]; then sed 's/^/  /' "$err" >&2; else echo "  (nothing: it timed out)" >&2; fi
       return 1
     fi
     sleep 3

@@ -48,11 +48,6 @@ export class BlockElevator extends pulumi.dynamic.Resource {
     public readonly drift!: pulumi.Output<string[]>;
 
     constructor(name: string, args: BlockElevatorArgs, opts?: pulumi.CustomResourceOptions) {
-        pulumi.output(args.scheduler).apply((s) => {
-            if (LEGACY[s]) {
-                pulumi.log.warn(`scheduler "${s}" is a single-queue name from before blk-mq; using ${LEGACY[s]}`);
-            }
-        });
         super(
             lazyProvider("kvmtune/providers/blockElevator"),
             name,
@@ -74,5 +69,11 @@ export class BlockElevator extends pulumi.dynamic.Resource {
             "kvmtune",
             "BlockElevator",
         );
+        // On the resource, so the CLI shows it under this elevator rather than the stack.
+        pulumi.output(args.scheduler).apply((s) => {
+            if (LEGACY[s]) {
+                pulumi.log.warn(`scheduler "${s}" is a single-queue name from before blk-mq; using ${LEGACY[s]}`, this);
+            }
+        });
     }
 }

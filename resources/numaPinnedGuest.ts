@@ -103,6 +103,8 @@ export class NumaPinnedGuest extends pulumi.dynamic.Resource {
     public readonly owned!: pulumi.Output<boolean>;
     /** The guest was adopted (the `adopt` input) rather than defined by this resource. */
     public readonly adopted!: pulumi.Output<boolean>;
+    /** Per interface: the PCI address of the VF it holds (hostdevVf interfaces); null for the others. */
+    public readonly vfAddresses!: pulumi.Output<Array<string | null>>;
     /** Per interface: what it took from its network's guest defaults (a VhostNetwork's queues, ring sizes); null: nothing. */
     public readonly interfaceDefaults!: pulumi.Output<Array<{ queues?: number; rxQueueSize?: number; txQueueSize?: number } | null>>;
 

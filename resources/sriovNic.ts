@@ -97,12 +97,16 @@ export class SriovNic extends pulumi.dynamic.Resource {
                 totalVfs: undefined,
                 vfDevices: undefined,
                 original: undefined,
-                networkName: undefined,
+                // Asked for only with a network: a declared output shows in every preview as
+                // `+ networkName: [unknown]`, which promised a network nobody configured.
+                ...(args.libvirtNetwork !== undefined ? { networkName: undefined } : {}),
                 bootUnit: undefined,
             },
             opts,
             "kvmtune",
             "SriovNic",
         );
+        // Without a network, still an Output (of undefined), so a program can read it either way.
+        if (args.libvirtNetwork === undefined) this.networkName = pulumi.output(undefined);
     }
 }

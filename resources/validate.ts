@@ -4,6 +4,7 @@
  */
 import type * as pulumi from "@pulumi/pulumi";
 import type { z } from "zod";
+import { InvalidInputsError } from "./host/errors";
 import { ownerProblem } from "./host/files";
 
 /** Fields whose values must never be echoed back, even in an error. */
@@ -50,19 +51,41 @@ function show(value: unknown): string {
 export interface Failure extends pulumi.dynamic.CheckFailure {
     /** The value at the failing path is not known yet (preview): not a real failure. */
     unknown?: boolean;
+    /** The failing field's path, for callers that spell it their own way (stack config). */
+    path: PropertyKey[];
+    /** The reason without the property in front: `got 0; ...`. */
+    detail: string;
+}
+
+/**
+ * A path as stack config spells it, one form throughout: `hosts[0].tuning.guests[1].vcpus`, after
+ * `prefix` when given (`kvmtune:hosts[0].tuning.guests[1]` + `cpuPins.0` = `...guests[1].cpuPins[0]`).
+ */
+export function configPath(path: ReadonlyArray<PropertyKey>, prefix = ""): string {
+    return path.reduce<string>((p, k) => (typeof k === "number" ? `${p}[${k}]` : p === "" ? String(k) : `${p}.${String(k)}`), prefix);
 }
 
 export function describeIssue(issue: z.core.$ZodIssue, input: unknown): Failure {
-    const property = scrubKeys(issue.path.map(String).join(".") || "(inputs)");
+    // A bad key of a record (`nodes: { node0: 8 }`) is the record's problem: name the key and the rule for keys.
+    if (issue.code === "invalid_key") {
+        const path = issue.path.slice(0, -1);
+        const key = String(issue.path[issue.path.length - 1]);
+        const rule = [...new Set(issue.issues.map((i) => i.message))].join("; ");
+        return failure(path, scrubKeys(`got the key ${JSON.stringify(key)}; every key ${rule}`));
+    }
     const secret = issue.path.some((k) => typeof k === "string" && SECRET_FIELD.test(k));
     const value = valueAt(input, issue.path);
     const unknown = containsUnknown(value) || issue.path.length === 0 && containsUnknown(input);
     const given = secret ? "a value" : show(value);
     // Unknown keys are reported once for the object; name them so a typo is easy to spot.
-    if (issue.code === "unrecognized_keys") {
-        return { property, reason: scrubKeys(`${property}: unknown field(s) ${issue.keys.join(", ")}`) };
-    }
-    return { property, reason: scrubKeys(`${property}: got ${given}; ${issue.message}`), ...(unknown ? { unknown } : {}) };
+    if (issue.code === "unrecognized_keys") return failure(issue.path, `unknown field(s) ${issue.keys.join(", ")}`);
+    return { ...failure(issue.path, `got ${given}; ${issue.message}`), ...(unknown ? { unknown } : {}) };
+}
+
+function failure(path: PropertyKey[], detail: string): Failure {
+    const property = scrubKeys(path.map(String).join(".") || "(inputs)");
+    const scrubbed = scrubKeys(detail);
+    return { property, reason: `${property}: ${scrubbed}`, path, detail: scrubbed };
 }
 
 /** Validates inputs: the parsed value (defaults filled in) or one failure per issue. */
@@ -72,22 +95,24 @@ export function validate<S extends z.ZodType>(
 ): { ok: true; value: z.output<S> } | { ok: false; failures: Failure[] } {
     const result = schema.safeParse(input);
     if (result.success) return { ok: true, value: result.data };
-    return { ok: false, failures: result.error.issues.flatMap((i) => closestBranch(i)).map((i) => describeIssue(i, input)) };
+    return { ok: false, failures: result.error.issues.flatMap((i) => closestBranch(i, input)).map((i) => describeIssue(i, input)) };
 }
 
 type Issue = z.core.$ZodIssue;
 
 /**
  * A value that fits no form of a union (a NIC given as `{network}` or `{hostdevVf}`, a CPU set as
- * a number, a list or a string) fails as one issue at the union, "Invalid input". Report instead
- * what the closest form says, with its full path (`interfaces.0.hostdevVf.vf: expected number`):
- * the form without unknown keys at the union's level, with the fewest issues, deepest, in which
- * the value at least had the right type. Forms that come equally close are named together.
+ * a number, a list or a string) fails as one issue at the union, "Invalid input". When one form
+ * comes clearly closest, report what it says with its full path
+ * (`interfaces.0.hostdevVf.vf: expected number`): the form without unknown keys at the union's
+ * level, with the fewest issues, deepest, in which the value at least had the right type. When
+ * none does (forms tie, or the value is wrong for every form at the union itself, as `cpuPins: 5`),
+ * say every allowed form: the union's own message if it has one, else each form's.
  */
-export function closestBranch(issue: Issue, prefix: ReadonlyArray<PropertyKey> = []): Issue[] {
+export function closestBranch(issue: Issue, input: unknown, prefix: ReadonlyArray<PropertyKey> = []): Issue[] {
     const path = [...prefix, ...issue.path];
     if (issue.code !== "invalid_union" || issue.errors.length === 0) return [{ ...issue, path } as Issue];
-    const branches = issue.errors.map((b) => b.flatMap((i) => closestBranch(i, path)));
+    const branches = issue.errors.map((b) => b.flatMap((i) => closestBranch(i, input, path)));
     const score = (b: Issue[]) => [
         b.filter((i) => i.code === "unrecognized_keys" && i.path.length === path.length).length,
         b.length,
@@ -100,18 +125,33 @@ export function closestBranch(issue: Issue, prefix: ReadonlyArray<PropertyKey> =
     };
     const ranked = branches.map((b) => ({ b, s: score(b) })).sort((x, y) => cmp(x.s, y.s));
     const best = ranked.filter((r) => cmp(r.s, ranked[0].s) === 0).map((r) => r.b);
-    if (best.length === 1) return best[0];
-    // Equally close forms: one issue at the union naming what each wanted.
-    const tied = best.flat();
-    const messages = [...new Set(tied.map((i) => i.message))];
-    const code = tied.every((i) => i.code === tied[0].code) ? tied[0].code : issue.code;
-    return [{ ...issue, code, path, message: messages.join("; or ") } as Issue];
+    // A form the value got into says more than a list of forms: one that found fault with a value
+    // that is there (`{network: 5}`), or an object all of whose keys it knows (`{pf: "eth0"}`).
+    const value = valueAt(input, path);
+    const gotIn =
+        best[0].some((i) => i.path.length > path.length && valueAt(input, i.path) !== undefined) ||
+        (isObject(value) && Object.keys(value).length > 0 && best[0].every((i) => i.path.length > path.length));
+    if (best.length === 1 && gotIn) return best[0];
+    return [{ ...issue, code: "invalid_union", path, message: everyForm(issue, branches) } as Issue];
+}
+
+function isObject(v: unknown): v is Record<string, unknown> {
+    return v !== null && typeof v === "object" && !Array.isArray(v);
+}
+
+/** zod's own message for a union that was given none. */
+const DEFAULT_UNION_MESSAGE = "Invalid input";
+
+/** Every allowed form: the union's own message (`z.union([...], { error })`), else each form's messages. */
+function everyForm(issue: Extract<Issue, { code: "invalid_union" }>, branches: Issue[][]): string {
+    if (issue.message && issue.message !== DEFAULT_UNION_MESSAGE) return issue.message;
+    return [...new Set(branches.map((b) => b.map((i) => i.message).join(", ")))].join("; or ");
 }
 
 /** For code paths that are not `check` (create after a skipped check, read of imported state). */
 export function parseOrThrow<S extends z.ZodType>(schema: S, input: unknown, what: string): z.output<S> {
     const r = validate(schema, input);
-    if (!r.ok) throw new Error(`invalid ${what}:\n  ${r.failures.map((f) => f.reason).join("\n  ")}`);
+    if (!r.ok) throw new InvalidInputsError(`invalid ${what}:\n  ${r.failures.map((f) => f.reason).join("\n  ")}`);
     return r.value;
 }
 
@@ -146,7 +186,7 @@ export function checkInputs(schema: z.ZodObject, news: Record<string, unknown>):
 function checkOwner(owner: unknown): Failure | null {
     if (owner === undefined) return null;
     const problem = typeof owner === "string" ? ownerProblem(owner) : "the owner label must be a string";
-    return problem ? { property: "owner", reason: scrubKeys(`owner: got ${show(owner)}; ${problem}`) } : null;
+    return problem ? failure(["owner"], `got ${show(owner)}; ${problem}`) : null;
 }
 
 /** Props that are not user inputs: the serialized provider, the owner label, the change plan. */

@@ -23,7 +23,7 @@
 import { atomicWriteScript, headerLine, managedHeader, ownerOf, ownerProblem, removeFileScript } from "./files";
 import { shellQuote } from "./quote";
 import { Remote, wholeScript } from "./remote";
-import { RemoteCommandError } from "./errors";
+import { KvmtuneError, RemoteCommandError } from "./errors";
 import { warnUser } from "./warn";
 
 export const CLAIMS_DIR = "/etc/kvmtune/claims";
@@ -73,7 +73,7 @@ export interface ClaimRecord {
 }
 
 /** The knob belongs to another resource, or a file of it was not written by kvmtune. */
-export class ClaimError extends Error {
+export class ClaimError extends KvmtuneError {
     constructor(
         public readonly host: string,
         public readonly knob: string,

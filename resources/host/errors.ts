@@ -12,7 +12,24 @@ function excerpt(text: string, max = COMMAND_EXCERPT): string {
     return t.length <= max ? t : t.slice(0, max) + ` … (${t.length - max} more characters)`;
 }
 
-export class RemoteCommandError extends Error {
+/**
+ * The base of kvmtune's errors: their message already says what went wrong where and what to do,
+ * so a Node.js stack trace adds nothing for a user. Pulumi's dynamic provider host prints a failed
+ * check, diff, read or delete as `${err}: ${err.stack}` (node_modules/@pulumi/pulumi/cmd/
+ * dynamic-provider/index.js), and `err.stack` starts with the message again: a refresh of a host
+ * that is down showed the message twice and a stack. With an empty stack that prints one line,
+ * `ConnectError: cannot connect to ...: `; its uncaught-error handler prints `err.stack ||
+ * err.message`: the message. `toString` stays `Name: message`, which messages and assertions use.
+ */
+export class KvmtuneError extends Error {
+    constructor(message: string) {
+        super(message);
+        // Writable, so a test runner or a wrapper can still put a stack on it.
+        Object.defineProperty(this, "stack", { value: "", writable: true, configurable: true });
+    }
+}
+
+export class RemoteCommandError extends KvmtuneError {
     constructor(
         public readonly host: string,
         public readonly command: string,
@@ -28,7 +45,7 @@ export class RemoteCommandError extends Error {
     }
 }
 
-export class HostKeyMismatchError extends Error {
+export class HostKeyMismatchError extends KvmtuneError {
     constructor(
         public readonly host: string,
         public readonly expected: string,
@@ -50,7 +67,7 @@ export interface AttemptWindow {
     untilMs: number;
 }
 
-export class ConnectError extends Error {
+export class ConnectError extends KvmtuneError {
     constructor(
         public readonly host: string,
         public readonly attempts: number,
@@ -70,7 +87,7 @@ export class ConnectError extends Error {
 }
 
 /** A command that ran past its deadline: its channel was closed, the connection stays usable. */
-export class CommandTimeoutError extends Error {
+export class CommandTimeoutError extends KvmtuneError {
     constructor(
         public readonly host: string,
         public readonly command: string,
@@ -80,5 +97,43 @@ export class CommandTimeoutError extends Error {
             `command timed out on ${host} after ${timeoutSeconds} s (its channel was closed; the command may still be running there): ${excerpt(command)}`,
         );
         this.name = "CommandTimeoutError";
+    }
+}
+
+/**
+ * The SSH connection went away while a command ran (the host rebooted or crashed, a network cut,
+ * sshd restarted): not a failed command, and its output says nothing. Whether the step finished on
+ * the host is unknown; running `pulumi up` again is safe, since kvmtune reads the host first and
+ * its claims on the host keep what it recorded before changing anything.
+ */
+export class ConnectionLostError extends KvmtuneError {
+    constructor(
+        public readonly host: string,
+        /** The step by its first line: a whole script would bury the news. */
+        public readonly step: string,
+    ) {
+        super(
+            `the connection to ${host} was lost during the step \`${step}\`; it may or may not have finished on the host. ` +
+                `Run \`pulumi up\` again once ${host} answers SSH: kvmtune reads the host first and resumes from its claims (the values it recorded before changing anything).`,
+        );
+        this.name = "ConnectionLostError";
+    }
+}
+
+/** A command or script by its first line that says something, for messages: at most `max` characters. */
+export function stepOf(command: string, max = 100): string {
+    const lines = command.split("\n").map((l) => l.trim());
+    // Scripts are sent as `{ :` ... `}` (remote.ts wholeScript): the grouping lines say nothing.
+    const first = lines.find((l) => l !== "" && l !== "{ :" && l !== "}" && !/^set -[a-z]+$/.test(l)) ?? command.trim();
+    const more = lines.filter((l) => l !== "").length > 1;
+    const text = first.length > max ? first.slice(0, max - 1) + "…" : first;
+    return more ? `${text} …` : text;
+}
+
+/** Inputs or state that do not fit the schema outside `check` (create after a skipped check, state written by hand). */
+export class InvalidInputsError extends KvmtuneError {
+    constructor(message: string) {
+        super(message);
+        this.name = "InvalidInputsError";
     }
 }

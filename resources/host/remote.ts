@@ -2,7 +2,7 @@
  * What resources need from a host: run a command, get its output. The SSH pool implements it; so
  * does a local shell (tests run the same scripts on this machine to check the parsers).
  */
-import { RemoteCommandError } from "./errors";
+import { ConnectionLostError, RemoteCommandError, stepOf } from "./errors";
 
 export interface ExecOptions {
     /** Fed to the command's standard input (how scripts are sent: no length limit, no quoting). */
@@ -40,6 +40,8 @@ export interface ExecResult {
     stderr: string;
     /** Exit code, or null when the command died of a signal or the channel was cut. */
     code: number | null;
+    /** The connection to the host went away while the command ran: its result says nothing. */
+    connectionLost?: boolean;
 }
 
 export interface Remote {
@@ -52,6 +54,7 @@ export interface Remote {
 /** Runs a command and returns its stdout; a non-zero exit throws with the command and stderr. */
 export async function run(remote: Remote, command: string, options?: ExecOptions): Promise<string> {
     const r = await remote.exec(command, options);
+    if (r.connectionLost) throw new ConnectionLostError(remote.name, stepOf(isScript(command, options) ? (options?.stdin ?? "") : command));
     if (r.code !== 0) {
         throw new RemoteCommandError(remote.name, describeCommand(command, options), r.code, r.stderr, r.stdout);
     }
@@ -76,5 +79,9 @@ export function runScript(remote: Remote, script: string, options: { privileged?
 
 /** A script is shown by its text in errors, since `sh -s` alone says nothing. */
 export function describeCommand(command: string, options?: ExecOptions): string {
-    return options?.stdin !== undefined && command === "sh -s" ? `sh -s <<script\n${options.stdin}\nscript` : command;
+    return isScript(command, options) ? `sh -s <<script\n${options?.stdin}\nscript` : command;
+}
+
+function isScript(command: string, options?: ExecOptions): boolean {
+    return options?.stdin !== undefined && command === "sh -s";
 }

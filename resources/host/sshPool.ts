@@ -93,7 +93,9 @@ class PooledHost implements Remote {
             });
             try {
                 const r = await Promise.race([ssh.execCommand(wrapped, { stdin: options.stdin, noTrim: true, onChannel: (c) => (channel = c) }), deadline]);
-                return { stdout: r.stdout, stderr: r.stderr, code: r.code };
+                // Neither an exit status nor a signal, and the connection is gone: it was cut mid-command.
+                const connectionLost = r.code === null && r.signal === null && !ssh.isConnected();
+                return { stdout: r.stdout, stderr: r.stderr, code: r.code, ...(connectionLost ? { connectionLost } : {}) };
             } finally {
                 clearTimeout(timer);
             }

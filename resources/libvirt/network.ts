@@ -37,9 +37,10 @@ export function networkClaim(owner: string, name: string, files: string[] = [], 
 /** The namespace of the vhost network mark and its guest defaults. */
 export const VHOST_NS = "urn:kvmtune:vhost:1";
 
-/** Ring sizes virtio-net takes for rx_queue_size / tx_queue_size (powers of two, 256..1024). */
-export const RING_SIZES = [256, 512, 1024] as const;
-export type RingSize = (typeof RING_SIZES)[number];
+// Ring sizes are checked by the schemas too: one list, in ../patterns.
+import { RING_SIZES, RingSize } from "../patterns";
+export { RING_SIZES } from "../patterns";
+export type { RingSize } from "../patterns";
 
 /** What a guest's interface on the network gets when it does not say. */
 export interface GuestDefaults {

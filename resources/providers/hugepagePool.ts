@@ -94,12 +94,13 @@ export function checkAgainstHost(i: HugepagePoolInputs, facts: HostFactsData): s
         if (!node) {
             problems.push(`nodes.${id}: ${facts.hostname} has no NUMA node ${id}; it has ${facts.numaNodes.map((n) => n.id).join(", ")}`);
         } else if (pages * mib > node.memoryMiB) {
-            problems.push(`nodes.${id}: ${pages} pages of ${i.pageSize} are ${pages * mib} MiB, more than node ${id}'s ${node.memoryMiB} MiB`);
+            // In pages, the unit the user asked in; the memory behind the limit in brackets.
+            problems.push(`nodes.${id}: got ${pages} pages of ${i.pageSize}; node ${id} has room for at most ${Math.floor(node.memoryMiB / mib)} pages of ${i.pageSize} (its ${node.memoryMiB} MiB)`);
         }
     }
     const memory = facts.numaNodes.reduce((s, n) => s + n.memoryMiB, 0);
     if (i.total !== undefined && i.total * mib > memory) {
-        problems.push(`total: ${i.total} pages of ${i.pageSize} are ${i.total * mib} MiB, more than ${facts.hostname}'s ${memory} MiB`);
+        problems.push(`total: got ${i.total} pages of ${i.pageSize}; ${facts.hostname} has room for at most ${Math.floor(memory / mib)} pages of ${i.pageSize} (its ${memory} MiB)`);
     }
     return problems;
 }

@@ -30,12 +30,8 @@ import { DomainRead, readAllDomains, readDomain, startDomain, stopDomain, undefi
 import { canonical, checkWithPlan, diffResult, FieldPolicy, KIND_WORDS, stateOnlyUpdate } from "../policy";
 import { stateOf } from "../state";
 import { containsUnknown, inputsFrom } from "../validate";
+import { interfaceName, LIBVIRT_NAME, libvirtName, macAddress, PCI_ADDRESS, pciAddress, ringSize } from "../patterns";
 
-/** libvirt domain and network names kvmtune accepts: plain, so they are safe in messages and paths. */
-const NAME = /^[A-Za-z0-9][A-Za-z0-9_.+-]{0,63}$/;
-const IFNAME = /^[A-Za-z0-9][A-Za-z0-9_.:-]{0,14}$/;
-const PCI = /^[0-9a-f]{4}:[0-9a-f]{2}:[0-9a-f]{2}\.[0-7]$/;
-const MAC = /^[0-9a-f]{2}(?::[0-9a-f]{2}){5}$/;
 /** An absolute path of plain names: no `.` or `..` step, so the path libvirt reads back is the one declared. */
 const ABS_PATH = /^(?:\/(?!\.\.?(?:\/|$))[A-Za-z0-9_.+@-]+)+$/;
 
@@ -43,24 +39,26 @@ const cpu = z.number().int().min(0).max(8191);
 const sorted = (cpus: number[]) => [...new Set(cpus)].sort((a, b) => a - b);
 
 /** A CPU set: one CPU, a list of CPUs, or a kernel CPU list (`"2-3,6"`); normalized to a sorted list. */
+const CPUSET_FORMS = 'a CPU number, a list of CPU numbers, or a CPU list such as "2-3,6"';
 const cpuset = (allowEmpty: boolean) =>
     z
-        .union([
-            cpu.transform((c) => [c]),
-            z.array(cpu).max(8192),
-            z.string().regex(/^\d{1,4}(?:-\d{1,4})?(?:,\d{1,4}(?:-\d{1,4})?)*$/, "must be a CPU list such as 2-3,6").transform((s) => parseCpuList(s)),
-        ])
+        .union(
+            [
+                cpu.transform((c) => [c]),
+                z.array(cpu).max(8192),
+                z.string().regex(/^\d{1,4}(?:-\d{1,4})?(?:,\d{1,4}(?:-\d{1,4})?)*$/, "must be a CPU list such as 2-3,6").transform((s) => parseCpuList(s)),
+            ],
+            { error: `must be ${CPUSET_FORMS}` },
+        )
         .transform(sorted)
         .refine((s) => allowEmpty || s.length > 0, "must name at least one CPU");
-
-const ringSize = z.union([z.literal(256), z.literal(512), z.literal(1024)]);
 
 const diskSchema = z
     .object({
         /** A file or block device by absolute path; or a storage volume with `pool`. */
         path: z.string().regex(ABS_PATH, "must be an absolute path of plain names (no . or .. steps)").optional(),
-        pool: z.string().regex(NAME, "must be a storage pool name").optional(),
-        volume: z.string().regex(NAME, "must be a volume name").optional(),
+        pool: libvirtName("a storage pool").optional(),
+        volume: libvirtName("a volume").optional(),
         /** The guest's device name: `vda` on virtio, `sda` on scsi/sata. */
         target: z.string().regex(/^(?:vd|sd)[a-z]{1,2}$/, "must be a disk name such as vda or sdb"),
         bus: z.enum(["virtio", "scsi", "sata"]).default("virtio"),
@@ -89,24 +87,27 @@ const diskSchema = z
 const networkInterface = z
     .object({
         /** A libvirt network by name (e.g. one a VhostNetwork defines). */
-        network: z.string().regex(NAME, "must be a libvirt network name"),
-        mac: z.string().toLowerCase().regex(MAC, "must be a MAC address such as 52:54:00:12:34:56").optional(),
+        network: libvirtName("a libvirt network"),
+        mac: macAddress().optional(),
         /** virtio-net queue pairs (multi-queue); match the guest's vCPUs. */
         queues: z.number().int().min(1).max(256).optional(),
-        rxQueueSize: ringSize.optional(),
+        rxQueueSize: ringSize().optional(),
         /** QEMU honours tx_queue_size for vhost-user only; libvirt passes it on. */
-        txQueueSize: ringSize.optional(),
+        txQueueSize: ringSize().optional(),
     })
     .strict();
 
 const hostdevInterface = z
     .object({
         /** An SR-IOV VF: by its PF's interface name and VF number, or by PCI address. */
-        hostdevVf: z.union([
-            z.object({ pf: z.string().regex(IFNAME, "must be a network interface name"), vf: z.number().int().min(0).max(255) }).strict(),
-            z.object({ pciAddress: z.string().toLowerCase().regex(PCI, "must be a PCI address such as 0000:03:10.2") }).strict(),
-        ]),
-        mac: z.string().toLowerCase().regex(MAC, "must be a MAC address such as 52:54:00:12:34:56").optional(),
+        hostdevVf: z.union(
+            [
+                z.object({ pf: interfaceName("a network interface"), vf: z.number().int().min(0).max(255) }).strict(),
+                z.object({ pciAddress: pciAddress() }).strict(),
+            ],
+            { error: 'must be {pf: "<PF interface>", vf: <VF number>} or {pciAddress: "<VF PCI address, such as 0000:03:10.2>"}' },
+        ),
+        mac: macAddress().optional(),
         vlan: z.number().int().min(1).max(4094).optional(),
     })
     .strict();
@@ -114,7 +115,7 @@ const hostdevInterface = z
 export const numaPinnedGuestSchema = z
     .object({
         connection: connectionSchema,
-        name: z.string().regex(NAME, "must be a domain name of letters, digits and _.+- (at most 64)"),
+        name: libvirtName("a domain"),
         vcpus: z.number().int().min(1).max(512),
         memoryMiB: z.number().int().min(16).max(16 * 1024 * 1024),
         /** The host NUMA node for memory and (with auto pins) vCPUs. Set this or `nodeset`, or neither. */
@@ -122,7 +123,9 @@ export const numaPinnedGuestSchema = z
         nodeset: cpuset(false).optional(),
         memoryMode: z.enum(["strict", "preferred", "interleave", "restrictive"]).default("strict"),
         /** One CPU set per vCPU, or `auto`: distinct CPUs of the chosen nodes no other guest's vCPUs hold. */
-        cpuPins: z.union([z.literal("auto"), z.array(cpuset(true)).max(512)]).default("auto"),
+        cpuPins: z
+            .union([z.literal("auto"), z.array(cpuset(true)).max(512)], { error: `must be "auto" or a list of CPU sets, one per vCPU (each ${CPUSET_FORMS})` })
+            .default("auto"),
         emulatorPin: cpuset(false).optional(),
         iothreads: z.number().int().min(0).max(64).default(0),
         /** One CPU set per I/O thread (thread 1 first). */
@@ -130,7 +133,16 @@ export const numaPinnedGuestSchema = z
         hugepages: z.enum(["2M", "1G", "default"]).optional(),
         cpuMode: z.enum(["host-passthrough", "host-model", "default"]).default("host-passthrough"),
         disks: z.array(diskSchema).max(64).default([]),
-        interfaces: z.array(z.union([networkInterface, hostdevInterface])).max(32).default([]),
+        interfaces: z
+            .array(
+                z.union([networkInterface, hostdevInterface], {
+                    error:
+                        'must be an interface on a libvirt network, {network: "<name>"} (with optional mac, queues, rxQueueSize, txQueueSize), ' +
+                        "or an SR-IOV VF, {hostdevVf: {pf, vf} or {pciAddress}} (with optional mac, vlan)",
+                }),
+            )
+            .max(32)
+            .default([]),
         autostart: z.boolean().default(true),
         running: z.boolean().default(true),
         /** `never`: report changes that need a restart in `pendingRestart`; `restart`: restart the guest. */
@@ -142,7 +154,10 @@ export const numaPinnedGuestSchema = z
          * that the domain is what the inputs declare and writes nothing. Pulumi's own `import` option
          * cannot reach a dynamic provider's read (pulumi/pulumi#16175: the engine's import read sends no inputs), so adoption is an input.
          */
-        adopt: z.string().regex(/^(?:[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}|[A-Za-z0-9][A-Za-z0-9_.+-]{0,63})$/, "must be a domain name or UUID").optional(),
+        adopt: z
+            .string()
+            .refine((a) => /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/.test(a) || LIBVIRT_NAME.test(a), "must be a domain name or UUID")
+            .optional(),
     })
     .strict()
     .superRefine((i, ctx) => {
@@ -414,7 +429,7 @@ async function resolveVfs(remote: Remote, i: NumaPinnedGuestInputs): Promise<Arr
     return i.interfaces.map((_f, n) => {
         const c = dump.commands.get(`vf${n}`);
         const addr = c?.stdout.trim() ?? "";
-        return c?.code === 0 && PCI.test(addr) ? addr : null;
+        return c?.code === 0 && PCI_ADDRESS.test(addr) ? addr : null;
     });
 }
 

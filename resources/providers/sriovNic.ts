@@ -39,13 +39,10 @@ import { ensureVfPoolNetwork, networkConflict, NetworkRead, networksFromDump, ne
 import { checkWithPlan, diffProps, FieldPolicy, stateOnlyUpdate } from "../policy";
 import { stateOf } from "../state";
 import { inputsFrom } from "../validate";
+import { IFNAME, libvirtName, macAddress, PCI_ADDRESS } from "../patterns";
 
-/** Interface names: what the kernel allows (15 bytes), without `:` or `/`, since they name files. */
-const IFNAME = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,14}$/;
-const PCI = /^[0-9a-f]{4}:[0-9a-f]{2}:[0-9a-f]{2}\.[0-7]$/i;
-const MAC = /^[0-9a-f]{2}(?::[0-9a-f]{2}){5}$/;
-/** libvirt network names kvmtune accepts. */
-const NETWORK = /^[A-Za-z0-9][A-Za-z0-9_.+-]{0,63}$/;
+// Names and addresses are judged as in every other resource: ../patterns.
+const PCI = PCI_ADDRESS;
 /** VFs per PF: the largest NICs offer 256. */
 export const MAX_VFS = 256;
 const ZERO_MAC = "00:00:00:00:00:00";
@@ -57,10 +54,7 @@ const vfSchema = z
         /** The VF number, 0 to numVfs - 1. */
         vf: z.number().int().min(0).max(MAX_VFS - 1),
         /** The VF's MAC, set from the PF (the guest cannot change it unless trusted). Unset: the VF picks its own. */
-        mac: z
-            .string()
-            .toLowerCase()
-            .regex(MAC, "must be a MAC address such as 52:54:00:12:34:56")
+        mac: macAddress()
             .refine((m) => m !== ZERO_MAC, "must not be all zeros (leave mac out to let the VF choose)")
             .refine((m) => (parseInt(m.slice(0, 2), 16) & 1) === 0, "must be a unicast address (the first octet's lowest bit clear)")
             .optional(),
@@ -97,7 +91,7 @@ export const sriovNicSchema = z
         /** Put count and settings back at boot, before libvirt (default true). */
         persist: z.boolean().default(true),
         /** Define, start and autostart a libvirt VF pool network of this name on the PF. */
-        libvirtNetwork: z.string().regex(NETWORK, "must be a libvirt network name of letters, digits and _.+- (at most 64)").optional(),
+        libvirtNetwork: libvirtName("a libvirt network").optional(),
     })
     .strict()
     .superRefine((i, ctx) => {

@@ -32,41 +32,31 @@ import { Remote, runScript } from "../host/remote";
 import { remoteFor } from "../host/sshPool";
 import { buildDumpScript, Dump, globLiteral, parseDump } from "../host/sysfs";
 import { parseDomainXml } from "../libvirt/domain";
-import { buildNetworkXml, GuestDefaults, networkClaim, NetworkRead, networkReadCommands, networkReadOf, NetworkSpec, ParsedNetwork, parseNetworkXml, RING_SIZES } from "../libvirt/network";
+import { buildNetworkXml, GuestDefaults, networkClaim, NetworkRead, networkReadCommands, networkReadOf, NetworkSpec, ParsedNetwork, parseNetworkXml } from "../libvirt/network";
 import { defineXml, readAllDomains, readAllNetworks, virshCommand } from "../libvirt/virsh";
 import { canonical, checkWithPlan, diffProps, FieldPolicy, stateOnlyUpdate } from "../policy";
 import { stateOf } from "../state";
 import { inputsFrom } from "../validate";
+import { interfaceName, ringSize } from "../patterns";
 
 /** Network names: plain, and without `+` (NumaPinnedGuest allows it) since the name also names the hook file. */
 const NETWORK_NAME = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/;
-/** Interface names: what `ip link` takes, without `:` (alias syntax) or `/`. */
-const IFNAME = /^[A-Za-z0-9][A-Za-z0-9_.-]*$/;
-
-const ifname = (what: string) =>
-    z
-        .string()
-        .max(15, "must be at most 15 characters (the kernel's IFNAMSIZ less the terminating NUL)")
-        .regex(IFNAME, `must be ${what} name of letters, digits and _.- starting with a letter or digit`);
-
-const ringSize = z.literal(RING_SIZES, `must be one of ${RING_SIZES.join(", ")}`);
-
 export const vhostNetworkSchema = z
     .object({
         connection: connectionSchema,
         /** The libvirt network name guests' interfaces name. */
         name: z.string().regex(NETWORK_NAME, "must be a network name of letters, digits and _.- (at most 64)"),
         /** The Linux bridge: created by libvirt, or (existingBridge) one the host has. */
-        bridge: ifname("a bridge"),
+        bridge: interfaceName("a bridge"),
         /** Attach to a bridge the host already has (`<forward mode='bridge'/>`) instead of creating one. */
         existingBridge: z.boolean().default(false),
         /** An interface put into the created bridge (a NIC, bond, VLAN or veth without addresses). */
-        uplink: ifname("an interface").optional(),
+        uplink: interfaceName("an interface").optional(),
         /** Guest defaults: virtio-net queue pairs (at most the guest's vCPUs are used). */
         queues: z.number().int().min(1).max(256).optional(),
-        rxQueueSize: ringSize.optional(),
+        rxQueueSize: ringSize().optional(),
         /** QEMU honours tx_queue_size for vhost-user only; libvirt passes it on. */
-        txQueueSize: ringSize.optional(),
+        txQueueSize: ringSize().optional(),
         /** Keep it across host reboots: network autostart, the modules-load file, the uplink hook. */
         persist: z.boolean().default(true),
         /** Take over an existing network of this name (it must have the declared bridge and forward mode). */

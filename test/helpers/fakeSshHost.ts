@@ -34,6 +34,7 @@ interface ExecStream {
     stderr: { write(data: string): void };
     on(event: "data", cb: (d: Buffer) => void): void;
     on(event: "end" | "close", cb: () => void): void;
+    on(event: "error", cb: () => void): void;
     write(data: string): void;
     exit(code: number): void;
     end(): void;
@@ -47,6 +48,8 @@ interface ServerClient {
     on(event: "session", cb: (accept: () => Session) => void): ServerClient;
     on(event: "error" | "close", cb: () => void): ServerClient;
     end(): void;
+    /** ssh2's socket of this client (not in its API; used to cut without a goodbye). */
+    _sock?: net.Socket;
 }
 interface Ssh2 {
     Server: new (config: { hostKeys: string[] }, onClient: (client: ServerClient) => void) => net.Server;
@@ -65,6 +68,11 @@ export interface FakeSshHost {
     openChannels(): number;
     /** Stops listening and cuts every client connection: the host goes away. */
     close(): Promise<void>;
+    /**
+     * Drops every client's TCP connection without an SSH goodbye, as when sshd's session process
+     * is killed or the host loses power: commands running on it never report an exit.
+     */
+    cut(): void;
 }
 
 function listen(server: net.Server, port = 0): Promise<number> {
@@ -111,6 +119,8 @@ export async function startFakeSshHost(opts: FakeSshHostOptions): Promise<FakeSs
                     stats.commands++;
                     channels++;
                     stream.on("close", () => channels--);
+                    // A command that ends after its connection was cut writes to a closed channel.
+                    stream.on("error", () => undefined);
                     const stdin: Buffer[] = [];
                     stream.on("data", (d) => stdin.push(d));
                     stream.on("end", () => {
@@ -122,7 +132,9 @@ export async function startFakeSshHost(opts: FakeSshHostOptions): Promise<FakeSs
                                 stream.stderr.write(r.stderr);
                                 stream.exit(r.code ?? 255);
                                 stream.end();
-                            });
+                            })
+                            // The channel may be gone (cut): nobody is left to tell.
+                            .catch(() => undefined);
                     });
                 });
             });
@@ -139,6 +151,9 @@ export async function startFakeSshHost(opts: FakeSshHostOptions): Promise<FakeSs
                 server.close(() => resolve());
                 for (const c of clients) c.end();
             }),
+        cut: () => {
+            for (const c of clients) c._sock?.destroy();
+        },
     };
 }
 
@@ -184,6 +199,8 @@ export interface FakeDiskHost {
     ssh: FakeSshHost;
     /** The host's /etc, as a folder here. */
     etc: string;
+    /** Stand-ins for commands, first on the host's PATH: a test may add its own (a fake virsh). */
+    bin: string;
     /** The disk's kernel name, and the folder that stands for its queue. */
     disk: string;
     queue: string;
@@ -196,7 +213,26 @@ export interface FakeDiskHost {
     dispose(): Promise<void>;
 }
 
-export async function startFakeDiskHost(clientKey: KeyPair): Promise<FakeDiskHost> {
+/**
+ * A whole disk of this machine with a scheduler and a size (an unattached loop device has size 0,
+ * which a read takes for an empty drive): a real disk first, else a loop device in use. Throws
+ * when there is none, so a test that needs a disk fails rather than passes without one.
+ */
+export function diskOfThisMachine(): string {
+    const disk = fs
+        .readdirSync("/sys/block")
+        .filter((d) => /^(?:[sv]d[a-z]+|nvme\d+n\d+|loop\d+)$/.test(d) && fs.existsSync(`/sys/block/${d}/queue/scheduler`))
+        .filter((d) => Number(fs.readFileSync(`/sys/block/${d}/size`, "utf8")) > 0)
+        .sort((a, b) => Number(a.startsWith("loop")) - Number(b.startsWith("loop")) || a.localeCompare(b))[0];
+    if (!disk) throw new Error("this machine has no block device with a scheduler and a size to stand in for a disk (attach a loop device: losetup -f FILE)");
+    return disk;
+}
+
+/**
+ * `binds`: more folders laid over paths of this machine inside the host's namespace, [folder, path]
+ * (a fake SR-IOV PF over a real PCI device's sysfs folder).
+ */
+export async function startFakeDiskHost(clientKey: KeyPair, options: { binds?: ReadonlyArray<readonly [string, string]> } = {}): Promise<FakeDiskHost> {
     const root = fs.mkdtempSync(path.join(os.tmpdir(), "kvmtune-fakehost-"));
     const etc = path.join(root, "etc");
     const queue = path.join(root, "queue");
@@ -216,17 +252,13 @@ export async function startFakeDiskHost(clientKey: KeyPair): Promise<FakeDiskHos
     for (const command of ["modprobe", "udevadm", "systemctl", "update-grub"]) {
         fs.writeFileSync(path.join(bin, command), "#!/bin/sh\nexit 0\n", { mode: 0o755 });
     }
-    // Any whole disk with a scheduler: only its name and its place in /sys are used.
-    const disk = fs
-        .readdirSync("/sys/block")
-        .filter((d) => /^(?:[sv]d[a-z]+|nvme\d+n\d+|loop\d+)$/.test(d) && fs.existsSync(`/sys/block/${d}/queue/scheduler`))
-        .sort((a, b) => Number(a.startsWith("loop")) - Number(b.startsWith("loop")) || a.localeCompare(b))[0];
-    if (!disk) throw new Error("this machine has no block device with a scheduler to stand in for a disk");
-    const remote = new LocalRemote({ etc, binds: [[queue, fs.realpathSync(`/sys/block/${disk}/queue`)]], pathFirst: bin });
+    const disk = diskOfThisMachine();
+    const remote = new LocalRemote({ etc, binds: [[queue, fs.realpathSync(`/sys/block/${disk}/queue`)], ...(options.binds ?? [])], pathFirst: bin });
     const hostKey = newKeyPair();
     const host: FakeDiskHost = {
         ssh: await startFakeSshHost({ clientKey, remote, hostKey }),
         etc,
+        bin,
         disk,
         queue,
         resetQueue,

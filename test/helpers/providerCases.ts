@@ -16,11 +16,6 @@ export interface ProviderCase {
     freeText: Record<string, string>;
     /** Fields that also take values of another type (a CPU set as a number, a list or a text). */
     alsoTakes?: Record<string, Array<"number" | "string" | "array">>;
-    /**
-     * Known gaps, left to the provider's owner: fields whose check accepts `..` path segments (plain
-     * words, so shell-safe, but not normalized). The traversal attack is not asserted for them.
-     */
-    acceptsDotDot?: Record<string, string>;
 }
 
 /** Every resource class passes its owner label through check; it is free text by design. */
@@ -94,9 +89,6 @@ export const PROVIDER_CASES: Record<string, ProviderCase> = {
         ],
         freeText: OWNER_AND_CONNECTION,
         alsoTakes: { emulatorPin: CPU_SET, nodeset: CPU_SET, "cpuPins.*": CPU_SET, "iothreadPins.*": CPU_SET, cpuPins: ["string"] },
-        acceptsDotDot: {
-            "disks.*.path": "ABS_PATH allows `..` parts (/var/lib/x/../../../etc/shadow); libvirt would label the file it resolves to. To fix in resources/providers/numaPinnedGuest.ts",
-        },
     },
     sriovNic: {
         module: "sriovNic",

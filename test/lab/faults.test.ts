@@ -25,6 +25,13 @@ const WATCH_LOG = "/run/kvmtune-faults-watch.log";
 /** Folders kvmtune writes persistence files and claims into (resources/host/files.ts). */
 const WRITTEN_DIRS = ["/etc/kvmtune", "/etc/udev/rules.d", "/etc/systemd/system", "/etc/modprobe.d", "/etc/modules-load.d", "/etc/sysctl.d", "/etc/default/grub.d"];
 const BFQ_BLOCK = "/etc/modprobe.d/zz-kvmtune-faults-no-bfq.conf";
+/**
+ * F8's hold: a udevadm that first sleeps, ahead of the real one on root's PATH. BlockElevator ends
+ * its persist step with `udevadm control --reload`, right after the write the watcher waits for,
+ * so kvmtune is inside a command when the cut comes, not between commands (where the pool would
+ * simply reconnect) or past its last one (where the up would succeed and prove nothing).
+ */
+const SLOW_UDEVADM = "/usr/local/sbin/udevadm";
 
 /** One disk's scheduler (the bracketed one) and what it offers, read from sysfs. */
 interface Sched {
@@ -148,7 +155,7 @@ describe("Faults on a lab host (F8 connection cut, F9 reboot, F10 refusals)", fu
         scsi = (await ssh("for d in /sys/block/sd?; do basename $d; break; done")).trim();
         assert.match(scsi, /^sd[a-z]$/, "the lab host has no SCSI disk");
         // Leftovers of an interrupted run.
-        await sshRun(h, `rm -f ${BFQ_BLOCK}; ${V} undefine ${GUEST}; rm -f ${MISSING_DISK}`);
+        await sshRun(h, `rm -f ${BFQ_BLOCK} ${SLOW_UDEVADM}; ${V} undefine ${GUEST}; rm -f ${MISSING_DISK}`);
         originals.pools = await pools();
         originals.vdb = (await sched("vdb")).active;
         originals.scsi = (await sched(scsi)).active;
@@ -161,23 +168,34 @@ describe("Faults on a lab host (F8 connection cut, F9 reboot, F10 refusals)", fu
         await disarm().catch(() => undefined);
         await s?.destroy().catch((e) => console.error(String(e).slice(0, 2000)));
         await s?.remove();
-        await sshRun(h, `rm -f ${BFQ_BLOCK}; ${V} destroy ${GUEST}; ${V} undefine ${GUEST}; true`).catch(() => undefined);
+        await sshRun(h, `rm -f ${BFQ_BLOCK} ${SLOW_UDEVADM}; ${V} destroy ${GUEST}; ${V} undefine ${GUEST}; true`).catch(() => undefined);
     });
 
-    it("F8: a connection cut from the host mid-up fails naming the host, records only what the host has, and the next up converges", async () => {
+    it("F8: a connection cut from the host mid-up fails saying the connection was lost, records only what the host has, and the next up converges", async () => {
+        await ssh(`printf '#!/bin/sh\\nsleep 20\\nPATH=/usr/sbin:/usr/bin:/sbin:/bin exec udevadm "$@"\\n' > ${SLOW_UDEVADM}; chmod 755 ${SLOW_UDEVADM}; command -v udevadm`).then((which) =>
+            assert.strictEqual(which.trim(), SLOW_UDEVADM, "the hold is first on root's PATH"),
+        );
         await arm("cut");
         let outcome = "succeeded";
         try {
             await s.up(tuned);
         } catch (e) {
             outcome = String(e);
+        } finally {
+            await ssh(`rm -f ${SLOW_UDEVADM}`);
         }
         const log = await ssh(`cat ${WATCH_LOG}`);
         console.log(`      watcher: ${log.trim().split("\n").join(" | ")}`);
         assert.match(log, /^killed \d+ sshd: /m, "the watcher cut a session");
         console.log(`      up: ${outcome === "succeeded" ? outcome : failureLine(outcome)}`);
-        // A cut may land after the last command (then the up succeeds): either way, it must not lie.
-        if (outcome !== "succeeded") assert.match(outcome.split("--- engine output ---")[1] ?? outcome, hostName, "the error names the host");
+        // The cut landed mid-apply, inside a command: the up fails, and says so in words.
+        assert.notStrictEqual(outcome, "succeeded", "the cut came after the last command: nothing was tested");
+        assert.match(
+            outcome.split("--- engine output ---")[1] ?? outcome,
+            new RegExp(`the connection to ${h.user}@127\\.0\\.0\\.1:${h.port} was lost during the step .*Run \`pulumi up\` again`),
+            "the error says the connection to the host was lost, in which step, and what to do",
+        );
+        assert.doesNotMatch(outcome, /\(exit signal\): sh -s <<script/, "not a failed command with its script");
         const inState = await stateMatchesHost();
         console.log(`      recorded after the cut: ${inState.join(", ") || "nothing"}; on the host: ${await leftovers()}`);
         assert.deepStrictEqual(await halfWritten(), [], "no temp file, no partial file");

@@ -96,8 +96,6 @@ for (const [name, c] of Object.entries(PROVIDER_CASES)) {
                     for (const attack of [...ATTACKS, ...ATTACKS.map((a) => `${value}${a}`)]) {
                         const r = await check({}, setAt(v, at, attack));
                         if (!r.failures && freeText(c, field)) continue;
-                        const knownGap = Object.keys(c.acceptsDotDot ?? {}).some((p) => matches(p, field));
-                        if (!r.failures && knownGap && attack.includes("../") && plainWord(attack)) continue;
                         assertRefusedAt(r, field, `${field} = ${JSON.stringify(attack)}`);
                     }
                 }

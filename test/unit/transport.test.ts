@@ -5,8 +5,8 @@
  */
 import * as assert from "assert";
 import { Connection, connectionSchema } from "../../resources/host/connection";
-import { CommandTimeoutError, ConnectError, HostKeyMismatchError, RemoteCommandError } from "../../resources/host/errors";
-import { run } from "../../resources/host/remote";
+import { CommandTimeoutError, ConnectError, ConnectionLostError, HostKeyMismatchError, RemoteCommandError } from "../../resources/host/errors";
+import { run, runScript } from "../../resources/host/remote";
 import { closeAll, remoteFor } from "../../resources/host/sshPool";
 import { closedPort, FakeSshHost, startFakeSshHost, startSilentPort } from "../helpers/fakeSshHost";
 import { leakedPiece, newKeyPair, secretPieces, throwawayKey } from "../helpers/fixtures";
@@ -126,6 +126,30 @@ describe("SSH transport on loopback", function () {
             return true;
         });
         assert.strictEqual(host.stats.authAttempts, 0);
+    });
+
+    it("a connection cut mid-command says the connection was lost, in which step, and to run pulumi up again", async () => {
+        const remote = remoteFor(connection());
+        const script = "touch /dev/null # write the udev rule\nsleep 3\necho the-rest-of-the-script";
+        const running = runScript(remote, script, { privileged: false });
+        // Cut once the host runs the command: the session dies as it does when sshd's process is killed.
+        while (host.stats.commands === 0) await new Promise((r) => setTimeout(r, 20));
+        host.cut();
+        await assert.rejects(running, (err: Error) => {
+            assert.ok(err instanceof ConnectionLostError, String(err.message));
+            assert.strictEqual(
+                err.message,
+                `the connection to root@127.0.0.1:${host.port} was lost during the step \`touch /dev/null # write the udev rule …\`; ` +
+                    `it may or may not have finished on the host. Run \`pulumi up\` again once root@127.0.0.1:${host.port} answers SSH: ` +
+                    "kvmtune reads the host first and resumes from its claims (the values it recorded before changing anything).",
+            );
+            // The step by its first line, not the script.
+            assert.ok(!err.message.includes("the-rest-of-the-script"), err.message);
+            return true;
+        });
+        // The pool forgot the cut connection: the next command connects again.
+        assert.strictEqual(await run(remote, "echo again"), "again\n");
+        assert.strictEqual(host.stats.connections, 2);
     });
 
     it("a failed command names host, command, exit code and stderr, and never the key", async () => {

@@ -57,18 +57,33 @@ describe("connection validation (HostFacts check)", () => {
         assert.match(f.reason, /unknown field\(s\) hostkey/);
     });
 
-    it("refuses random values in every field with that field's path", async () => {
-        const fields = ["host", "port", "user", "privateKey", "hostKey", "sudo", "connectTimeoutSeconds"];
+    it("refuses random values in every field with that field's path, and accepts only values a user could mean", async () => {
+        // What each field can hold, said independently of the schema: junk the check accepts must be one.
+        const plausible: Record<string, (v: unknown) => boolean> = {
+            host: (v) => typeof v === "string" && /^[A-Za-z0-9][A-Za-z0-9.:%_-]*$/.test(v),
+            port: (v) => Number.isInteger(v) && (v as number) >= 1 && (v as number) <= 65535,
+            user: (v) => typeof v === "string" && /^[a-z_][a-z0-9_-]*\$?$/.test(v),
+            privateKey: () => false, // no random value is a key
+            hostKey: () => false, // nor a host key pin
+            sudo: (v) => typeof v === "boolean",
+            connectTimeoutSeconds: (v) => Number.isInteger(v) && (v as number) >= 1 && (v as number) <= 600,
+        };
         const junk = fc.oneof(fc.string(), fc.integer(), fc.double(), fc.boolean(), fc.constant(null), fc.array(fc.string()), fc.object());
+        let refused = 0;
         await fc.assert(
-            fc.asyncProperty(fc.constantFrom(...fields), junk, async (field, value) => {
+            fc.asyncProperty(fc.constantFrom(...Object.keys(plausible)), junk, async (field, value) => {
                 const r = await provider.check({}, { connection: goodConnection({ [field]: value }) });
-                // Either the junk happens to be valid for the field, or the failure names that field.
                 if (r.failures) {
+                    refused++;
                     assert.ok(r.failures.some((x) => x.property === `connection.${field}`), JSON.stringify(r.failures));
+                } else {
+                    // Accepted: a value of the field's kind, kept as given.
+                    assert.ok(plausible[field](value), `connection.${field} accepted ${JSON.stringify(value)}`);
+                    assert.deepStrictEqual(r.inputs.connection[field], value);
                 }
             }),
             { numRuns: 300 },
         );
+        assert.ok(refused > 150, `only ${refused} of 300 random values were refused`);
     });
 });
