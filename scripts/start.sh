@@ -17,6 +17,7 @@ if ! pulumi config get kvmtune:hosts --stack "$stack" >/dev/null 2>&1; then
   bash lab/lab.sh up
 fi
 
+KVMTUNE_STACK="$stack" bash scripts/plan.sh # per host: what changes and how (scripts/plan.sh), then apply it
 pulumi up --yes --stack "$stack" --non-interactive
 # Where each host's topology picture went (written by the program after the host was converged).
 pulumi stack output hosts --json --stack "$stack" | node -e '
