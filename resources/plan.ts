@@ -154,17 +154,22 @@ export function planFromPreview(digest: PreviewDigest): Plan {
         if (!type) continue; // the stack, KvmHost components, other packages' resources
         const items = itemsOf(step, type);
         if (items.length === 0) continue;
-        const key = `${step.urn}\u0000${items[0].action}`;
-        if (seen.has(key)) continue;
-        seen.add(key);
+        const stepKey = `${step.urn}\u0000${items[0].action}`;
+        if (seen.has(stepKey)) continue;
+        seen.add(stepKey);
+        // One host, one group: by its address when the inputs show it, so a KvmHost's children and
+        // resources declared beside it on the same host land together; named after the KvmHost.
         const address = addressOf(step.newState?.inputs) ?? addressOf(step.oldState?.inputs);
         const parent = state?.parent ?? step.oldState?.parent;
-        const hostName =
-            parent && typeOfUrn(parent) === KVMHOST_TYPE ? nameOfUrn(parent) : (address ?? "host not known (its connection is secret or computed)");
-        const host = hosts.get(hostName) ?? { host: hostName, items: [] };
-        if (address && address !== hostName) host.address ??= address;
+        const kvmHost = parent && typeOfUrn(parent) === KVMHOST_TYPE ? nameOfUrn(parent) : undefined;
+        const key = address ?? kvmHost ?? "host not known (its connection is secret or computed)";
+        const host = hosts.get(key) ?? { host: key, items: [] };
+        if (kvmHost && host.host === address) {
+            host.host = kvmHost;
+            host.address = address;
+        }
         host.items.push(...items);
-        hosts.set(hostName, host);
+        hosts.set(key, host);
     }
     for (const h of hosts.values()) {
         h.items.sort((a, b) => ACTION_ORDER.indexOf(a.action) - ACTION_ORDER.indexOf(b.action) || a.resource.localeCompare(b.resource));

@@ -17,6 +17,7 @@ const recorded = (): PreviewDigest => JSON.parse(fs.readFileSync(fixture, "utf8"
 
 describe("the plan from a preview", function () {
     this.timeout(60_000); // the CLI case starts node four times
+    // scratch-disk is declared beside lab1's KvmHost, not in it: same address, same host.
     it("groups kvmtune's changes by host, each the way its changePlan says", () => {
         const plan = planFromPreview(recorded());
         assert.deepStrictEqual(
@@ -42,6 +43,7 @@ describe("the plan from a preview", function () {
                         ["restart", "lab1-guest-demo-db", "demo-db", "memoryMiB"],
                         ["live", "lab1-elevator-vdb", "", "tunables"],
                         ["live", "lab1-guest-demo-db", "demo-db", "cpuPins"],
+                        ["live", "scratch-disk", "", "nrRequests"],
                     ],
                 },
                 {
@@ -62,7 +64,7 @@ describe("the plan from a preview", function () {
         assert.strictEqual(
             renderPlan(planFromPreview(recorded()), "lab"),
             [
-                "kvmtune plan for stack lab (preview: 2 create, 1 delete, 1 replace, 14 same, 5 update)",
+                "kvmtune plan for stack lab (preview: 2 create, 1 delete, 1 replace, 14 same, 6 update)",
                 "",
                 "10.0.0.7:22",
                 "  live           BlockElevator db-disk: scheduler",
@@ -75,6 +77,7 @@ describe("the plan from a preview", function () {
                 "  guest restart  guest demo-db (NumaPinnedGuest lab1-guest-demo-db): memoryMiB",
                 "  live           BlockElevator lab1-elevator-vdb: tunables",
                 "  live           guest demo-db (NumaPinnedGuest lab1-guest-demo-db): cpuPins",
+                "  live           BlockElevator scratch-disk: nrRequests",
                 "",
                 "lab2 (127.0.0.1:2223)",
                 "  replace        HugepagePool lab2-hugepages-2M: pageSize",
