@@ -5,10 +5,10 @@
  *
  * How each field is applied is not decided here: it is the `changePlan` that each resource's `check`
  * adds to an update's inputs from its field policy (resources/policy.ts), the same table `diff` and
- * `update` read. Its words are KIND_WORDS; this file only maps them back to their kinds, so preview,
- * plan and apply cannot disagree.
+ * `update` read. Its words are KIND_WORDS (resources/changeKind.ts); this file only maps them back
+ * to their kinds, so preview, plan and apply cannot disagree.
  */
-import { ChangeKind, KIND_WORDS } from "./policy";
+import { ChangeKind, KIND_WORDS } from "./changeKind";
 
 /** The parts of the engine's preview document (`pulumi preview --json`) the plan reads. */
 export interface PreviewDigest {
