@@ -10,11 +10,13 @@
  */
 import type * as pulumi from "@pulumi/pulumi";
 import type { z } from "zod";
+import { ChangeKind, KIND_WORDS } from "./changeKind";
 import { driftIn } from "./host/drift";
 import { stateOf } from "./state";
 import { checkInputs, containsUnknown, inputsFrom } from "./validate";
 
-export type ChangeKind = "replace" | "live" | "restart" | "reboot" | "state";
+export type { ChangeKind };
+export { KIND_WORDS };
 
 export type FieldPolicy<T> = { readonly [K in keyof T]-?: ChangeKind };
 
@@ -72,15 +74,6 @@ export function diffProps<S extends z.ZodObject>(
         .map((field) => ({ field, kind: (policy as Record<string, ChangeKind>)[field] }));
     return diffResult([...changes, ...drift]);
 }
-
-/** How each kind of change is applied, in the words the preview shows. */
-export const KIND_WORDS: Record<ChangeKind, string> = {
-    replace: "replace",
-    live: "live (applied to the running system)",
-    restart: "guest restart (restartPolicy: restart now, or listed in pendingRestart)",
-    reboot: "host reboot (boot configuration)",
-    state: "state only (nothing on the host changes)",
-};
 
 /**
  * `check` with the change plan: validates like checkInputs and, when an existing resource's inputs

@@ -3,18 +3,22 @@
 # `bash scripts/pulumi.sh ARGS`), from the repo root, so the repo's
 # Pulumi.yaml is the project unless you pass --cwd/-C.
 #
-# The CLI is the one tools/build-pulumi.sh builds from Go modules (no
-# prebuilt CLI can be downloaded here); the first call builds it (minutes),
-# later calls reuse the cache. Set KVMTUNE_PULUMI_BIN=/path/to/bin to use
-# your own Pulumi install instead (a folder holding `pulumi`,
-# `pulumi-language-nodejs` and `pulumi-resource-pulumi-nodejs`).
+# Which CLI: tools/pulumi-bin.sh decides and says why on stderr. In order:
+# KVMTUNE_PULUMI_BIN=/path/to/bin (a folder holding `pulumi` and
+# `pulumi-language-nodejs`); else a `pulumi` on PATH at least as new as the
+# @pulumi/pulumi SDK here and with its Node.js language host; else the one
+# tools/build-pulumi.sh builds from Go modules (the first call builds it,
+# minutes; later calls reuse the cache). `bash tools/pulumi-bin.sh --which`
+# says which without building.
 #
 # Environment it sets (tools/pulumiEngine.ts gives the Automation API the
 # same; keep them in step):
 #   PULUMI_BACKEND_URL   file://<repo>/.pulumi-state unless you set one: state
 #                        stays local, no Pulumi Cloud login.
-#   PULUMI_HOME          ~/.cache/kvmtune/pulumi-home unless you set one: keeps
-#                        workspace/plugin state out of ~/.pulumi.
+#   PULUMI_HOME          only for the CLI built here: ~/.cache/kvmtune/pulumi-home
+#                        unless you set one, keeping its workspace/plugin state
+#                        out of ~/.pulumi. A CLI of your own keeps your
+#                        PULUMI_HOME (your logins and plugins).
 #   PULUMI_SKIP_UPDATE_CHECK=true, PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION=true:
 #                        no network calls; plugins come from PATH only.
 #   PATH                 the engine's bin folder first, because the engine
@@ -30,19 +34,19 @@ set -euo pipefail
 repo=$(cd -- "$(dirname -- "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$repo"
 
-if [ -n "${KVMTUNE_PULUMI_BIN:-}" ]; then
-  bin=$KVMTUNE_PULUMI_BIN
-else
-  bin=$(bash "$repo/tools/build-pulumi.sh" | tail -n 1)
-fi
+choice=$(bash "$repo/tools/pulumi-bin.sh")
+cli_source=$(head -n 1 <<<"$choice")
+bin=$(tail -n 1 <<<"$choice")
 [ -x "$bin/pulumi" ] || { echo "scripts/pulumi.sh: no executable pulumi in '$bin'" >&2; exit 1; }
 
 if [ -z "${PULUMI_BACKEND_URL:-}" ]; then
   mkdir -p "$repo/.pulumi-state"
   export PULUMI_BACKEND_URL="file://$repo/.pulumi-state"
 fi
-export PULUMI_HOME="${PULUMI_HOME:-$HOME/.cache/kvmtune/pulumi-home}"
-mkdir -p "$PULUMI_HOME"
+if [ "$cli_source" = build ]; then
+  export PULUMI_HOME="${PULUMI_HOME:-$HOME/.cache/kvmtune/pulumi-home}"
+  mkdir -p "$PULUMI_HOME"
+fi
 export PULUMI_SKIP_UPDATE_CHECK=true
 export PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION=true
 export PATH="$bin:$PATH"

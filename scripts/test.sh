@@ -21,7 +21,7 @@ trap stop_lab EXIT
 bash lab/lab.sh up
 lab_state="${KVMTUNE_LAB_STATE:-$repo/.lab}"
 # The engine is built before the suites so its build time is not charged to a test's timeout.
-bash tools/build-pulumi.sh >/dev/null
+bash tools/pulumi-bin.sh >/dev/null
 # The lab's self-test first (if the hosts are broken, nothing after it means much), then the
 # transport, across all hosts.
 "${mocha[@]}" --timeout 900000 bin/test/lab/lab.test.js bin/test/lab/transport.test.js

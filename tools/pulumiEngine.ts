@@ -1,4 +1,5 @@
-// Drives the Pulumi Automation API against the engine that
+// Drives the Pulumi Automation API against the CLI tools/pulumi-bin.sh picks:
+// KVMTUNE_PULUMI_BIN, else a new enough `pulumi` on PATH, else the one
 // tools/build-pulumi.sh builds from Go modules (no prebuilt Pulumi CLI can be
 // downloaded on our machines). Tests use it like:
 //
@@ -7,11 +8,11 @@
 //
 // The environment matches scripts/pulumi.sh (keep the two in step):
 // PULUMI_SKIP_UPDATE_CHECK, PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION,
-// PULUMI_HOME (default ~/.cache/kvmtune/pulumi-home), PULUMI_BACKEND_URL
+// PULUMI_HOME (default ~/.cache/kvmtune/pulumi-home, for the built CLI only:
+// a CLI of the user's own keeps the user's PULUMI_HOME), PULUMI_BACKEND_URL
 // (default file://<repo>/.pulumi-state), the engine's bin folder first on
 // PATH, and the documented `kvmtune-lab` passphrase only for the `lab` stack
 // when the user set no PULUMI_CONFIG_PASSPHRASE(_FILE).
-// KVMTUNE_PULUMI_BIN=/path/to/bin uses an existing Pulumi install instead.
 import { spawn } from "node:child_process";
 import * as fs from "node:fs";
 import * as os from "node:os";
@@ -38,23 +39,25 @@ function repoRoot(): string {
     }
 }
 
-let binPromise: Promise<string> | undefined;
+/** Where the CLI comes from (tools/pulumi-bin.sh's first line) and its bin folder. */
+export interface EngineChoice {
+    /** env: KVMTUNE_PULUMI_BIN; path: a `pulumi` on PATH; build: tools/build-pulumi.sh's cache. */
+    source: "env" | "path" | "build";
+    bin: string;
+}
+
+let choicePromise: Promise<EngineChoice> | undefined;
 
 /**
- * The folder holding `pulumi`, `pulumi-language-nodejs` and
- * `pulumi-resource-pulumi-nodejs`: KVMTUNE_PULUMI_BIN, or the cached build of
- * tools/build-pulumi.sh (which builds it first if needed: minutes, once per
- * machine; its progress goes to our stderr). Computed once per process.
+ * Which CLI to run, as tools/pulumi-bin.sh decides for scripts/pulumi.sh too (one rule for
+ * both). For `build` it builds first if needed: minutes, once per machine; its progress and the
+ * reason for the choice go to our stderr. Computed once per process.
  */
-export function engineBin(): Promise<string> {
-    binPromise ??= (async () => {
-        const fromUser = process.env.KVMTUNE_PULUMI_BIN;
-        if (fromUser) {
-            return path.resolve(fromUser);
-        }
+export function engineChoice(): Promise<EngineChoice> {
+    choicePromise ??= (async () => {
         const root = repoRoot();
         const stdout = await new Promise<string>((resolve, reject) => {
-            const child = spawn("bash", [path.join(root, "tools", "build-pulumi.sh")], {
+            const child = spawn("bash", [path.join(root, "tools", "pulumi-bin.sh")], {
                 cwd: root,
                 stdio: ["ignore", "pipe", "inherit"],
             });
@@ -62,15 +65,23 @@ export function engineBin(): Promise<string> {
             child.stdout.setEncoding("utf8").on("data", (chunk: string) => (out += chunk));
             child.on("error", reject);
             child.on("close", (code) =>
-                code === 0 ? resolve(out) : reject(new Error(`tools/build-pulumi.sh exited with ${code}`)),
+                code === 0 ? resolve(out) : reject(new Error(`tools/pulumi-bin.sh exited with ${code} (its reason is above)`)),
             );
         });
-        const lines = stdout.trim().split("\n");
-        return lines[lines.length - 1];
+        const [source, bin] = stdout.trim().split("\n");
+        if ((source !== "env" && source !== "path" && source !== "build") || !bin) {
+            throw new Error(`tools/pulumi-bin.sh printed ${JSON.stringify(stdout)}, expected a source line and a bin folder`);
+        }
+        return { source, bin: path.resolve(bin) };
     })();
     // Let a later call retry after a failed build.
-    binPromise.catch(() => (binPromise = undefined));
-    return binPromise;
+    choicePromise.catch(() => (choicePromise = undefined));
+    return choicePromise;
+}
+
+/** The folder holding `pulumi` and `pulumi-language-nodejs` (see engineChoice). */
+export async function engineBin(): Promise<string> {
+    return (await engineChoice()).bin;
 }
 
 /** True when the stack name (possibly org/project/name) is the lab stack. */
@@ -83,14 +94,20 @@ function isLabStack(stackName: string | undefined): boolean {
  * stack name to get the lab passphrase default for the `lab` stack.
  */
 export async function engineEnv(opts: { stackName?: string } = {}): Promise<Record<string, string>> {
-    const bin = await engineBin();
+    const { source, bin } = await engineChoice();
     const env: Record<string, string> = {
         PULUMI_SKIP_UPDATE_CHECK: "true",
         PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION: "true",
-        PULUMI_HOME: process.env.PULUMI_HOME || path.join(os.homedir(), ".cache", "kvmtune", "pulumi-home"),
         PATH: [bin, process.env.PATH].filter(Boolean).join(path.delimiter),
     };
-    fs.mkdirSync(env.PULUMI_HOME, { recursive: true });
+    // The built CLI keeps its workspace and plugins out of ~/.pulumi; a CLI of the user's own
+    // keeps the user's PULUMI_HOME (logins, plugins), set or not.
+    if (source === "build") {
+        env.PULUMI_HOME = process.env.PULUMI_HOME || path.join(os.homedir(), ".cache", "kvmtune", "pulumi-home");
+        fs.mkdirSync(env.PULUMI_HOME, { recursive: true });
+    } else if (process.env.PULUMI_HOME) {
+        env.PULUMI_HOME = process.env.PULUMI_HOME;
+    }
     if (process.env.PULUMI_BACKEND_URL) {
         env.PULUMI_BACKEND_URL = process.env.PULUMI_BACKEND_URL;
     } else {

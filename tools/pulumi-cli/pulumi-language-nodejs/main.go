@@ -50,6 +50,7 @@ import (
 	pbempty "google.golang.org/protobuf/types/known/emptypb"
 
 	"github.com/pulumi/pulumi/sdk/v3/go/common/resource/config"
+	"github.com/pulumi/pulumi/sdk/v3/go/common/util/logging"
 	"github.com/pulumi/pulumi/sdk/v3/go/common/util/rpcutil"
 	"github.com/pulumi/pulumi/sdk/v3/go/common/version"
 	pulumirpc "github.com/pulumi/pulumi/sdk/v3/proto/go"
@@ -60,15 +61,28 @@ import (
 const exitAfterActionableMessage = 32
 
 func main() {
+	// Every flag the engine (sdk/v3 go/common/resource/plugin: buildPluginArguments) or an
+	// upstream-style caller may pass. Under `pulumi --logflow` the engine adds --logtostderr and
+	// -v=N: those two are glog's own flags, registered on flag.CommandLine by the logging
+	// package's glog import, and honoured through logging.InitLogging below. The rest are
+	// upstream pulumi-language-nodejs's flags, accepted so no caller can make us exit with
+	// "flag provided but not defined".
 	showVersion := flag.Bool("version", false, "print the plugin version and exit")
-	flag.String("tracing", "", "ignored (accepted for compatibility with the engine)")
+	flag.String("tracing", "", "emit tracing to a Zipkin-compatible endpoint (accepted; this host sends no traces)")
+	flag.String("root", "", "the project root (accepted; Run gets it from the engine)")
+	flag.String("binary", "", "[obsolete upstream] accepted and ignored")
+	flag.Bool("typescript", true, "[obsolete upstream] accepted and ignored: runtime.options.typescript decides")
+	nodeargs := flag.String("nodeargs", "", "arguments for the Node process, before runtime.options.nodeargs")
 	flag.Parse()
 	if *showVersion {
 		fmt.Println(version.Version)
 		return
 	}
+	// Reads -v and --logtostderr as parsed above, like every Pulumi plugin.
+	logging.InitLogging(false, 0, false)
+	logging.V(3).Infof("pulumi-language-nodejs %s (kvmtune stand-in) args %q", version.Version, os.Args[1:])
 
-	host := &nodeHost{}
+	host := &nodeHost{nodeargs: *nodeargs}
 	if args := flag.Args(); len(args) > 0 {
 		host.engineAddress = args[len(args)-1]
 	}
@@ -113,6 +127,7 @@ type nodeHost struct {
 
 	mu            sync.Mutex
 	engineAddress string
+	nodeargs      string          // the -nodeargs flag
 	cancelCtx     context.Context // cancelled by the Cancel RPC or SIGINT
 	cancelFunc    context.CancelFunc
 }
@@ -263,7 +278,7 @@ func (h *nodeHost) Run(ctx context.Context, req *pulumirpc.RunRequest) (*pulumir
 	h.mu.Lock()
 	engine := h.engineAddress
 	h.mu.Unlock()
-	args, err := shlex.Split(opts.nodeargs)
+	args, err := shlex.Split(strings.TrimSpace(h.nodeargs + " " + opts.nodeargs))
 	if err != nil {
 		return &pulumirpc.RunResponse{Error: err.Error()}, nil
 	}
@@ -338,6 +353,7 @@ func (h *nodeHost) Run(ctx context.Context, req *pulumirpc.RunRequest) (*pulumir
 	cmd.Stdout = struct{ io.Writer }{os.Stdout}
 	cmd.Stderr = struct{ io.Writer }{os.Stderr}
 
+	logging.V(5).Infof("running %s %q in %s", nodeBin, args, cmd.Dir)
 	if err := cmd.Run(); err != nil {
 		var ee *exec.ExitError
 		if !errors.As(err, &ee) {
