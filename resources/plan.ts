@@ -9,6 +9,7 @@
  * to their kinds, so preview, plan and apply cannot disagree.
  */
 import { ChangeKind, KIND_WORDS } from "./changeKind";
+import { driftIn } from "./host/drift";
 
 /** The parts of the engine's preview document (`pulumi preview --json`) the plan reads. */
 export interface PreviewDigest {
@@ -31,6 +32,7 @@ export interface StepState {
     type?: string;
     parent?: string;
     inputs?: Record<string, unknown>;
+    outputs?: Record<string, unknown>;
 }
 
 /** What happens to one resource: a kind of the field policy, or a whole-resource step. */
@@ -129,15 +131,18 @@ function itemsOf(step: PreviewStep, type: string): PlanItem[] {
             return [{ ...base, action: "replace", fields: realFields(step.replaceReasons ?? step.diffReasons) }];
         case "update": {
             const changePlan = step.newState?.inputs?.changePlan;
+            // What the refresh found off on the host (a kept file, a claim: host/drift.ts) is put back live.
+            const drift = driftIn(step.oldState?.outputs ?? {});
+            const driftItems: PlanItem[] = drift.length > 0 ? [{ ...base, action: "live", fields: [`put back: ${drift.join("; ")}`] }] : [];
             if (!changePlan || typeof changePlan !== "object") {
-                return [{ ...base, action: "update", fields: realFields(step.diffReasons) }];
+                return driftItems.length > 0 ? driftItems : [{ ...base, action: "update", fields: realFields(step.diffReasons) }];
             }
             const byAction = new Map<PlanAction, string[]>();
             for (const [field, words] of Object.entries(changePlan as Record<string, unknown>)) {
                 const action = kindOfWords(words);
                 byAction.set(action, [...(byAction.get(action) ?? []), field]);
             }
-            return [...byAction].map(([action, fields]) => ({ ...base, action, fields: fields.sort() }));
+            return [...[...byAction].map(([action, fields]) => ({ ...base, action, fields: fields.sort() })), ...driftItems];
         }
         default:
             return []; // same, read, refresh, import, discard: nothing changes on a host

@@ -18,6 +18,27 @@ const recorded = (): PreviewDigest => JSON.parse(fs.readFileSync(fixture, "utf8"
 describe("the plan from a preview", function () {
     this.timeout(60_000); // the CLI case starts node four times
     // scratch-disk is declared beside lab1's KvmHost, not in it: same address, same host.
+    it("shows what a refresh found off on a host (drift) as put back live, with what drifted", () => {
+        const urn = "urn:pulumi:lab::kvmtune::kvmtune:index:KvmHost$pulumi-nodejs:dynamic/kvmtune:BlockElevator::lab1-elevator-vdb";
+        const inputs = { connection: { host: "127.0.0.1", port: 2201 }, device: "vdb", scheduler: "mq-deadline" };
+        const state = { type: "pulumi-nodejs:dynamic/kvmtune:BlockElevator", parent: "urn:pulumi:lab::kvmtune::kvmtune:index:KvmHost::lab1", inputs };
+        const plan = planFromPreview({
+            steps: [
+                {
+                    op: "update",
+                    urn,
+                    oldState: { ...state, outputs: { ...inputs, drift: ["/etc/udev/rules.d/61-kvmtune-elevator-vdb.rules is missing"] } },
+                    newState: state,
+                    diffReasons: [],
+                },
+            ],
+        });
+        assert.deepStrictEqual(plan.hosts[0].items, [
+            { type: "BlockElevator", resource: "lab1-elevator-vdb", action: "live", fields: ["put back: /etc/udev/rules.d/61-kvmtune-elevator-vdb.rules is missing"] },
+        ]);
+        assert.match(renderPlan(plan), /live\s+BlockElevator lab1-elevator-vdb: put back: \/etc\/udev\/rules\.d\/61-kvmtune-elevator-vdb\.rules is missing\n/);
+    });
+
     it("groups kvmtune's changes by host, each the way its changePlan says", () => {
         const plan = planFromPreview(recorded());
         assert.deepStrictEqual(
