@@ -176,7 +176,8 @@ export function planFromPreview(digest: PreviewDigest): Plan {
     }
     return {
         hosts: [...hosts.values()].sort((a, b) => a.host.localeCompare(b.host)),
-        errors: (digest.diagnostics ?? []).filter((d) => d.severity === "error").map((d) => (d.message ?? "").trim()),
+        // The engine's messages start with their own "error: ", which the plan's lines already say.
+        errors: (digest.diagnostics ?? []).filter((d) => d.severity === "error").map((d) => (d.message ?? "").trim().replace(/^error: /, "")),
         changeSummary: digest.changeSummary ?? {},
     };
 }
@@ -202,7 +203,8 @@ export function renderPlan(plan: Plan, stackName?: string): string {
         out.push("", "The preview failed; `up` would stop at these errors:", ...plan.errors.map((e) => `  error: ${e}`));
     }
     if (plan.hosts.length === 0) {
-        out.push("", "No changes on any host.");
+        // After a failed preview, "no changes" would be a claim the preview could not make.
+        if (plan.errors.length === 0) out.push("", "No changes on any host.");
         return out.join("\n") + "\n";
     }
     const width = Math.max(...plan.hosts.flatMap((h) => h.items.map((i) => actionLabel(i.action).length)));

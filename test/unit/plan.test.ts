@@ -124,8 +124,9 @@ describe("the plan from a preview", function () {
 
     it("says so when nothing changes, and shows a failed preview's errors", () => {
         assert.match(renderPlan(planFromPreview({ steps: [], changeSummary: { same: 9 } })), /\(preview: 9 same\)\n\nNo changes on any host\.\n$/);
-        const failed = planFromPreview({ diagnostics: [{ severity: "error", message: "kvmtune:hosts[0].port: got 0\n" }] });
-        assert.match(renderPlan(failed), /The preview failed; `up` would stop at these errors:\n  error: kvmtune:hosts\[0\]\.port: got 0\n/);
+        const failed = planFromPreview({ diagnostics: [{ severity: "error", message: "error: kvmtune:hosts[0].port: got 0\n" }] });
+        assert.match(renderPlan(failed), /The preview failed; `up` would stop at these errors:\n  error: kvmtune:hosts\[0\]\.port: got 0\n$/);
+        assert.doesNotMatch(renderPlan(failed), /No changes/);
     });
 
     it("kvmtune-plan prints it from a file or standard input, and refuses what is not a preview", () => {
