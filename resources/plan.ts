@@ -46,6 +46,8 @@ export interface PlanItem {
     guest?: string;
     /** The fields this action is for (empty for create and delete). */
     fields: string[];
+    /** For an update without a changePlan: why there is none. */
+    why?: "unknown-input" | "host-differs";
 }
 
 export interface HostPlan {
@@ -110,6 +112,15 @@ function addressOf(inputs: Record<string, unknown> | undefined): string | undefi
     return `${c.host}:${port}`;
 }
 
+/** How the engine's JSON shows a value not known until apply (an output of another resource). */
+const UNKNOWN = "04da6b54-80e4-46f7-96ec-b56ff0331ba9";
+
+function containsUnknown(value: unknown): boolean {
+    if (value === UNKNOWN) return true;
+    if (value && typeof value === "object") return Object.values(value).some(containsUnknown);
+    return false;
+}
+
 /** Without changePlan itself: it is an input whose own change means nothing on the host. */
 const realFields = (fields: string[] | undefined): string[] => (fields ?? []).filter((f) => f !== "changePlan");
 
@@ -130,7 +141,10 @@ function itemsOf(step: PreviewStep, type: string): PlanItem[] {
         case "update": {
             const changePlan = step.newState?.inputs?.changePlan;
             if (!changePlan || typeof changePlan !== "object") {
-                return [{ ...base, action: "update", fields: realFields(step.diffReasons) }];
+                // check adds no changePlan while an input is unknown, nor when no input changed and
+                // diff found the host differing from state (what a refresh read back).
+                const why = containsUnknown(step.newState?.inputs) ? "unknown-input" : "host-differs";
+                return [{ ...base, action: "update", fields: realFields(step.diffReasons), why }];
             }
             const byAction = new Map<PlanAction, string[]>();
             for (const [field, words] of Object.entries(changePlan as Record<string, unknown>)) {
@@ -186,8 +200,12 @@ export function planFromPreview(digest: PreviewDigest): Plan {
 function itemLine(item: PlanItem, width: number): string {
     const what = item.guest ? `guest ${item.guest} (${item.type} ${item.resource})` : `${item.type} ${item.resource}`;
     const fields = item.fields.length > 0 ? `: ${item.fields.join(", ")}` : "";
-    // check adds no changePlan while an input is still unknown (computed by another resource).
-    const why = item.action === "update" ? " (how: not known before apply, an input is computed)" : "";
+    const why =
+        item.why === "unknown-input"
+            ? " (how: not known before apply, an input is computed)"
+            : item.why === "host-differs"
+              ? " (no input changed: the host differs from state and is put back)"
+              : "";
     return `  ${actionLabel(item.action).padEnd(width)}  ${what}${fields}${why}`;
 }
 

@@ -1,7 +1,8 @@
 /**
  * The operator's plan (resources/plan.ts) from a recorded `pulumi preview --json` document
  * (test/unit/fixtures/preview-lab.json, in the engine's format: steps with op, urn, old and new
- * state with inputs and parent, diffReasons, replaceReasons): per host, the way each change is
+ * state with inputs and parent, replaceReasons; no diffReasons, which the engine does not get from
+ * a dynamic provider): per host, the way each change is
  * applied as the resources' changePlan says, and the summary an operator says yes to.
  */
 import * as assert from "assert";
@@ -34,7 +35,7 @@ describe("the plan from a preview", function () {
                 {
                     host: "host not known (its connection is secret or computed)",
                     address: undefined,
-                    items: [["update", "pool", "", "nodes"]],
+                    items: [["update", "pool", "", ""]],
                 },
                 {
                     host: "lab1",
@@ -53,6 +54,7 @@ describe("the plan from a preview", function () {
                         ["replace", "lab2-hugepages-2M", "", "pageSize"],
                         ["delete", "lab2-sriov-enp33s0", "", ""],
                         ["create", "lab2-elevator-vdc", "", ""],
+                        ["update", "lab2-elevator-vdb", "", ""],
                     ],
                 },
             ],
@@ -64,14 +66,14 @@ describe("the plan from a preview", function () {
         assert.strictEqual(
             renderPlan(planFromPreview(recorded()), "lab"),
             [
-                "kvmtune plan for stack lab (preview: 2 create, 1 delete, 1 replace, 14 same, 6 update)",
+                "kvmtune plan for stack lab (preview: 2 create, 1 delete, 1 replace, 14 same, 7 update)",
                 "",
                 "10.0.0.7:22",
                 "  live           BlockElevator db-disk: scheduler",
                 "  state only     BlockElevator db-disk: connection",
                 "",
                 "host not known (its connection is secret or computed)",
-                "  update         HugepagePool pool: nodes (how: not known before apply, an input is computed)",
+                "  update         HugepagePool pool (how: not known before apply, an input is computed)",
                 "",
                 "lab1 (127.0.0.1:2222)",
                 "  guest restart  guest demo-db (NumaPinnedGuest lab1-guest-demo-db): memoryMiB",
@@ -83,6 +85,7 @@ describe("the plan from a preview", function () {
                 "  replace        HugepagePool lab2-hugepages-2M: pageSize",
                 "  delete         SriovNic lab2-sriov-enp33s0",
                 "  create         BlockElevator lab2-elevator-vdc",
+                "  update         BlockElevator lab2-elevator-vdb (no input changed: the host differs from state and is put back)",
                 "",
                 "Guest restarts: lab1: demo-db.",
                 "Host reboots: none.",
