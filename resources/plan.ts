@@ -48,6 +48,8 @@ export interface PlanItem {
     guest?: string;
     /** The fields this action is for (empty for create and delete). */
     fields: string[];
+    /** For an update without a changePlan: why there is none. */
+    why?: "unknown-input" | "host-differs";
 }
 
 export interface HostPlan {
@@ -112,6 +114,15 @@ function addressOf(inputs: Record<string, unknown> | undefined): string | undefi
     return `${c.host}:${port}`;
 }
 
+/** How the engine's JSON shows a value not known until apply (an output of another resource). */
+const UNKNOWN = "04da6b54-80e4-46f7-96ec-b56ff0331ba9";
+
+function containsUnknown(value: unknown): boolean {
+    if (value === UNKNOWN) return true;
+    if (value && typeof value === "object") return Object.values(value).some(containsUnknown);
+    return false;
+}
+
 /** Without changePlan itself: it is an input whose own change means nothing on the host. */
 const realFields = (fields: string[] | undefined): string[] => (fields ?? []).filter((f) => f !== "changePlan");
 
@@ -135,7 +146,11 @@ function itemsOf(step: PreviewStep, type: string): PlanItem[] {
             const drift = driftIn(step.oldState?.outputs ?? {});
             const driftItems: PlanItem[] = drift.length > 0 ? [{ ...base, action: "live", fields: [`put back: ${drift.join("; ")}`] }] : [];
             if (!changePlan || typeof changePlan !== "object") {
-                return driftItems.length > 0 ? driftItems : [{ ...base, action: "update", fields: realFields(step.diffReasons) }];
+                if (driftItems.length > 0) return driftItems;
+                // check adds no changePlan while an input is unknown, nor when no input changed and
+                // diff found the host differing from state (what a refresh read back).
+                const why = containsUnknown(step.newState?.inputs) ? "unknown-input" : "host-differs";
+                return [{ ...base, action: "update", fields: realFields(step.diffReasons), why }];
             }
             const byAction = new Map<PlanAction, string[]>();
             for (const [field, words] of Object.entries(changePlan as Record<string, unknown>)) {
@@ -181,7 +196,8 @@ export function planFromPreview(digest: PreviewDigest): Plan {
     }
     return {
         hosts: [...hosts.values()].sort((a, b) => a.host.localeCompare(b.host)),
-        errors: (digest.diagnostics ?? []).filter((d) => d.severity === "error").map((d) => (d.message ?? "").trim()),
+        // The engine's messages start with their own "error: ", which the plan's lines already say.
+        errors: (digest.diagnostics ?? []).filter((d) => d.severity === "error").map((d) => (d.message ?? "").trim().replace(/^error: /, "")),
         changeSummary: digest.changeSummary ?? {},
     };
 }
@@ -190,8 +206,12 @@ export function planFromPreview(digest: PreviewDigest): Plan {
 function itemLine(item: PlanItem, width: number): string {
     const what = item.guest ? `guest ${item.guest} (${item.type} ${item.resource})` : `${item.type} ${item.resource}`;
     const fields = item.fields.length > 0 ? `: ${item.fields.join(", ")}` : "";
-    // check adds no changePlan while an input is still unknown (computed by another resource).
-    const why = item.action === "update" ? " (how: not known before apply, an input is computed)" : "";
+    const why =
+        item.why === "unknown-input"
+            ? " (how: not known before apply, an input is computed)"
+            : item.why === "host-differs"
+              ? " (no input changed: the host differs from state and is put back)"
+              : "";
     return `  ${actionLabel(item.action).padEnd(width)}  ${what}${fields}${why}`;
 }
 
@@ -207,7 +227,8 @@ export function renderPlan(plan: Plan, stackName?: string): string {
         out.push("", "The preview failed; `up` would stop at these errors:", ...plan.errors.map((e) => `  error: ${e}`));
     }
     if (plan.hosts.length === 0) {
-        out.push("", "No changes on any host.");
+        // After a failed preview, "no changes" would be a claim the preview could not make.
+        if (plan.errors.length === 0) out.push("", "No changes on any host.");
         return out.join("\n") + "\n";
     }
     const width = Math.max(...plan.hosts.flatMap((h) => h.items.map((i) => actionLabel(i.action).length)));

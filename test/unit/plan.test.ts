@@ -1,7 +1,8 @@
 /**
  * The operator's plan (resources/plan.ts) from a recorded `pulumi preview --json` document
  * (test/unit/fixtures/preview-lab.json, in the engine's format: steps with op, urn, old and new
- * state with inputs and parent, diffReasons, replaceReasons): per host, the way each change is
+ * state with inputs and parent, replaceReasons; no diffReasons, which the engine does not get from
+ * a dynamic provider): per host, the way each change is
  * applied as the resources' changePlan says, and the summary an operator says yes to.
  */
 import * as assert from "assert";
@@ -55,7 +56,7 @@ describe("the plan from a preview", function () {
                 {
                     host: "host not known (its connection is secret or computed)",
                     address: undefined,
-                    items: [["update", "pool", "", "nodes"]],
+                    items: [["update", "pool", "", ""]],
                 },
                 {
                     host: "lab1",
@@ -74,6 +75,7 @@ describe("the plan from a preview", function () {
                         ["replace", "lab2-hugepages-2M", "", "pageSize"],
                         ["delete", "lab2-sriov-enp33s0", "", ""],
                         ["create", "lab2-elevator-vdc", "", ""],
+                        ["update", "lab2-elevator-vdb", "", ""],
                     ],
                 },
             ],
@@ -85,14 +87,14 @@ describe("the plan from a preview", function () {
         assert.strictEqual(
             renderPlan(planFromPreview(recorded()), "lab"),
             [
-                "kvmtune plan for stack lab (preview: 2 create, 1 delete, 1 replace, 14 same, 6 update)",
+                "kvmtune plan for stack lab (preview: 2 create, 1 delete, 1 replace, 14 same, 7 update)",
                 "",
                 "10.0.0.7:22",
                 "  live           BlockElevator db-disk: scheduler",
                 "  state only     BlockElevator db-disk: connection",
                 "",
                 "host not known (its connection is secret or computed)",
-                "  update         HugepagePool pool: nodes (how: not known before apply, an input is computed)",
+                "  update         HugepagePool pool (how: not known before apply, an input is computed)",
                 "",
                 "lab1 (127.0.0.1:2222)",
                 "  guest restart  guest demo-db (NumaPinnedGuest lab1-guest-demo-db): memoryMiB",
@@ -104,6 +106,7 @@ describe("the plan from a preview", function () {
                 "  replace        HugepagePool lab2-hugepages-2M: pageSize",
                 "  delete         SriovNic lab2-sriov-enp33s0",
                 "  create         BlockElevator lab2-elevator-vdc",
+                "  update         BlockElevator lab2-elevator-vdb (no input changed: the host differs from state and is put back)",
                 "",
                 "Guest restarts: lab1: demo-db.",
                 "Host reboots: none.",
@@ -145,8 +148,9 @@ describe("the plan from a preview", function () {
 
     it("says so when nothing changes, and shows a failed preview's errors", () => {
         assert.match(renderPlan(planFromPreview({ steps: [], changeSummary: { same: 9 } })), /\(preview: 9 same\)\n\nNo changes on any host\.\n$/);
-        const failed = planFromPreview({ diagnostics: [{ severity: "error", message: "kvmtune:hosts[0].port: got 0\n" }] });
-        assert.match(renderPlan(failed), /The preview failed; `up` would stop at these errors:\n  error: kvmtune:hosts\[0\]\.port: got 0\n/);
+        const failed = planFromPreview({ diagnostics: [{ severity: "error", message: "error: kvmtune:hosts[0].port: got 0\n" }] });
+        assert.match(renderPlan(failed), /The preview failed; `up` would stop at these errors:\n  error: kvmtune:hosts\[0\]\.port: got 0\n$/);
+        assert.doesNotMatch(renderPlan(failed), /No changes/);
     });
 
     it("kvmtune-plan prints it from a file or standard input, and refuses what is not a preview", () => {
