@@ -34,10 +34,10 @@ interface ExecStream {
     stderr: { write(data: string): void };
     on(event: "data", cb: (d: Buffer) => void): void;
     on(event: "end", cb: () => void): void;
-    on(event: "error", cb: () => void): void;
     write(data: string): void;
     exit(code: number): void;
     end(): void;
+    on(event: "error", cb: () => void): void;
 }
 interface Session {
     on(event: "exec", cb: (accept: () => ExecStream, reject: () => void, info: { command: string }) => void): void;
@@ -114,10 +114,10 @@ export async function startFakeSshHost(opts: FakeSshHostOptions): Promise<FakeSs
                 acceptSession().on("exec", (accept, _reject, info) => {
                     const stream = accept();
                     stats.commands++;
-                    // A command that ends after its connection was cut writes to a closed channel.
-                    stream.on("error", () => undefined);
                     const stdin: Buffer[] = [];
                     stream.on("data", (d) => stdin.push(d));
+                    // A command that ends after its connection was cut writes to a closed channel.
+                    stream.on("error", () => undefined);
                     stream.on("end", () => {
                         remote
                             .exec(info.command, { stdin: Buffer.concat(stdin).toString("utf8") })

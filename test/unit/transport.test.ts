@@ -5,11 +5,14 @@
  */
 import * as assert from "assert";
 import { Connection, connectionSchema } from "../../resources/host/connection";
-import { ConnectError, ConnectionLostError, HostKeyMismatchError, RemoteCommandError } from "../../resources/host/errors";
-import { run, runScript } from "../../resources/host/remote";
+import { ConnectError, HostKeyMismatchError, RemoteCommandError } from "../../resources/host/errors";
+import { run } from "../../resources/host/remote";
 import { closeAll, remoteFor } from "../../resources/host/sshPool";
 import { closedPort, FakeSshHost, startFakeSshHost, startSilentPort } from "../helpers/fakeSshHost";
 import { leakedPiece, newKeyPair, secretPieces, throwawayKey } from "../helpers/fixtures";
+// Apart from the imports above, which other work on the transport also extends.
+import { ConnectionLostError } from "../../resources/host/errors";
+import { runScript } from "../../resources/host/remote";
 
 /** Slack for the event loop on a loaded 2-core machine, on top of connectTimeoutSeconds. */
 /**
