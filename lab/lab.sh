@@ -114,6 +114,9 @@ cmd_reset() {
   fi
   write_client_files
   log "reset: fresh overlays for ${all[*]}${run:+; running again: ${run[*]}}"
+  # The hosts are bare now, as if reinstalled (same host keys: the lab keeps them outside the image).
+  log "reset: stacks that managed these hosts (the 'lab' stack, test stacks) now hold stale state; the next" \
+    "'npm start' reads the hosts first (pulumi up --refresh) and converges them again"
 }
 
 cmd_reboot() {

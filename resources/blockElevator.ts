@@ -44,6 +44,8 @@ export class BlockElevator extends pulumi.dynamic.Resource {
     public readonly currentReadAheadKb!: pulumi.Output<number>;
     /** What the disk had before create; delete puts it back. */
     public readonly original!: pulumi.Output<{ scheduler: string; tunables: Record<string, number>; nrRequests: number; readAheadKb: number }>;
+    /** What refresh found different from what kvmtune keeps on the host (a persistence file, the claim); the next up puts it back. Empty when in sync. */
+    public readonly drift!: pulumi.Output<string[]>;
 
     constructor(name: string, args: BlockElevatorArgs, opts?: pulumi.CustomResourceOptions) {
         super(
@@ -61,6 +63,7 @@ export class BlockElevator extends pulumi.dynamic.Resource {
                 currentNrRequests: undefined,
                 currentReadAheadKb: undefined,
                 original: undefined,
+                drift: undefined,
             },
             opts,
             "kvmtune",

@@ -43,6 +43,8 @@ export class HugepagePool extends pulumi.dynamic.Resource {
     public readonly original!: pulumi.Output<{ nodes: Record<string, number>; mountWasThere: boolean }>;
     /** True when the boot configuration has a pool the running kernel does not (1G pools). */
     public readonly rebootRequired!: pulumi.Output<boolean>;
+    /** What refresh found different from what kvmtune keeps on the host (a persistence file, the claim); the next up puts it back. Empty when in sync. */
+    public readonly drift!: pulumi.Output<string[]>;
 
     constructor(name: string, args: HugepagePoolArgs, opts?: pulumi.CustomResourceOptions) {
         super(
@@ -58,6 +60,7 @@ export class HugepagePool extends pulumi.dynamic.Resource {
                 freePages: undefined,
                 original: undefined,
                 rebootRequired: undefined,
+                drift: undefined,
             },
             opts,
             "kvmtune",

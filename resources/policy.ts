@@ -10,6 +10,7 @@
  */
 import type * as pulumi from "@pulumi/pulumi";
 import type { z } from "zod";
+import { driftIn } from "./host/drift";
 import { checkInputs, containsUnknown, inputsFrom } from "./validate";
 
 export type ChangeKind = "replace" | "live" | "restart" | "reboot" | "state";
@@ -50,6 +51,9 @@ export function diffResult(changes: Change[], deleteBeforeReplace = true): pulum
 /**
  * `diff` for every provider: old inputs from state against new inputs, through the field policy.
  * During preview a new value may be unknown (computed by another resource): it counts as changed.
+ * Whatever the last read found different on the host beyond the inputs (`drift`: a persistence
+ * file edited or removed, a claim gone with a reinstalled /etc, see host/drift.ts) is a live change
+ * too, so `up --refresh` puts it back.
  */
 export function diffProps<S extends z.ZodObject>(
     schema: S,
@@ -58,13 +62,14 @@ export function diffProps<S extends z.ZodObject>(
     news: Record<string, unknown>,
 ): pulumi.dynamic.DiffResult {
     const before = inputsFrom(schema, olds, "previous inputs") as Partial<z.output<S>> & Record<string, unknown>;
+    const drift: Change[] = driftIn(olds).length > 0 ? [{ field: "drift", kind: "live" }] : [];
     if (!containsUnknown(news)) {
-        return diffResult(changedFields(before, inputsFrom(schema, news, "inputs"), policy));
+        return diffResult([...changedFields(before, inputsFrom(schema, news, "inputs"), policy), ...drift]);
     }
     const changes = (Object.keys(policy) as string[])
         .filter((f) => containsUnknown(news[f]) || canonical(before[f]) !== canonical(news[f]))
         .map((field) => ({ field, kind: (policy as Record<string, ChangeKind>)[field] }));
-    return diffResult(changes);
+    return diffResult([...changes, ...drift]);
 }
 
 /** How each kind of change is applied, in the words the preview shows. */

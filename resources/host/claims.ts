@@ -24,6 +24,7 @@ import { atomicWriteScript, headerLine, managedHeader, ownerOf, ownerProblem, re
 import { shellQuote } from "./quote";
 import { Remote, wholeScript } from "./remote";
 import { KvmtuneError, RemoteCommandError } from "./errors";
+import { warnUser } from "./warn";
 
 export const CLAIMS_DIR = "/etc/kvmtune/claims";
 
@@ -33,6 +34,8 @@ const KNOB = /^[A-Za-z0-9][A-Za-z0-9_.@-]{0,127}$/;
 /** The exit code and stderr marker of a refused claim (sh itself never exits 75). */
 const REFUSED = 75;
 const MARKER = "kvmtune-claim";
+/** The line the claim script prints when it made the claim file (the knob had none). */
+const TAKEN = "kvmtune-claim-taken";
 
 export interface KnobClaim {
     /** The knob's file name under CLAIMS_DIR, e.g. `block-elevator-vdb`, `hugepages-2M`. */
@@ -60,6 +63,13 @@ export interface KnobClaim {
 export interface ClaimRecord {
     /** The original recorded when the claim was first taken, or undefined when it records none. */
     original: unknown;
+    /**
+     * True when this call made the claim file: the knob had no claim on the host. For an update or
+     * a delete of a resource that exists in state, that means the host lost the claim since (it was
+     * reinstalled, or `/etc/kvmtune` was removed by hand): the original in state may describe a host
+     * that is no more.
+     */
+    taken: boolean;
 }
 
 /** The knob belongs to another resource, or a file of it was not written by kvmtune. */
@@ -160,6 +170,7 @@ export function claimScript(c: KnobClaim): string {
         // link(2) refuses an existing name: whoever lost the race reports the winner.
         `  ( ${atomicWriteScript(path, claimContent(c), "0644", { exclusive: true })}`,
         `  ) || { check ${q}; exit 1; }`,
+        `  echo ${TAKEN}`,
         `fi`,
         // The claim as it now stands, for its recorded original (one written by an earlier attempt wins).
         `grep '^${ORIGINAL_KEY}' ${q} || true`,
@@ -200,7 +211,32 @@ async function refusal(p: Promise<unknown>): Promise<ClaimError | null> {
  * update).
  */
 export async function claimKnob(remote: Remote, c: KnobClaim): Promise<ClaimRecord> {
-    return { original: recordedOriginal(await runClaimScript(remote, c, claimScript(c))) ?? c.original };
+    const out = await runClaimScript(remote, c, claimScript(c));
+    return { original: recordedOriginal(out) ?? c.original, taken: out.split("\n").includes(TAKEN) };
+}
+
+/**
+ * For update: takes (or keeps) the claim like claimKnob, and says which original delete must put
+ * back. Normally the one in state (`recorded`). When the claim was gone from the host (reinstalled,
+ * or removed by hand), the original in state was recorded on a host that is no more: the claim is
+ * taken again with the knob's values as they are now (`seen`), which become the original, and the
+ * returned warning says so.
+ */
+export async function reclaimForUpdate<T>(
+    remote: Remote,
+    c: KnobClaim,
+    recorded: T | undefined,
+): Promise<{ original: T; warning?: string }> {
+    const claimed = await claimKnob(remote, c);
+    if (!claimed.taken && recorded !== undefined) return { original: recorded };
+    return {
+        original: claimed.original as T,
+        warning:
+            recorded === undefined
+                ? undefined
+                : `${c.what} on ${remote.name} had no ownership claim (${claimPath(c.knob)}): the host was reinstalled or the claim removed by hand. ` +
+                  `Claimed it again; delete will restore the values found now, not those recorded when the resource was created.`,
+    };
 }
 
 /**
@@ -209,7 +245,16 @@ export async function claimKnob(remote: Remote, c: KnobClaim): Promise<ClaimReco
  * knob taken since): then the settings are that owner's, and delete leaves them alone.
  */
 export function holdForDelete(remote: Remote, c: KnobClaim): Promise<ClaimError | null> {
-    return refusal(claimKnob(remote, c));
+    return refusal(
+        claimKnob(remote, c).then((claimed) => {
+            if (claimed.taken) {
+                warnUser(
+                    `${c.what} on ${remote.name} had no ownership claim (${claimPath(c.knob)}) when it was deleted: the host was reinstalled ` +
+                        `or the claim removed by hand since the last up. Restoring the values recorded at create all the same.`,
+                );
+            }
+        }),
+    );
 }
 
 /** Releases the owner's claim; returns the ClaimError instead of throwing when another owner holds the knob. */

@@ -27,6 +27,8 @@ export interface DiskRead {
     disk: DiskQueues | null;
     /** One per `disk.queues`, in that order. */
     queues: QueueState[];
+    /** Every file the read script read, by path (the extra files among them). */
+    files: ReadonlyMap<string, string>;
 }
 
 /** An NVMe multipath path device (nvme<S>c<C>n<H>, hidden under its head nvme<S>n<H>), not a disk. */
@@ -49,13 +51,16 @@ function resolvePrelude(device: string): string {
     ].join("\n");
 }
 
-/** The read script of one disk: files only, under /sys/block/$k and /sys/block/$p. */
-export function diskReadRequest(device: string): DumpRequest {
+/**
+ * The read script of one disk: files only, under /sys/block/$k and /sys/block/$p, and `extraFiles`
+ * (patterns that may use `$k`, the disk's kernel name: the files a resource keeps for the disk).
+ */
+export function diskReadRequest(device: string, extraFiles: readonly string[] = []): DumpRequest {
     const own = ["size", "queue/scheduler", "queue/nr_requests", "queue/read_ahead_kb", "queue/iosched/*"];
     const paths = ["queue/scheduler", "queue/nr_requests", "queue/iosched/*", "device/serial"];
     return {
         prelude: resolvePrelude(device),
-        files: ["/etc/hostname", "/sys/block/$k/nsid", ...own.map((f) => `/sys/block/$k/${f}`), ...paths.map((f) => `/sys/block/$p/${f}`)],
+        files: ["/etc/hostname", "/sys/block/$k/nsid", ...own.map((f) => `/sys/block/$k/${f}`), ...paths.map((f) => `/sys/block/$p/${f}`), ...extraFiles],
     };
 }
 
@@ -86,18 +91,18 @@ export function parseDiskRead(dump: Dump): DiskRead {
     const name = [...names].find((n) => !isNvmePath(n));
     const size = name === undefined ? 0 : Number((dump.files.get(`/sys/block/${name}/size`) ?? "0").trim());
     // As in the host facts: an unbound loop device or an empty drive is not a disk yet.
-    if (name === undefined || !(size > 0)) return { hostname, disk: null, queues: [] };
+    if (name === undefined || !(size > 0)) return { hostname, disk: null, queues: [], files: dump.files };
     const paths = [...names].filter(isNvmePath).sort();
     const queues = paths.length > 0 ? paths : [name];
     const serial = dump.files.get(`/sys/block/${queues[0]}/device/serial`)?.trim();
     const nsidText = dump.files.get(`/sys/block/${name}/nsid`)?.trim();
     const nvme = serial && nsidText && /^\d+$/.test(nsidText) ? { serial, nsid: Number(nsidText) } : null;
     const states = queues.map((q) => queueFromDump(dump, q, name));
-    if (states.some((q) => q === null)) return { hostname, disk: null, queues: [] };
-    return { hostname, disk: { name, queues, nvme }, queues: states as QueueState[] };
+    if (states.some((q) => q === null)) return { hostname, disk: null, queues: [], files: dump.files };
+    return { hostname, disk: { name, queues, nvme }, queues: states as QueueState[], files: dump.files };
 }
 
-/** Finds the disk `device` names and reads its queues: one round trip. */
-export async function readDisk(remote: Remote, device: string): Promise<DiskRead> {
-    return parseDiskRead(parseDump(await runScript(remote, buildDumpScript(diskReadRequest(device)))));
+/** Finds the disk `device` names and reads its queues (and `extraFiles`, see diskReadRequest): one round trip. */
+export async function readDisk(remote: Remote, device: string, extraFiles: readonly string[] = []): Promise<DiskRead> {
+    return parseDiskRead(parseDump(await runScript(remote, buildDumpScript(diskReadRequest(device, extraFiles)))));
 }

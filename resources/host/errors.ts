@@ -91,7 +91,9 @@ export class HostKeyMismatchError extends KvmtuneError {
     ) {
         super(
             `host key of ${host} does not match the pinned key: expected ${expected}, the host presented ${presented}. ` +
-                `Refusing to connect. If the host was rebuilt, update hostKey after checking the new key out of band.`,
+                `Refusing to connect. If the host was reinstalled, check the new key out of band (on its console: ` +
+                `ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub), set it as hostKey (an in-place update), and run again; ` +
+                `the refresh then finds the host bare and up tunes it again.`,
         );
         this.name = "HostKeyMismatchError";
     }

@@ -6,13 +6,15 @@
  */
 import type * as pulumi from "@pulumi/pulumi";
 import { z } from "zod";
-import { claimKnob, formerOwnersOf, holdForDelete, KnobClaim, releaseKnob } from "../host/claims";
+import { claimKnob, CLAIMS_DIR, formerOwnersOf, holdForDelete, KnobClaim, reclaimForUpdate, releaseKnob } from "../host/claims";
 import { connectionSchema } from "../host/connection";
 import { DiskQueues, DiskRead, diskReadRequest, parseDiskRead, queueDir, QueueState, readDisk } from "../host/disk";
+import { PersistedFile, persistedDrift } from "../host/drift";
 import { BlockDeviceFacts, gatherFacts } from "../host/facts";
 import { atomicWriteScript, managedHeader, removeFileScript } from "../host/files";
 import { Remote, runScript } from "../host/remote";
 import { remoteFor } from "../host/sshPool";
+import { warnUser } from "../host/warn";
 import { buildDumpScript, parseDump, writeSysfsScript } from "../host/sysfs";
 import { checkWithPlan, diffProps, FieldPolicy } from "../policy";
 import { stateOf } from "../state";
@@ -109,6 +111,17 @@ interface Original {
     readAheadKb: number | null;
 }
 
+/** The disk's settings as found, to be restored on delete. */
+function originalOf(i: BlockElevatorInputs, before: QueueState): Original {
+    return {
+        scheduler: before.scheduler,
+        // Only the tunables we set need restoring: a scheduler switch back resets the rest.
+        tunables: before.scheduler === i.scheduler ? Object.fromEntries(Object.keys(i.tunables).map((k) => [k, before.tunables[k]])) : {},
+        nrRequests: before.nrRequests,
+        readAheadKb: before.readAheadKb,
+    };
+}
+
 /** Finds the disk a device input names, among the host's disks. */
 export function resolveDevice(device: string, disks: BlockDeviceFacts[], hostname: string): BlockDeviceFacts {
     const disk = device.startsWith("/dev/")
@@ -190,6 +203,14 @@ export function udevRule(owner: string, i: BlockElevatorInputs, disk: Pick<Block
 /** One rule file per disk: the name comes from the kernel name, which the schema keeps plain. */
 const rulePath = (kernelName: string) => `/etc/udev/rules.d/61-kvmtune-elevator-${kernelName}.rules`;
 
+/** The files a BlockElevator keeps for a disk: its udev rule, or none when persist is off. */
+function persistedFiles(owner: string, i: BlockElevatorInputs, disk: DiskQueues): PersistedFile[] {
+    return [{ path: rulePath(disk.name), want: i.persist ? udevRule(owner, i, disk) : null }];
+}
+
+/** For read: the rule and the claim of whichever disk the device resolves to on the host (`$k`, host/disk.ts). */
+const KEPT_FILE_PATTERNS = [rulePath("$k"), `${CLAIMS_DIR}/block-elevator-$k`];
+
 /**
  * The knob a BlockElevator owns: the disk's queue, by kernel name like its rule file, so two
  * resources naming one disk differently (`vdb`, a by-id link) still meet at one claim.
@@ -235,7 +256,7 @@ async function converge(remote: Remote, i: BlockElevatorInputs, disk: DiskQueues
     return after[0];
 }
 
-function outputs(i: BlockElevatorInputs, owner: string, disk: DiskQueues, q: QueueState, original: Original) {
+function outputs(i: BlockElevatorInputs, owner: string, disk: DiskQueues, q: QueueState, original: Original, drift: string[] = []) {
     return stateOf({
         ...i,
         owner,
@@ -248,6 +269,8 @@ function outputs(i: BlockElevatorInputs, owner: string, disk: DiskQueues, q: Que
         currentNrRequests: q.nrRequests,
         currentReadAheadKb: q.readAheadKb,
         original,
+        /** What the last read found different from what kvmtune keeps on the host (host/drift.ts). */
+        drift,
     });
 }
 
@@ -269,16 +292,9 @@ export const provider = {
         const owner = String(props.owner ?? "BlockElevator");
         const remote = remoteFor(i.connection);
         const { hostname, disk, queues: [before] } = await requireDisk(remote, i.device);
-        // Only the tunables we set need restoring: a scheduler switch back resets the rest.
-        const seen: Original = {
-            scheduler: before.scheduler,
-            tunables: before.scheduler === i.scheduler ? Object.fromEntries(Object.keys(i.tunables).map((k) => [k, before.tunables[k]])) : {},
-            nrRequests: before.nrRequests,
-            readAheadKb: before.readAheadKb,
-        };
         // Before anything changes: the disk must not belong to another resource. A claim this
         // resource already holds is left from an attempt cut off half-way: its original is the truth.
-        const claim = diskClaim(owner, disk.name, [], seen);
+        const claim = diskClaim(owner, disk.name, [], originalOf(i, before));
         const original = (await claimKnob(remote, claim)).original as Original;
         let after: QueueState;
         try {
@@ -296,8 +312,9 @@ export const provider = {
         const i = inputsOf(props);
         const remote = remoteFor(i.connection);
         // One round trip: the device resolved on the host and its queue read in the same script.
-        const { disk, queues: [q] } = await readDisk(remote, i.device);
+        const { disk, queues: [q], files } = await readDisk(remote, i.device, KEPT_FILE_PATTERNS);
         if (!disk) return { id: "", props: {} }; // the disk is gone: refresh drops the resource
+        const owner = String(props.owner);
         // Live values in the input fields, so refresh shows a change made behind our back.
         const live: BlockElevatorInputs = {
             ...i,
@@ -307,7 +324,8 @@ export const provider = {
             nrRequests: i.nrRequests === undefined ? undefined : (q.nrRequests ?? undefined),
             readAheadKb: i.readAheadKb === undefined ? undefined : (q.readAheadKb ?? undefined),
         };
-        return { id, props: outputs(live, String(props.owner), disk, q, props.original as Original) };
+        const drift = persistedDrift(files, persistedFiles(owner, i, disk), [diskClaim(owner, disk.name)]);
+        return { id, props: outputs(live, owner, disk, q, props.original as Original, drift) };
     },
 
     async update(_id: string, olds: Record<string, unknown>, news: Record<string, unknown>): Promise<pulumi.dynamic.UpdateResult> {
@@ -316,13 +334,19 @@ export const provider = {
         const remote = remoteFor(i.connection);
         const { hostname, disk, queues: [before] } = await requireDisk(remote, i.device);
         // Re-taken on every update: it moves the claim to a new label, and a by-id device that now
-        // resolves to another kernel name takes that disk's claim before writing to it.
-        await claimKnob(remote, diskClaim(owner, disk.name, formerOwnersOf(olds, owner)));
+        // resolves to another kernel name takes that disk's claim before writing to it. A claim the
+        // host lost (reinstalled) is taken again, recording the disk as it is now.
+        const { original, warning } = await reclaimForUpdate(
+            remote,
+            diskClaim(owner, disk.name, formerOwnersOf(olds, owner), originalOf(i, before)),
+            olds.kernelName === disk.name ? (olds.original as Original | undefined) : undefined,
+        );
+        if (warning) warnUser(warning);
         const after = await converge(remote, i, disk, before, owner, hostname);
         if (typeof olds.kernelName === "string" && olds.kernelName !== disk.name) {
             await releaseKnob(remote, diskClaim(owner, olds.kernelName, formerOwnersOf(olds, owner)));
         }
-        return { outs: outputs(i, owner, disk, after, olds.original as Original) };
+        return { outs: outputs(i, owner, disk, after, original) };
     },
 
     async delete(_id: string, props: Record<string, unknown>): Promise<void> {

@@ -7,6 +7,7 @@ import { z } from "zod";
 import { connectionSchema } from "../host/connection";
 import { gatherFacts, HostFactsData } from "../host/facts";
 import { remoteFor } from "../host/sshPool";
+import { warnUser } from "../host/warn";
 import { diffProps, FieldPolicy } from "../policy";
 import { stateOf } from "../state";
 import { checkInputs, inputsFrom } from "../validate";
@@ -64,9 +65,14 @@ export const provider = {
 
     async read(id: string, props: Record<string, unknown>): Promise<pulumi.dynamic.ReadResult> {
         const { id: current, outs } = await readHost(inputsOf(props));
-        // Another machine behind the same address is not the host this resource describes.
+        // A new machine id behind a host key that still matches the pin: the same host, reinstalled
+        // (a different machine would have presented another key, which the connection refuses).
+        // The facts this resource holds describe the host before: gone, so refresh drops them and
+        // the same `up` reads the host anew, rather than failing every refresh until someone
+        // deletes the resource by hand.
         if (id && current !== id) {
-            throw new Error(`HostFacts ${id}: the connection now reaches another host (${current}); fix the connection or re-create the resource`);
+            warnUser(`HostFacts ${id}: the host now has machine id ${current} under the same pinned host key (reinstalled?); its facts are read anew`);
+            return { id: "", props: {} };
         }
         return { id: current, props: outs };
     },

@@ -9,13 +9,15 @@
  */
 import type * as pulumi from "@pulumi/pulumi";
 import { z } from "zod";
-import { claimKnob, formerOwnersOf, holdForDelete, KnobClaim, releaseKnob } from "../host/claims";
+import { claimKnob, formerOwnersOf, holdForDelete, KnobClaim, reclaimForUpdate, releaseKnob } from "../host/claims";
+import { PersistedFile, persistedDrift, persistedPaths } from "../host/drift";
 import { connectionSchema } from "../host/connection";
 import { gatherFacts, HostFactsData, pageSizeKb } from "../host/facts";
 import { atomicWriteScript, managedHeader, removeFileScript } from "../host/files";
 import { shellQuote } from "../host/quote";
 import { Remote, runScript } from "../host/remote";
 import { remoteFor } from "../host/sshPool";
+import { warnUser } from "../host/warn";
 import { buildDumpScript, parseDump, writeSysfsScript } from "../host/sysfs";
 import { checkWithPlan, diffProps, FieldPolicy } from "../policy";
 import { stateOf } from "../state";
@@ -124,13 +126,13 @@ export function checkAgainstHost(i: HugepagePoolInputs, facts: HostFactsData): s
     return problems;
 }
 
-/** Reads every node's pool of one size, and the mount, in one round trip. */
-async function readPools(remote: Remote, i: Pick<HugepagePoolInputs, "pageSize" | "mount">) {
+/** Reads every node's pool of one size, and the mount (and `extraFiles`), in one round trip. */
+async function readPools(remote: Remote, i: Pick<HugepagePoolInputs, "pageSize" | "mount">, extraFiles: string[] = []) {
     const dump = parseDump(
         await runScript(
             remote,
             buildDumpScript({
-                files: [`/sys/devices/system/node/node*/hugepages/${pageDir(i.pageSize)}/*_hugepages`, "/proc/cmdline"],
+                files: [`/sys/devices/system/node/node*/hugepages/${pageDir(i.pageSize)}/*_hugepages`, "/proc/cmdline", ...extraFiles],
                 commands: i.mount ? { mount: `findmnt -n -o FSTYPE,OPTIONS --mountpoint ${shellQuote(i.mount)}` } : {},
             }),
         ),
@@ -147,7 +149,12 @@ async function readPools(remote: Remote, i: Pick<HugepagePoolInputs, "pageSize" 
     }
     const mountLine = dump.commands.get("mount")?.stdout.trim() ?? "";
     const mounted = /^hugetlbfs\s/.test(mountLine) && new RegExp(`pagesize=${i.pageSize}\\b`).test(mountLine);
-    return { pools, mounted, mountLine, cmdline: dump.files.get("/proc/cmdline")?.trim() ?? "" };
+    return { pools, mounted, mountLine, cmdline: dump.files.get("/proc/cmdline")?.trim() ?? "", files: dump.files };
+}
+
+/** The pool and mount as found, to be restored on delete. */
+function originalOf(found: { pools: Record<string, PoolCounts>; mounted: boolean }): Original {
+    return { nodes: Object.fromEntries(Object.entries(found.pools).map(([n, p]) => [n, p.total])), mountWasThere: found.mounted };
 }
 
 /** The kernel command line fragment for 1G pools. */
@@ -208,6 +215,31 @@ function mountUnit(owner: string, i: HugepagePoolInputs): string {
     );
 }
 
+/** systemd's enablement link of a unit wanted by sysinit.target (what `systemctl enable` makes). */
+const enabledLink = (unit: string) => `/etc/systemd/system/sysinit.target.wants/${unit}`;
+
+/**
+ * The files persistScript keeps, as it writes them, for refresh to compare. An enablement link is
+ * read through to its unit: missing means the unit is not enabled. A pool that does not persist
+ * must leave no boot unit or GRUB fragment behind.
+ */
+function persistedFiles(owner: string, i: HugepagePoolInputs): PersistedFile[] {
+    const files: PersistedFile[] = [];
+    const boot = i.persist && i.pageSize === "2M" ? bootUnit(owner, i) : null;
+    files.push({ path: bootUnitPath(i.pageSize), want: boot });
+    if (boot !== null) files.push({ path: enabledLink(bootUnitName(i.pageSize)), want: boot });
+    if (i.pageSize === "1G") files.push({ path: grubFragmentPath, want: i.persist ? grubFragment(owner, i) : null });
+    if (i.mount && i.persist) {
+        const unit = mountUnit(owner, i);
+        files.push({ path: `/etc/systemd/system/${mountUnitName(i.mount)}`, want: unit }, { path: enabledLink(mountUnitName(i.mount)), want: unit });
+    }
+    return files;
+}
+
+function grubFragment(owner: string, i: HugepagePoolInputs): string {
+    return managedHeader(owner) + `GRUB_CMDLINE_LINUX="$GRUB_CMDLINE_LINUX ${bootArgs(i)}"\n`;
+}
+
 /** Writes the persistence files for the inputs, or removes them when persist is off. */
 function persistScript(owner: string, i: HugepagePoolInputs): string {
     // A failed enable or update-grub must fail the apply (with its stderr), not pass as persisted.
@@ -219,7 +251,7 @@ function persistScript(owner: string, i: HugepagePoolInputs): string {
         steps.push(`systemctl disable ${bootUnitName(i.pageSize)} >/dev/null 2>&1 || true`, removeFileScript(bootUnitPath(i.pageSize)));
     }
     if (i.persist && i.pageSize === "1G") {
-        steps.push(atomicWriteScript(grubFragmentPath, managedHeader(owner) + `GRUB_CMDLINE_LINUX="$GRUB_CMDLINE_LINUX ${bootArgs(i)}"\n`));
+        steps.push(atomicWriteScript(grubFragmentPath, grubFragment(owner, i)));
         steps.push("update-grub >/dev/null");
     } else if (i.pageSize === "1G") {
         steps.push(`if [ -f ${grubFragmentPath} ]; then ${removeFileScript(grubFragmentPath)} && update-grub >/dev/null 2>&1; fi`);
@@ -288,7 +320,7 @@ async function ensureMount(remote: Remote, i: HugepagePoolInputs): Promise<void>
     await runScript(remote, `mkdir -p ${shellQuote(i.mount)} && mount -t hugetlbfs -o pagesize=${i.pageSize} hugetlbfs ${shellQuote(i.mount)}`);
 }
 
-function outputs(i: HugepagePoolInputs, owner: string, pools: Record<string, PoolCounts>, original: Original, cmdline: string) {
+function outputs(i: HugepagePoolInputs, owner: string, pools: Record<string, PoolCounts>, original: Original, cmdline: string, drift: string[] = []) {
     return stateOf({
         ...i,
         owner,
@@ -298,6 +330,8 @@ function outputs(i: HugepagePoolInputs, owner: string, pools: Record<string, Poo
         original,
         // 1G pools persist on the kernel command line: until a reboot, the running kernel lacks it.
         rebootRequired: i.pageSize === "1G" && i.persist && !cmdline.includes(bootArgs(i)),
+        /** What the last read found different from what kvmtune keeps on the host (host/drift.ts). */
+        drift,
     });
 }
 
@@ -322,10 +356,7 @@ export const provider = {
         const problems = checkAgainstHost(i, facts);
         if (problems.length) throw new Error(`HugepagePool on ${facts.hostname}: ${problems.join("; ")}`);
         const before = await readPools(remote, i);
-        const seen: Original = {
-            nodes: Object.fromEntries(Object.entries(before.pools).map(([n, p]) => [n, p.total])),
-            mountWasThere: before.mounted,
-        };
+        const seen = originalOf(before);
         // Before anything changes: the pool must not belong to another resource. A claim this
         // resource already holds is left from an attempt cut off half-way: its original is the truth.
         const claim = poolClaim(owner, i, [], seen);
@@ -347,7 +378,10 @@ export const provider = {
 
     async read(id: string, props: Record<string, unknown>): Promise<pulumi.dynamic.ReadResult> {
         const i = inputsOf(props);
-        const { pools, cmdline } = await readPools(remoteFor(i.connection), i);
+        const owner = String(props.owner);
+        const kept = persistedFiles(owner, i);
+        const claim = poolClaim(owner, i);
+        const { pools, cmdline, files } = await readPools(remoteFor(i.connection), i, persistedPaths(kept, [claim]));
         if (Object.keys(pools).length === 0) {
             // The host no longer offers this page size at all: the pool is gone.
             return { id: "", props: {} };
@@ -357,7 +391,7 @@ export const provider = {
             ? { ...i, nodes: Object.fromEntries(Object.keys(i.nodes).map((n) => [n, pools[n]?.total ?? 0])) }
             : { ...i, total: Object.values(pools).reduce((s, p) => s + p.total, 0) };
         const original = props.original as Original;
-        return { id, props: outputs(live, String(props.owner), pools, original, cmdline) };
+        return { id, props: outputs(live, owner, pools, original, cmdline, persistedDrift(files, kept, [claim])) };
     },
 
     async update(_id: string, olds: Record<string, unknown>, news: Record<string, unknown>): Promise<pulumi.dynamic.UpdateResult> {
@@ -368,8 +402,11 @@ export const provider = {
         const problems = checkAgainstHost(i, facts);
         if (problems.length) throw new Error(`HugepagePool on ${facts.hostname}: ${problems.join("; ")}`);
         // Re-taken on every update: moves the claim to a new label, and checks a new mount's unit.
-        await claimKnob(remote, poolClaim(owner, i, formerOwnersOf(olds, owner)));
-        const original = olds.original as Original;
+        // A claim the host lost (reinstalled) is taken again, recording the pool as it is now.
+        const found = await readPools(remote, i);
+        const reclaimed = await reclaimForUpdate(remote, poolClaim(owner, i, formerOwnersOf(olds, owner), originalOf(found)), olds.original as Original | undefined);
+        if (reclaimed.warning) warnUser(reclaimed.warning);
+        const original = reclaimed.original;
         const oldInputs = inputsOf(olds);
         // Nodes the pool no longer names go back to what they had before this pool existed.
         const dropped = Object.keys(oldInputs.nodes ?? {}).filter((n) => !(n in (i.nodes ?? original.nodes)));

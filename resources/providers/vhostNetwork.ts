@@ -417,11 +417,9 @@ export const provider = {
         return checkWithPlan(vhostNetworkSchema, POLICY, olds, news);
     },
 
-    /** The policy for input changes; and whatever read found different on the host is a change too. */
+    /** The policy for input changes; whatever read found different on the host (`drift`) is a change too. */
     async diff(_id: string, olds: Record<string, unknown>, news: Record<string, unknown>): Promise<pulumi.dynamic.DiffResult> {
-        const d = diffProps(vhostNetworkSchema, POLICY, olds, news);
-        const drift = Array.isArray(olds.drift) ? olds.drift : [];
-        return d.changes || drift.length === 0 ? d : { ...d, changes: true };
+        return diffProps(vhostNetworkSchema, POLICY, olds, news);
     },
 
     async create(props: Record<string, unknown>): Promise<pulumi.dynamic.CreateResult> {

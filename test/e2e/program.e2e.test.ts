@@ -14,43 +14,8 @@ import { labTuning } from "../../fleet/labTuning";
 import { localStack } from "../../tools/pulumiEngine";
 import { cpuCellColours, screenshotSvg, svgSize } from "../helpers/chromium";
 import { decodePng } from "../helpers/png";
-import { LabHost, loadInventory, repoRoot, sshOk } from "../lab/labHosts";
-
-/** What the lab tuning touches on a host, read with the system ssh client. */
-interface HostState {
-    pages: number[];
-    free: number[];
-    vdb: string;
-    readExpire: number;
-    domains: string;
-    networks: string;
-    numVfs: number;
-}
-
-async function hostState(h: LabHost): Promise<HostState> {
-    const out = await sshOk(
-        h,
-        [
-            "for n in 0 1; do cat /sys/devices/system/node/node$n/hugepages/hugepages-2048kB/nr_hugepages; done",
-            "for n in 0 1; do cat /sys/devices/system/node/node$n/hugepages/hugepages-2048kB/free_hugepages; done",
-            "cat /sys/block/vdb/queue/scheduler",
-            "cat /sys/block/vdb/queue/iosched/read_expire 2>/dev/null || echo -1",
-            "virsh -c qemu:///system list --all --name | sort | tr '\\n' ' '; echo",
-            "virsh -c qemu:///system net-list --all --name | sort | tr '\\n' ' '; echo",
-            "cat /sys/class/net/enp33s0/device/sriov_numvfs",
-        ].join("; "),
-    );
-    const l = out.split("\n");
-    return {
-        pages: [Number(l[0]), Number(l[1])],
-        free: [Number(l[2]), Number(l[3])],
-        vdb: /\[([^\]]+)\]/.exec(l[4])![1],
-        readExpire: Number(l[5]),
-        domains: l[6].trim(),
-        networks: l[7].trim(),
-        numVfs: Number(l[8]),
-    };
-}
+import { hostState, HostState } from "../helpers/labTuningState";
+import { loadInventory, repoRoot, sshOk } from "../lab/labHosts";
 
 /** Children per host: the component, its facts, and one resource per tuning item. */
 const perHost = 2 + Object.values(labTuning).reduce((n, items) => n + (items?.length ?? 0), 0);

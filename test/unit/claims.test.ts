@@ -7,7 +7,7 @@ import * as assert from "assert";
 import * as fs from "fs";
 import * as os from "os";
 import * as path from "path";
-import { ClaimError, claimKnob, holdForDelete, KnobClaim, releaseKnob } from "../../resources/host/claims";
+import { ClaimError, claimKnob, holdForDelete, KnobClaim, reclaimForUpdate, releaseKnob } from "../../resources/host/claims";
 import type { BlockDeviceFacts } from "../../resources/host/facts";
 import { managedHeader } from "../../resources/host/files";
 import { closeAll } from "../../resources/host/sshPool";
@@ -19,6 +19,7 @@ import { vhostNetworkClaim } from "../../resources/providers/vhostNetwork";
 import { FakeDiskHost, startFakeDiskHost } from "../helpers/fakeSshHost";
 import { goodConnection, throwawayKey } from "../helpers/fixtures";
 import { LocalRemote } from "../helpers/localRemote";
+import { stderrOf } from "../helpers/stderr";
 
 const A = "BlockElevator db (shop/prod)";
 const B = "BlockElevator db (shop/staging)";
@@ -95,13 +96,42 @@ describe("ownership claims on a host", function () {
         // What a create cut off after it changed the disk leaves: its claim, recording the disk as it was.
         assert.deepStrictEqual(await claimKnob(remote, diskClaim(A, "vdb", [], { scheduler: "none", tunables: {}, nrRequests: 256, readAheadKb: 128 })), {
             original: { scheduler: "none", tunables: {}, nrRequests: 256, readAheadKb: 128 },
+            taken: true,
         });
         // The retry sees the disk as the first attempt left it; the claim keeps the first reading.
         const retry = await claimKnob(remote, diskClaim(A, "vdb", [], { scheduler: "mq-deadline", tunables: {}, nrRequests: 256, readAheadKb: 128 }));
         assert.deepStrictEqual(retry.original, { scheduler: "none", tunables: {}, nrRequests: 256, readAheadKb: 128 });
+        assert.strictEqual(retry.taken, false, "the retry found the claim in place");
         // A claim taken without one (an update) records none, and another owner learns nothing of it.
-        assert.deepStrictEqual(await claimKnob(remote, diskClaim(A, "vdc")), { original: undefined });
+        assert.deepStrictEqual(await claimKnob(remote, diskClaim(A, "vdc")), { original: undefined, taken: true });
         await refusal(diskClaim(B, "vdb", [], { scheduler: "kyber", tunables: {}, nrRequests: 1, readAheadKb: 1 }));
+    });
+
+    it("an update on a host that lost the claim (reinstalled) takes it again and records the values found now, with a warning", async () => {
+        const inState = { scheduler: "bfq", tunables: {}, nrRequests: 64, readAheadKb: 128 };
+        const now = { scheduler: "none", tunables: {}, nrRequests: 256, readAheadKb: 128 };
+        // The claim is in place: the original in state stands, whatever the disk has now.
+        await claimKnob(remote, diskClaim(A, "vdb", [], inState));
+        assert.deepStrictEqual(await reclaimForUpdate(remote, diskClaim(A, "vdb", [], now), inState), { original: inState });
+        // /etc reinstalled: no claim. The update claims again and the values found now become the original.
+        fs.rmSync(onHost("/etc/kvmtune"), { recursive: true });
+        const again = await reclaimForUpdate(remote, diskClaim(A, "vdb", [], now), inState);
+        assert.deepStrictEqual(again.original, now);
+        assert.match(again.warning ?? "", /^the I\/O scheduler of vdb on .* had no ownership claim \(\/etc\/kvmtune\/claims\/block-elevator-vdb\): the host was reinstalled/);
+        assert.match(fs.readFileSync(claimFile("block-elevator-vdb"), "utf8"), /^# Managed by kvmtune for BlockElevator db \(shop\/prod\)\./);
+        // And the claim records it, for a create retried later.
+        assert.deepStrictEqual((await claimKnob(remote, diskClaim(A, "vdb"))).original, now);
+    });
+
+    it("a delete that finds its claim gone says so: the original it restores was recorded on the host before", async () => {
+        const warnings = await stderrOf(async () => {
+            await claimKnob(remote, diskClaim(A, "vdb"));
+            assert.strictEqual(await holdForDelete(remote, diskClaim(A, "vdb")), null);
+        });
+        assert.strictEqual(warnings, "", "a delete with its claim in place warned");
+        fs.rmSync(onHost("/etc/kvmtune"), { recursive: true });
+        const gone = await stderrOf(async () => assert.strictEqual(await holdForDelete(remote, diskClaim(A, "vdb")), null));
+        assert.match(gone, /^warning: kvmtune: the I\/O scheduler of vdb on .* had no ownership claim \(\/etc\/kvmtune\/claims\/block-elevator-vdb\) when it was deleted: the host was reinstalled/);
     });
 
     it("refuses a second owner, naming the first, and leaves the claim as it was", async () => {
@@ -260,6 +290,41 @@ describe("BlockElevator and HugepagePool keep to their claims (a loopback host)"
         await elevator.delete(r.id, r.outs!);
         assert.ok(!fs.existsSync(claimOnHost(`block-elevator-${host.disk}`)), "delete left the claim");
         assert.strictEqual(scheduler(), "none", "delete did not restore the scheduler");
+    });
+
+    it("BlockElevator: refresh reports a udev rule and a claim removed by hand as drift; diff makes it an update, which puts both back", async () => {
+        const owner = "BlockElevator db (shop/prod)";
+        const r = await create(elevator, { device: host.disk, scheduler: "mq-deadline", persist: true, owner });
+        const rule = path.join(host.etc, "udev", "rules.d", `61-kvmtune-elevator-${host.disk}.rules`);
+        const ruleText = fs.readFileSync(rule, "utf8");
+        const inSync = await elevator.read(r.id, r.outs!);
+        assert.deepStrictEqual(inSync.props!.drift, []);
+        assert.strictEqual((await elevator.diff(r.id, inSync.props!, r.outs!)).changes, false, "a host in sync is a change");
+
+        // By hand (or a reinstall of /etc): the rule edited, the claim gone. The scheduler itself is as declared.
+        fs.writeFileSync(rule, ruleText.replace("mq-deadline", "bfq"));
+        fs.rmSync(claimOnHost(`block-elevator-${host.disk}`));
+        const drifted = await elevator.read(r.id, r.outs!);
+        assert.deepStrictEqual(drifted.props!.drift, [
+            `/etc/udev/rules.d/61-kvmtune-elevator-${host.disk}.rules was changed`,
+            `the ownership claim /etc/kvmtune/claims/block-elevator-${host.disk} is missing (host reinstalled, or removed by hand)`,
+        ]);
+        assert.strictEqual(drifted.props!.scheduler, "mq-deadline", "the live scheduler is unchanged: only the kept files drifted");
+        assert.strictEqual((await elevator.diff(r.id, drifted.props!, r.outs!)).changes, true, "drift did not make an update");
+
+        fs.rmSync(rule);
+        assert.deepStrictEqual((await elevator.read(r.id, r.outs!)).props!.drift, [
+            `/etc/udev/rules.d/61-kvmtune-elevator-${host.disk}.rules is missing`,
+            `the ownership claim /etc/kvmtune/claims/block-elevator-${host.disk} is missing (host reinstalled, or removed by hand)`,
+        ]);
+        const checked = await elevator.check(r.outs!, { connection: connection(), device: host.disk, scheduler: "mq-deadline", persist: true, owner });
+        assert.strictEqual(checked.failures, undefined, JSON.stringify(checked.failures));
+        const updated = await elevator.update(r.id, drifted.props!, checked.inputs!);
+        assert.strictEqual(fs.readFileSync(rule, "utf8"), ruleText, "update did not write the rule back");
+        assert.match(fs.readFileSync(claimOnHost(`block-elevator-${host.disk}`), "utf8"), /^# Managed by kvmtune for BlockElevator db \(shop\/prod\)\./);
+        assert.deepStrictEqual(updated.outs!.drift, []);
+        assert.deepStrictEqual((await elevator.read(r.id, updated.outs!)).props!.drift, []);
+        await elevator.delete(r.id, updated.outs!);
     });
 
     it("BlockElevator: a create whose answer was lost (connection cut after the write) and is retried restores the disk as it was before the first attempt", async () => {

@@ -52,6 +52,8 @@ describe("SSH transport on loopback", function () {
             assert.ok(err instanceof HostKeyMismatchError, String(err));
             assert.ok(err.message.includes(pin) && err.message.includes(host.hostKey), err.message);
             assert.match(err.message, new RegExp(`127\\.0\\.0\\.1:${host.port}`));
+            // What to do about a host that was reinstalled: check the key out of band, set hostKey.
+            assert.match(err.message, /check the new key out of band \(on its console: ssh-keygen -lf \/etc\/ssh\/ssh_host_ed25519_key\.pub\), set it as hostKey/);
             return true;
         });
         // No trust on first use, and no credential offered to an impostor.

@@ -1,0 +1,104 @@
+/**
+ * `npm start`, the main job, converges from the hosts' truth, not from the state file: it reads the
+ * hosts first (`pulumi up --refresh`), so a guest undefined or a udev rule deleted by hand is put
+ * back, and hosts reset to bare images (what a reinstall looks like) are tuned again, by `npm start`
+ * alone. Every check reads the hosts with the system ssh client. The stack is a throwaway one with
+ * its own file backend; with no `kvmtune:hosts` it declares the lab's hosts and the lab tuning, as
+ * the `lab` stack does.
+ *
+ * Runs last among the e2e suites: the reset leaves the lab hosts bare.
+ */
+import * as assert from "assert";
+import { spawn } from "child_process";
+import * as fs from "fs";
+import * as os from "os";
+import * as path from "path";
+import { assertLabTuned, ELEVATOR_RULE, hostState } from "../helpers/labTuningState";
+import { loadInventory, repoRoot, sshOk } from "../lab/labHosts";
+
+const STACK = "e2e-start";
+
+describe("npm start converges the lab from the hosts' truth", function () {
+    this.timeout(40 * 60_000);
+    const inventory = loadInventory();
+    const backendDir = fs.mkdtempSync(path.join(os.tmpdir(), "kvmtune-e2e-start-"));
+    const env = {
+        ...process.env,
+        KVMTUNE_STACK: STACK,
+        PULUMI_BACKEND_URL: `file://${backendDir}`,
+        PULUMI_CONFIG_PASSPHRASE: "kvmtune-e2e-start",
+    };
+
+    /** Runs a command in the repository as a user would; resolves with its output, rejects with it. */
+    function run(command: string, args: string[]): Promise<{ out: string; seconds: number }> {
+        const started = Date.now();
+        return new Promise((resolve, reject) => {
+            const child = spawn(command, args, { cwd: repoRoot, env, stdio: ["ignore", "pipe", "pipe"] });
+            let out = "";
+            child.stdout.on("data", (d) => (out += d));
+            child.stderr.on("data", (d) => (out += d));
+            child.on("error", reject);
+            child.on("close", (code) => {
+                const seconds = (Date.now() - started) / 1000;
+                if (code === 0) resolve({ out, seconds });
+                else reject(new Error(`${command} ${args.join(" ")} exited ${code}:\n${out.slice(-6000)}`));
+            });
+        });
+    }
+    const npmStart = () => run("npm", ["start"]);
+    /**
+     * The update's summary lines ("+ 2 created", "~ 3 updated", "15 unchanged"), from the last
+     * "Resources:" block (`up --yes` prints the preview's block first, then the update's).
+     */
+    const summary = (out: string) => {
+        const last = out.slice(out.lastIndexOf("\nResources:"));
+        return (last.match(/^\s+[-+~]?\s*\d+ (created|updated|deleted|replaced|unchanged)\s*$/gm) ?? []).map((l) => l.trim());
+    };
+
+    after(async () => {
+        // Leave nothing behind: the hosts given back, no stack, no stack config file in the repository.
+        await run("bash", ["scripts/pulumi.sh", "destroy", "--yes", "--stack", STACK, "--non-interactive"]).catch((e) => console.error(String(e)));
+        await run("bash", ["scripts/pulumi.sh", "stack", "rm", "--yes", "--force", STACK, "--non-interactive"]).catch(() => undefined);
+        fs.rmSync(path.join(repoRoot, `Pulumi.${STACK}.yaml`), { force: true });
+        fs.rmSync(backendDir, { recursive: true, force: true });
+    });
+
+    it("converges every host to the lab tuning", async () => {
+        const { out } = await npmStart();
+        assert.match(out, new RegExp(`stack '${STACK}' is up`));
+        for (const h of inventory.hosts) await assertLabTuned(h);
+    });
+
+    it("puts back a guest undefined and a udev rule deleted by hand, which the state file still lists", async () => {
+        for (const h of inventory.hosts) {
+            await sshOk(h, `virsh -c qemu:///system destroy demo-db >/dev/null; virsh -c qemu:///system undefine demo-db >/dev/null; rm ${ELEVATOR_RULE}`);
+            assert.doesNotMatch((await hostState(h)).domains, /demo-db/);
+        }
+        const { out } = await npmStart();
+        const changes = summary(out);
+        assert.ok(changes.includes(`+ ${inventory.hosts.length} created`), `demo-db was not re-created on every host: ${changes.join(", ")}`);
+        assert.ok(changes.includes(`~ ${inventory.hosts.length} updated`), `vdb's rule was not put back on every host: ${changes.join(", ")}`);
+        for (const h of inventory.hosts) await assertLabTuned(h);
+    });
+
+    it("a second npm start finds nothing to do, and says so", async () => {
+        const { out, seconds } = await npmStart();
+        const changes = summary(out);
+        assert.deepStrictEqual(changes.filter((l) => !l.endsWith("unchanged")), [], out.slice(-3000));
+        assert.strictEqual(changes.length, 1, `no "N unchanged" line: ${out.slice(-3000)}`);
+        // A figure for the README, not a test of speed.
+        console.log(`      (a no-op npm start of ${inventory.hosts.length} lab hosts took ${seconds.toFixed(1)} s)`);
+    });
+
+    it("tunes every host again after the lab hosts were reset to bare images (npm run lab -- reset)", async () => {
+        const reset = await run("bash", ["lab/lab.sh", "reset"]);
+        assert.match(reset.out, /now hold stale state; the next 'npm start' reads the hosts first/);
+        for (const h of inventory.hosts) {
+            const bare = await hostState(h);
+            assert.deepStrictEqual([bare.pages, bare.vdb, bare.numVfs, bare.domains], [[0, 0], "none", 0, ""], `${h.name} is not bare after the reset`);
+        }
+        const { out } = await npmStart();
+        assert.match(out, new RegExp(`stack '${STACK}' is up`));
+        for (const h of inventory.hosts) await assertLabTuned(h);
+    });
+});

@@ -1,0 +1,58 @@
+/**
+ * What the lab tuning (fleet/labTuning.ts) touches on a lab host, read with the system ssh client:
+ * the e2e suites compare it before and after the program runs.
+ */
+import * as assert from "assert";
+import { LabHost, sshOk } from "../lab/labHosts";
+
+export interface HostState {
+    pages: number[];
+    free: number[];
+    vdb: string;
+    readExpire: number;
+    domains: string;
+    networks: string;
+    numVfs: number;
+}
+
+export async function hostState(h: LabHost): Promise<HostState> {
+    const out = await sshOk(
+        h,
+        [
+            "for n in 0 1; do cat /sys/devices/system/node/node$n/hugepages/hugepages-2048kB/nr_hugepages; done",
+            "for n in 0 1; do cat /sys/devices/system/node/node$n/hugepages/hugepages-2048kB/free_hugepages; done",
+            "cat /sys/block/vdb/queue/scheduler",
+            "cat /sys/block/vdb/queue/iosched/read_expire 2>/dev/null || echo -1",
+            "virsh -c qemu:///system list --all --name | sort | tr '\\n' ' '; echo",
+            "virsh -c qemu:///system net-list --all --name | sort | tr '\\n' ' '; echo",
+            "cat /sys/class/net/enp33s0/device/sriov_numvfs",
+        ].join("; "),
+    );
+    const l = out.split("\n");
+    return {
+        pages: [Number(l[0]), Number(l[1])],
+        free: [Number(l[2]), Number(l[3])],
+        vdb: /\[([^\]]+)\]/.exec(l[4])![1],
+        readExpire: Number(l[5]),
+        domains: l[6].trim(),
+        networks: l[7].trim(),
+        numVfs: Number(l[8]),
+    };
+}
+
+/** The lab tuning is in effect on the host, as the host itself tells (pools, elevator, VFs, network, demo-db). */
+export async function assertLabTuned(h: LabHost): Promise<void> {
+    const now = await hostState(h);
+    assert.deepStrictEqual(now.pages, [64, 64], `${h.name}: 2M pages per node`);
+    // demo-db's 64 MiB came out of node 1's pool (32 pages), none out of node 0's.
+    assert.deepStrictEqual(now.free, [64, 32], `${h.name}: free 2M pages per node (demo-db holds 32 of node 1)`);
+    assert.deepStrictEqual([now.vdb, now.readExpire], ["mq-deadline", 100], `${h.name}: vdb's scheduler and read_expire`);
+    assert.strictEqual(now.numVfs, 4, `${h.name}: VFs of enp33s0`);
+    assert.match(await sshOk(h, "ip link show enp33s0"), /vf 0\b.*link\/ether 52:54:00:00:00:10.*vlan 100.*trust on/, `${h.name}: VF 0's settings`);
+    assert.match(await sshOk(h, "virsh -c qemu:///system net-info tuned"), /Active:\s+yes[\s\S]*Autostart:\s+yes[\s\S]*Bridge:\s+kvmt-tuned/, `${h.name}: the vhost network`);
+    assert.strictEqual((await sshOk(h, "virsh -c qemu:///system domstate demo-db")).trim(), "running", `${h.name}: demo-db`);
+    assert.match(await sshOk(h, `head -n 1 ${ELEVATOR_RULE}`), /^# Managed by kvmtune for BlockElevator /, `${h.name}: vdb's udev rule`);
+}
+
+/** The udev rule that keeps vdb's scheduler across reboots. */
+export const ELEVATOR_RULE = "/etc/udev/rules.d/61-kvmtune-elevator-vdb.rules";
