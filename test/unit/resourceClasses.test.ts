@@ -53,8 +53,8 @@ describe("resource classes", function () {
         const guest = new NumaPinnedGuest("g", { connection, name: "g1", vcpus: 1, memoryMiB: 64 });
         const cases: Array<[pulumi.CustomResource, string[]]> = [
             [facts, declared(facts, ["facts", "hostname", "kernel", "numaNodes", "hugepageSizes", "blockDevices", "nics", "vhostNet", "libvirtVersion"])],
-            [pool, declared(pool, ["pools", "totalPages", "freePages", "original", "rebootRequired"])],
-            [elevator, declared(elevator, ["kernelName", "activeScheduler", "availableSchedulers", "currentTunables", "currentNrRequests", "currentReadAheadKb", "original"])],
+            [pool, declared(pool, ["pools", "totalPages", "freePages", "original", "rebootRequired", "drift"])],
+            [elevator, declared(elevator, ["kernelName", "activeScheduler", "availableSchedulers", "currentTunables", "currentNrRequests", "currentReadAheadKb", "original", "drift"])],
             [network, declared(network, ["uuid", "bridgeName", "vhostNetAvailable", "guestDefaults", "active", "autostart", "owned", "drift"])],
             [nic, declared(nic, ["pfName", "pfPciAddress", "numaNode", "totalVfs", "vfDevices", "original", "bootUnit"])],
             [pooled, declared(pooled, ["pfName", "pfPciAddress", "numaNode", "totalVfs", "vfDevices", "original", "networkName", "bootUnit"])],
