@@ -65,12 +65,26 @@ export class ConnectionLostError extends KvmtuneError {
     }
 }
 
-/** A command or script by its first line that says something, for messages: at most `max` characters. */
+/**
+ * A command or script by the line that says what it does, for messages, at most `max` characters:
+ * its opening comment (`# kvmtune read: ...`) when it has one, else its first command, past the
+ * grouping lines runScript adds (remote.ts wholeScript), a shebang, `set` and helper functions.
+ */
 export function stepOf(command: string, max = 100): string {
-    const lines = command.split("\n").map((l) => l.trim());
-    // Scripts are sent as `{ :` ... `}` (remote.ts wholeScript): the grouping lines say nothing.
-    const first = lines.find((l) => l !== "" && l !== "{ :" && l !== "}" && !/^set -[a-z]+$/.test(l)) ?? command.trim();
-    const more = lines.filter((l) => l !== "").length > 1;
+    const lines = command.split("\n").map((l) => l.trim()).filter((l) => l !== "" && l !== "{ :" && !l.startsWith("#!"));
+    let n = 0;
+    for (; n < lines.length; n++) {
+        const l = lines[n];
+        if (/^set -[a-z]+$/.test(l) || l === "}") continue;
+        // A helper function: its whole definition, on one line or up to its closing brace.
+        if (/^[A-Za-z_][A-Za-z0-9_]*\(\)\s*\{/.test(l)) {
+            if (!l.endsWith("}")) while (n + 1 < lines.length && lines[n + 1] !== "}") n++;
+            continue;
+        }
+        break;
+    }
+    const first = n < lines.length ? lines[n].replace(/^#\s*/, "") : command.trim();
+    const more = lines.length > n + 1;
     const text = first.length > max ? first.slice(0, max - 1) + "…" : first;
     return more ? `${text} …` : text;
 }
