@@ -45,6 +45,58 @@ export class RemoteCommandError extends KvmtuneError {
     }
 }
 
+/**
+ * The SSH connection went away while a command ran (the host rebooted or crashed, a network cut,
+ * sshd restarted): not a failed command, and its output says nothing. Whether the step finished on
+ * the host is unknown; running `pulumi up` again is safe, since kvmtune reads the host first and
+ * its claims on the host keep what it recorded before changing anything.
+ */
+export class ConnectionLostError extends KvmtuneError {
+    constructor(
+        public readonly host: string,
+        /** The step by its first line: a whole script would bury the news. */
+        public readonly step: string,
+    ) {
+        super(
+            `the connection to ${host} was lost during the step \`${step}\`; it may or may not have finished on the host. ` +
+                `Run \`pulumi up\` again once ${host} answers SSH: kvmtune reads the host first and resumes from its claims (the values it recorded before changing anything).`,
+        );
+        this.name = "ConnectionLostError";
+    }
+}
+
+/**
+ * A command or script by the line that says what it does, for messages, at most `max` characters:
+ * its opening comment (`# kvmtune read: ...`) when it has one, else its first command, past the
+ * grouping lines runScript adds (remote.ts wholeScript), a shebang, `set` and helper functions.
+ */
+export function stepOf(command: string, max = 100): string {
+    const lines = command.split("\n").map((l) => l.trim()).filter((l) => l !== "" && l !== "{ :" && !l.startsWith("#!"));
+    let n = 0;
+    for (; n < lines.length; n++) {
+        const l = lines[n];
+        if (/^set -[a-z]+$/.test(l) || l === "}") continue;
+        // A helper function: its whole definition, on one line or up to its closing brace.
+        if (/^[A-Za-z_][A-Za-z0-9_]*\(\)\s*\{/.test(l)) {
+            if (!l.endsWith("}")) while (n + 1 < lines.length && lines[n + 1] !== "}") n++;
+            continue;
+        }
+        break;
+    }
+    const first = n < lines.length ? lines[n].replace(/^#\s*/, "") : command.trim();
+    const more = lines.length > n + 1;
+    const text = first.length > max ? first.slice(0, max - 1) + "…" : first;
+    return more ? `${text} …` : text;
+}
+
+/** Inputs or state that do not fit the schema outside `check` (create after a skipped check, state written by hand). */
+export class InvalidInputsError extends KvmtuneError {
+    constructor(message: string) {
+        super(message);
+        this.name = "InvalidInputsError";
+    }
+}
+
 export class HostKeyMismatchError extends KvmtuneError {
     constructor(
         public readonly host: string,
@@ -97,43 +149,5 @@ export class CommandTimeoutError extends KvmtuneError {
             `command timed out on ${host} after ${timeoutSeconds} s (its channel was closed; the command may still be running there): ${excerpt(command)}`,
         );
         this.name = "CommandTimeoutError";
-    }
-}
-
-/**
- * The SSH connection went away while a command ran (the host rebooted or crashed, a network cut,
- * sshd restarted): not a failed command, and its output says nothing. Whether the step finished on
- * the host is unknown; running `pulumi up` again is safe, since kvmtune reads the host first and
- * its claims on the host keep what it recorded before changing anything.
- */
-export class ConnectionLostError extends KvmtuneError {
-    constructor(
-        public readonly host: string,
-        /** The step by its first line: a whole script would bury the news. */
-        public readonly step: string,
-    ) {
-        super(
-            `the connection to ${host} was lost during the step \`${step}\`; it may or may not have finished on the host. ` +
-                `Run \`pulumi up\` again once ${host} answers SSH: kvmtune reads the host first and resumes from its claims (the values it recorded before changing anything).`,
-        );
-        this.name = "ConnectionLostError";
-    }
-}
-
-/** A command or script by its first line that says something, for messages: at most `max` characters. */
-export function stepOf(command: string, max = 100): string {
-    const lines = command.split("\n").map((l) => l.trim());
-    // Scripts are sent as `{ :` ... `}` (remote.ts wholeScript): the grouping lines say nothing.
-    const first = lines.find((l) => l !== "" && l !== "{ :" && l !== "}" && !/^set -[a-z]+$/.test(l)) ?? command.trim();
-    const more = lines.filter((l) => l !== "").length > 1;
-    const text = first.length > max ? first.slice(0, max - 1) + "…" : first;
-    return more ? `${text} …` : text;
-}
-
-/** Inputs or state that do not fit the schema outside `check` (create after a skipped check, state written by hand). */
-export class InvalidInputsError extends KvmtuneError {
-    constructor(message: string) {
-        super(message);
-        this.name = "InvalidInputsError";
     }
 }

@@ -61,6 +61,11 @@ export async function run(remote: Remote, command: string, options?: ExecOptions
     return r.stdout;
 }
 
+/** A script sent on stdin to `sh -s`: named by its own lines in messages. */
+function isScript(command: string, options?: ExecOptions): boolean {
+    return options?.stdin !== undefined && command === "sh -s";
+}
+
 /**
  * A script as it is sent: inside one brace group, which the shell parses whole before it runs any
  * of it. A connection cut mid-send leaves `sh -s` with a truncated script and end of input; bare,
@@ -79,9 +84,5 @@ export function runScript(remote: Remote, script: string, options: { privileged?
 
 /** A script is shown by its text in errors, since `sh -s` alone says nothing. */
 export function describeCommand(command: string, options?: ExecOptions): string {
-    return isScript(command, options) ? `sh -s <<script\n${options?.stdin}\nscript` : command;
-}
-
-function isScript(command: string, options?: ExecOptions): boolean {
-    return options?.stdin !== undefined && command === "sh -s";
+    return options?.stdin !== undefined && command === "sh -s" ? `sh -s <<script\n${options.stdin}\nscript` : command;
 }

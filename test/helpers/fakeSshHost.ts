@@ -38,6 +38,7 @@ interface ExecStream {
     write(data: string): void;
     exit(code: number): void;
     end(): void;
+    on(event: "error", cb: () => void): void;
 }
 interface Session {
     on(event: "exec", cb: (accept: () => ExecStream, reject: () => void, info: { command: string }) => void): void;
@@ -119,10 +120,10 @@ export async function startFakeSshHost(opts: FakeSshHostOptions): Promise<FakeSs
                     stats.commands++;
                     channels++;
                     stream.on("close", () => channels--);
-                    // A command that ends after its connection was cut writes to a closed channel.
-                    stream.on("error", () => undefined);
                     const stdin: Buffer[] = [];
                     stream.on("data", (d) => stdin.push(d));
+                    // A command that ends after its connection was cut writes to a closed channel.
+                    stream.on("error", () => undefined);
                     stream.on("end", () => {
                         remote
                             .exec(info.command, { stdin: Buffer.concat(stdin).toString("utf8") })

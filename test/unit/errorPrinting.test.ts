@@ -8,7 +8,10 @@
 import * as assert from "assert";
 import * as fs from "fs";
 import { ClaimError } from "../../resources/host/claims";
-import { ConnectError, ConnectionLostError, HostKeyMismatchError, InvalidInputsError, RemoteCommandError } from "../../resources/host/errors";
+import { ConnectError, ConnectionLostError, HostKeyMismatchError, InvalidInputsError, RemoteCommandError, stepOf } from "../../resources/host/errors";
+import { claimScript } from "../../resources/host/claims";
+import { wholeScript } from "../../resources/host/remote";
+import { buildDumpScript } from "../../resources/host/sysfs";
 import { closeAll } from "../../resources/host/sshPool";
 import { provider as hostFacts } from "../../resources/providers/hostFacts";
 import { closedPort } from "../helpers/fakeSshHost";
@@ -73,5 +76,14 @@ describe("kvmtune errors as Pulumi's dynamic provider host prints them", () => {
         assert.strictEqual(err.stack, "replaced");
         // And the error reads as usual where it is turned into text.
         assert.strictEqual(String(err), "ConnectError: cannot connect to root@h:22 after 1 attempt(s): refused");
+    });
+
+    it("a lost connection names its step by what the step does, not by its whole script", () => {
+        // A read script opens with its purpose as a comment.
+        assert.strictEqual(stepOf(wholeScript(buildDumpScript({ files: ["/etc/hostname"] }))), "kvmtune read: one record per file, link and command, in O(1) processes …");
+        // A claim script opens with helper functions: the step is the first thing it does.
+        assert.strictEqual(stepOf(wholeScript(claimScript({ knob: "hugepages-2M", what: "the 2M pool", owner: "o", formerOwners: [], files: [] }))), "check /etc/kvmtune/claims/hugepages-2M …");
+        assert.strictEqual(stepOf("virsh start g1"), "virsh start g1");
+        assert.strictEqual(stepOf(`echo ${"x".repeat(200)}`).length, 100);
     });
 });

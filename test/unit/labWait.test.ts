@@ -26,11 +26,13 @@ describe("lab host.sh prepare and wait (fake ssh, no VM)", function () {
         root = fs.mkdtempSync(path.join(os.tmpdir(), "kvmtune-labwait-"));
         state = path.join(root, "state");
         fs.mkdirSync(path.join(root, "bin"), { recursive: true });
-        // The image prepare copies on write from: any file will do for qemu-img's backing file.
+        // prepare's overlay: an empty file does, and the test needs no QEMU package installed.
+        fs.writeFileSync(path.join(root, "bin", "qemu-img"), '#!/bin/sh\nfor a in "$@"; do last=$a; done\n: > "$last"\n', { mode: 0o755 });
+        // The image prepare copies on write from: it must exist.
         const key = spawnSync("bash", ["-c", `source ${JSON.stringify(path.resolve(__dirname, "../../../lab/lib.sh"))}; image_key`], { env: env(), encoding: "utf8" }).stdout.trim();
         assert.match(key, /^[0-9a-f]{16}$/);
         fs.mkdirSync(path.join(root, "cache", "kvmtune", "lab", key), { recursive: true });
-        fs.writeFileSync(path.join(root, "cache", "kvmtune", "lab", key, "base.img"), Buffer.alloc(1 << 20));
+        fs.writeFileSync(path.join(root, "cache", "kvmtune", "lab", key, "base.img"), "");
     });
     afterEach(() => {
         fakeQemu?.kill("SIGKILL");

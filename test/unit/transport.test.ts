@@ -10,6 +10,7 @@ import { run, runScript } from "../../resources/host/remote";
 import { closeAll, remoteFor } from "../../resources/host/sshPool";
 import { closedPort, FakeSshHost, startFakeSshHost, startSilentPort } from "../helpers/fakeSshHost";
 import { leakedPiece, newKeyPair, secretPieces, throwawayKey } from "../helpers/fixtures";
+// Apart from the imports above, which other work on the transport also extends.
 
 /** Slack for the event loop on a loaded 2-core machine, on top of connectTimeoutSeconds. */
 /**
