@@ -24,6 +24,7 @@ import { atomicWriteScript, headerLine, managedHeader, ownerOf, ownerProblem, re
 import { shellQuote } from "./quote";
 import { Remote, wholeScript } from "./remote";
 import { RemoteCommandError } from "./errors";
+import { warnUser } from "../warn";
 
 export const CLAIMS_DIR = "/etc/kvmtune/claims";
 
@@ -213,8 +214,7 @@ export async function holdForDelete(remote: Remote, c: KnobClaim): Promise<Claim
     if (refused) {
         // Not an error (the resource is gone from the stack either way), but never silent: the
         // operator asked to undo a setting and it stays.
-        const pulumi = await import("@pulumi/pulumi");
-        await pulumi.log.warn(
+        await warnUser(
             `${c.owner}: delete left ${c.what} on ${refused.host} as it is: it belongs to ${refused.holder ?? "a file kvmtune did not write"} now (${refused.file}), ` +
                 `so nothing was restored and no claim released.`,
         );

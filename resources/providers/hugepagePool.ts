@@ -18,6 +18,7 @@ import { buildDumpScript, parseDump, writeSysfsScript } from "../host/sysfs";
 import { checkWithPlan, diffProps, FieldPolicy, stateOnlyUpdate } from "../policy";
 import { stateOf } from "../state";
 import { inputsFrom } from "../validate";
+import { warnUser } from "../warn";
 import { bootArgs, bootUnitPath, globalPath, grubFragmentPath, mountUnitName, nodePath, pageDir, persistScript, PoolCounts, rebootRequired, shortfallOf, unpersistScript } from "./hugepagePoolBoot";
 import { resourceOwner } from "./owner";
 
@@ -141,14 +142,8 @@ async function applyPool(remote: Remote, owner: string, i: HugepagePoolInputs, r
         await runScript(remote, writeSysfsScript(Object.entries(restoreTo).map(([n, c]) => ({ path: nodePath(n, i.pageSize), value: c }))));
         throw new Error(error);
     }
-    if (warning) await warn(`${owner}: ${warning}`);
+    if (warning) await warnUser(`${owner}: ${warning}`);
     return pools;
-}
-
-/** A warning in the deployment's output (the engine's log; stderr where there is no engine). */
-async function warn(message: string): Promise<void> {
-    const pulumi = await import("@pulumi/pulumi");
-    await pulumi.log.warn(message);
 }
 
 async function ensureMount(remote: Remote, i: HugepagePoolInputs): Promise<void> {
