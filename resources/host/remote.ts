@@ -27,6 +27,8 @@ export const TIMEOUTS = {
     guestStart: 600,
     /** Added to a guest's shutdownTimeoutSeconds: the ACPI wait is the script's own. */
     guestStopMargin: 120,
+    /** `virsh numatune --live`: the kernel migrates the running guest's memory to the new nodes. */
+    memoryMove: 900,
     /** Writing nr_hugepages: the kernel compacts memory to find the pages, minutes on a full node. */
     hugepageAllocation: 900,
     /** Enabling VFs and `udevadm settle` until their devices are named. */

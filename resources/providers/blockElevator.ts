@@ -7,7 +7,8 @@
 import type * as pulumi from "@pulumi/pulumi";
 import { resourceOwner } from "./owner";
 import { z } from "zod";
-import { claimKnob, CLAIMS_DIR, formerOwnersOf, holdForDelete, KnobClaim, reclaimForUpdate, releaseKnob } from "../host/claims";
+import { CLAIMS_DIR, formerOwnersOf, KnobClaim, reclaimForUpdate, releaseKnob } from "../host/claims";
+import { createKnob, deleteKnob } from "../host/knob";
 import { connectionSchema } from "../host/connection";
 import { DiskQueues, DiskRead, diskReadRequest, parseDiskRead, queueDir, QueueState, readDisk } from "../host/disk";
 import { PersistedFile, persistedDrift } from "../host/drift";
@@ -293,20 +294,17 @@ export const provider = {
         const owner = resourceOwner("BlockElevator", undefined, props);
         const remote = remoteFor(i.connection);
         const { hostname, disk, queues: [before] } = await requireDisk(remote, i.device);
-        // Before anything changes: the disk must not belong to another resource. A claim this
-        // resource already holds is left from an attempt cut off half-way: its original is the truth.
-        const claim = diskClaim(owner, disk.name, [], originalOf(i, before));
-        const original = (await claimKnob(remote, claim)).original as Original;
-        let after: QueueState;
-        try {
-            after = await converge(remote, i, disk, before, owner, hostname);
-        } catch (err) {
-            // A failed create leaves nothing behind: the disk as it was, no rule, no claim. When that
-            // cannot be done (the host is gone), the claim stays and keeps the original for the retry.
-            await restore(remote, disk.name, original).then(() => releaseKnob(remote, claim)).catch(() => undefined);
-            throw err;
-        }
-        return { id: `${hostname}/${disk.name}`, outs: outputs(i, owner, disk, after, original) };
+        // Before anything changes: the disk must not belong to another resource (../host/knob.ts).
+        const seen = originalOf(i, before);
+        return createKnob(
+            remote,
+            { ...diskClaim(owner, disk.name, [], seen), original: seen },
+            async (original) => {
+                const after = await converge(remote, i, disk, before, owner, hostname);
+                return { id: `${hostname}/${disk.name}`, outs: outputs(i, owner, disk, after, original) };
+            },
+            (original) => restore(remote, disk.name, original),
+        );
     },
 
     async read(id: string, props: Record<string, unknown>): Promise<pulumi.dynamic.ReadResult> {
@@ -357,11 +355,7 @@ export const provider = {
         const remote = remoteFor(i.connection);
         const original = props.original as Original;
         const kernelName = String(props.kernelName);
-        const claim = diskClaim(resourceOwner("BlockElevator", undefined, props), kernelName);
-        // The disk went to another resource since (our claim was removed by hand): not ours to undo.
-        if (await holdForDelete(remote, claim)) return;
-        await restore(remote, kernelName, original);
-        await releaseKnob(remote, claim);
+        await deleteKnob(remote, diskClaim(resourceOwner("BlockElevator", undefined, props), kernelName), () => restore(remote, kernelName, original));
     },
 };
 

@@ -8,8 +8,9 @@
  */
 import type * as pulumi from "@pulumi/pulumi";
 import { z } from "zod";
-import { claimKnob, formerOwnersOf, holdForDelete, KnobClaim, reclaimForUpdate, releaseKnob } from "../host/claims";
+import { formerOwnersOf, KnobClaim, reclaimForUpdate } from "../host/claims";
 import { persistedDrift, persistedPaths } from "../host/drift";
+import { createKnob, deleteKnob } from "../host/knob";
 import { connectionSchema } from "../host/connection";
 import { gatherFacts, HostFactsData, pageSizeKb } from "../host/facts";
 import { shellQuote } from "../host/quote";
@@ -199,23 +200,20 @@ export const provider = {
         const problems = checkAgainstHost(i, facts);
         if (problems.length) throw new Error(`HugepagePool on ${facts.hostname}: ${problems.join("; ")}`);
         const seen = originalOf(await readPools(remote, i));
-        // Before anything changes: the pool must not belong to another resource. A claim this
-        // resource already holds is left from an attempt cut off half-way: its original is the truth.
-        const claim = poolClaim(owner, i, [], seen);
-        const original = (await claimKnob(remote, claim)).original as Original;
-        try {
-            // A shortfall puts the pool back to what it is now, before this attempt's write.
-            const pools = await applyPool(remote, owner, i, seen.nodes);
-            await ensureMount(remote, i);
-            await runScript(remote, persistScript(owner, i), { timeoutSeconds: TIMEOUTS.bootConfig });
-            const after = await readPools(remote, i);
-            return { id: `${facts.hostname}/hugepages-${i.pageSize}`, outs: outputs(i, owner, pools, original, after.cmdline) };
-        } catch (err) {
-            // A failed create leaves nothing behind: the pool as it was, no units, no claim. When that
-            // cannot be done (the host is gone), the claim stays and keeps the original for the retry.
-            await restore(remote, i, original).then(() => releaseKnob(remote, claim)).catch(() => undefined);
-            throw err;
-        }
+        // Before anything changes: the pool must not belong to another resource (../host/knob.ts).
+        return createKnob(
+            remote,
+            { ...poolClaim(owner, i, [], seen), original: seen },
+            async (original) => {
+                // A shortfall puts the pool back to what it is now, before this attempt's write.
+                const pools = await applyPool(remote, owner, i, seen.nodes);
+                await ensureMount(remote, i);
+                await runScript(remote, persistScript(owner, i), { timeoutSeconds: TIMEOUTS.bootConfig });
+                const after = await readPools(remote, i);
+                return { id: `${facts.hostname}/hugepages-${i.pageSize}`, outs: outputs(i, owner, pools, original, after.cmdline) };
+            },
+            (original) => restore(remote, i, original),
+        );
     },
 
     async read(id: string, props: Record<string, unknown>): Promise<pulumi.dynamic.ReadResult> {
@@ -271,11 +269,7 @@ export const provider = {
         const i = inputsOf(props);
         const remote = remoteFor(i.connection);
         const original = props.original as Original;
-        const claim = poolClaim(resourceOwner("HugepagePool", undefined, props), i);
-        // The pool went to another resource since (our claim was removed by hand): not ours to undo.
-        if (await holdForDelete(remote, claim)) return;
-        await restore(remote, i, original);
-        await releaseKnob(remote, claim);
+        await deleteKnob(remote, poolClaim(resourceOwner("HugepagePool", undefined, props), i), () => restore(remote, i, original));
     },
 };
 

@@ -20,7 +20,7 @@ import { z } from "zod";
 import { connectionSchema } from "../host/connection";
 import { gatherFacts, HostFactsData, pageSizeKb } from "../host/facts";
 import { shellQuote } from "../host/quote";
-import { Remote, runScript } from "../host/remote";
+import { Remote, runScript, TIMEOUTS } from "../host/remote";
 import { remoteFor } from "../host/sshPool";
 import { buildDumpScript, formatCpuList, parseCpuList, parseDump } from "../host/sysfs";
 import { buildDomainXml, DiskSpec, GuestSpec, InterfaceSpec, isHostdev, parseDomainXml, ParsedDomain, projectLive } from "../libvirt/domain";
@@ -620,7 +620,7 @@ async function applyLivePins(remote: Remote, name: string, wanted: GuestSpec, li
     }
     // libvirt moves a running guest's memory binding only in strict or restrictive mode.
     if (wanted.numa && live.numa && wanted.numa.mode === live.numa.mode && movesMemoryLive(wanted.numa.mode) && !same(wanted.numa.nodeset, live.numa.nodeset)) {
-        await virsh(remote, ["numatune", name, "--nodeset", formatCpuList(wanted.numa.nodeset), "--live"]);
+        await virsh(remote, ["numatune", name, "--nodeset", formatCpuList(wanted.numa.nodeset), "--live"], { timeoutSeconds: TIMEOUTS.memoryMove });
         done.push(`numatune nodeset -> ${formatCpuList(wanted.numa.nodeset)}`);
     }
     return done;

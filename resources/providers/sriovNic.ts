@@ -26,7 +26,8 @@ import { resourceOwner } from "./owner";
 import { z } from "zod";
 import { connectionSchema } from "../host/connection";
 import { gatherFacts } from "../host/facts";
-import { claimKnob, CLAIMS_DIR, formerOwnersOf, holdForDelete, KnobClaim, releaseKnob } from "../host/claims";
+import { claimKnob, CLAIMS_DIR, formerOwnersOf, KnobClaim, releaseKnob } from "../host/claims";
+import { deleteKnob } from "../host/knob";
 import { atomicWriteScript, managedHeader, ownerOf, removeFileScript } from "../host/files";
 import { shellQuote } from "../host/quote";
 import { Remote, runScript, TIMEOUTS } from "../host/remote";
@@ -718,19 +719,17 @@ export const provider = {
         if (!pf || pf.totalVfs === null) {
             // The PF is gone (card removed): only kvmtune's files and the claim are left to remove.
             if (typeof props.pfName === "string" && typeof props.pfPciAddress === "string") {
-                const claim = pfClaim(owner, { name: props.pfName, pciAddress: props.pfPciAddress });
-                if (await holdForDelete(remote, claim)) return;
-                await runScript(remote, unpersistScript(props.pfName));
-                await releaseKnob(remote, claim);
+                const pfName = props.pfName;
+                await deleteKnob(remote, pfClaim(owner, { name: pfName, pciAddress: props.pfPciAddress }), async () => {
+                    await runScript(remote, unpersistScript(pfName));
+                });
             }
             return;
         }
-        const claim = pfClaim(owner, pf);
-        // The PF went to another resource since (our claim was removed by hand): not ours to undo.
-        if (await holdForDelete(remote, claim)) return;
         const network = typeof props.networkName === "string" ? props.networkName : undefined;
-        await refuseIfHeld(remote, pf, vfsThatGo(pf.numVfs, original.numVfs, pf.devices), network ? [network] : [], `deleting SriovNic on ${pf.name}`);
-        await restore(remote, pf, original, owner, network);
-        await releaseKnob(remote, claim);
+        await deleteKnob(remote, pfClaim(owner, pf), async () => {
+            await refuseIfHeld(remote, pf, vfsThatGo(pf.numVfs, original.numVfs, pf.devices), network ? [network] : [], `deleting SriovNic on ${pf.name}`);
+            await restore(remote, pf, original, owner, network);
+        });
     },
 };

@@ -25,7 +25,8 @@ import { resourceOwner } from "./owner";
 import { z } from "zod";
 import { connectionSchema } from "../host/connection";
 import { FACT_COMMANDS, libvirtActiveOf, vhostNetOf } from "../host/facts";
-import { claimKnob, formerOwnersOf, holdForDelete, releaseKnob } from "../host/claims";
+import { claimKnob, formerOwnersOf, releaseKnob } from "../host/claims";
+import { deleteKnob } from "../host/knob";
 import { atomicWriteScript, managedHeader, removeFileScript } from "../host/files";
 import { shellQuote } from "../host/quote";
 import { Remote, runScript } from "../host/remote";
@@ -483,28 +484,27 @@ export const provider = {
         const i = inputsOf(props);
         const owner = ownerOf(props, i);
         const remote = remoteFor(i.connection);
-        const claim = vhostNetworkClaim(owner, i.name);
         // The name went to another resource since (our claim was removed by hand): not ours to remove.
-        if (await holdForDelete(remote, claim)) return;
-        const [view, guests] = await Promise.all([observe(remote, i, true), runningGuestsOn(remote, i.name)]);
-        const net = view.network;
-        const steps: string[] = [];
-        // A network of this name that is not ours any more (replaced behind our back) is left alone.
-        if (net.exists && (net.config ?? net.live)?.owner === owner) {
-            if (guests.length) {
-                throw new Error(
-                    `VhostNetwork ${i.name} on ${view.hostname}: running guest(s) ${guests.join(", ")} use this network; ` +
-                        `it was left as it is. Stop the guests or move their interfaces to another network first.`,
-                );
+        await deleteKnob(remote, vhostNetworkClaim(owner, i.name), async () => {
+            const [view, guests] = await Promise.all([observe(remote, i, true), runningGuestsOn(remote, i.name)]);
+            const net = view.network;
+            const steps: string[] = [];
+            // A network of this name that is not ours any more (replaced behind our back) is left alone.
+            if (net.exists && (net.config ?? net.live)?.owner === owner) {
+                if (guests.length) {
+                    throw new Error(
+                        `VhostNetwork ${i.name} on ${view.hostname}: running guest(s) ${guests.join(", ")} use this network; ` +
+                            `it was left as it is. Stop the guests or move their interfaces to another network first.`,
+                    );
+                }
+                if (net.active) steps.push(`${virshCommand(["net-destroy", i.name])} >/dev/null || exit 1`);
+                if (net.persistent) steps.push(`${virshCommand(["net-undefine", i.name])} >/dev/null || exit 1`);
             }
-            if (net.active) steps.push(`${virshCommand(["net-destroy", i.name])} >/dev/null || exit 1`);
-            if (net.persistent) steps.push(`${virshCommand(["net-undefine", i.name])} >/dev/null || exit 1`);
-        }
-        // The hook folders too, when kvmtune's hook was all they held (Debian's libvirt ships none).
-        if (view.hookFile !== null) steps.push(`${removeFileScript(hookPath(i.name))}; rmdir /etc/libvirt/hooks/network.d 2>/dev/null && rmdir /etc/libvirt/hooks 2>/dev/null; true`);
-        const stillNeeded = view.others.some((o) => o.spec.vhost !== null);
-        if (view.modulesFile !== null && !stillNeeded) steps.push(removeFileScript(MODULES_FILE));
-        if (steps.length) await runScript(remote, steps.join("\n") + "\nexit 0\n");
-        await releaseKnob(remote, claim);
+            // The hook folders too, when kvmtune's hook was all they held (Debian's libvirt ships none).
+            if (view.hookFile !== null) steps.push(`${removeFileScript(hookPath(i.name))}; rmdir /etc/libvirt/hooks/network.d 2>/dev/null && rmdir /etc/libvirt/hooks 2>/dev/null; true`);
+            const stillNeeded = view.others.some((o) => o.spec.vhost !== null);
+            if (view.modulesFile !== null && !stillNeeded) steps.push(removeFileScript(MODULES_FILE));
+            if (steps.length) await runScript(remote, steps.join("\n") + "\nexit 0\n");
+        });
     },
 };

@@ -1,13 +1,21 @@
 /**
  * Two guests created at once on one host must not take the same CPUs: the guarded "read the other
  * guests, choose CPUs, define" (resources/libvirt/guestCpus.ts), run through this machine's shell
- * with `virsh` stood in by a script that records each definition.
+ * with `virsh` stood in by a script that records each definition; then NumaPinnedGuest's own create,
+ * twice at once, through the loopback sshd.
  */
 import * as assert from "assert";
 import * as fs from "fs";
 import * as os from "os";
 import * as path from "path";
+import { gatherFacts } from "../../resources/host/facts";
+import { closeAll } from "../../resources/host/sshPool";
+import { pinnedCpusOf } from "../../resources/libvirt/domain";
 import { defineIfUnchanged, defineWithCpusChosen, readGuestCpusGeneration } from "../../resources/libvirt/guestCpus";
+import { provider as guests } from "../../resources/providers/numaPinnedGuest";
+import { FakeSshHost, startFakeSshHost } from "../helpers/fakeSshHost";
+import { definedDomains, installFakeVirsh } from "../helpers/fakeVirsh";
+import { throwawayKey } from "../helpers/fixtures";
 import { LocalRemote } from "../helpers/localRemote";
 
 /** A host with CPUs 2-5 free for guests, whose `virsh define` appends the definition to a file. */
@@ -82,5 +90,47 @@ describe("guest CPUs chosen under the host's guard", function () {
         await assert.rejects(busy, /^Error: local: other guests were defined while this one chose its CPUs, 3 times in a row; nothing was defined/);
         assert.ok(!(await host.guests()).some((g) => g.name === "late"));
         fs.rmSync(host.root, { recursive: true, force: true });
+    });
+});
+
+describe("NumaPinnedGuest creates side by side on one host (loopback sshd, virsh stood in)", function () {
+    this.timeout(120_000);
+    const key = throwawayKey();
+    let etc: string;
+    let bin: string;
+    let run: string;
+    let host: FakeSshHost;
+
+    before(async () => {
+        etc = fs.mkdtempSync(path.join(os.tmpdir(), "kvmtune-guests-etc-"));
+        bin = fs.mkdtempSync(path.join(os.tmpdir(), "kvmtune-guests-bin-"));
+        // The guard's files go to /run/kvmtune: a private /run inside the namespace.
+        run = fs.mkdtempSync(path.join(os.tmpdir(), "kvmtune-guests-run-"));
+        installFakeVirsh(bin);
+        host = await startFakeSshHost({ clientKey: key, remote: new LocalRemote({ etc, binds: [[run, "/run"]], pathFirst: bin }) });
+    });
+    after(async () => {
+        closeAll();
+        await host.close();
+        for (const d of [etc, bin, run]) fs.rmSync(d, { recursive: true, force: true });
+    });
+
+    it("two auto-pinned guests created at once on a node's CPUs get distinct CPUs, never one CPU twice", async () => {
+        const node0 = (await gatherFacts(new LocalRemote())).numaNodes.find((n) => n.id === 0)!;
+        assert.ok(node0.cpus.length >= 2, `this machine's node 0 has CPUs ${node0.cpus}: two 1-vCPU guests need two`);
+        const connection = { host: "127.0.0.1", port: host.port, user: "root", privateKey: key.privateKey, hostKey: host.hostKey };
+        const guest = (name: string) => ({ connection, name, vcpus: 1, memoryMiB: 64, numaNode: 0, cpuPins: "auto", running: false, autostart: false, owner: `NumaPinnedGuest ${name} (kvmtune/test)` });
+        const create = async (name: string) => {
+            const checked = await guests.check({}, guest(name));
+            assert.deepStrictEqual(checked.failures ?? [], []);
+            return guests.create(checked.inputs!);
+        };
+        const [a, b] = await Promise.all([create("a"), create("b")]);
+        const pins = [a, b].map((r) => (r.outs as { resolvedCpuPins: number[][] }).resolvedCpuPins);
+        assert.notDeepStrictEqual(pins[0], pins[1], `both guests were pinned to CPU ${pins[0]}`);
+        // As libvirt has them: each CPU in one guest's vcpupin only.
+        const held = definedDomains(etc).map((xml) => pinnedCpusOf(xml));
+        assert.deepStrictEqual(held.map((d) => d.name).sort(), ["a", "b"]);
+        assert.strictEqual(new Set(held.flatMap((d) => d.cpus)).size, 2, JSON.stringify(held));
     });
 });
