@@ -3,7 +3,7 @@
 #   up [--hosts N]   deps, image (cached), boot lab1..labN (default 2), wait for SSH, write inventory
 #   down             stop the VMs this lab started (by their pid files)
 #   status           what runs, where
-#   reset            fresh copy-on-write overlays and data disks; running hosts restart on them
+#   reset [NAME...]  fresh copy-on-write overlays and data disks (of those hosts; default all); running hosts restart on them
 #   reboot NAME      reboot through the guest, wait until SSH answers again
 #   ssh NAME [cmd]   root shell or command on a host
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -103,20 +103,27 @@ cmd_status() {
   return 0
 }
 
-cmd_reset() {
-  local -a all run; mapfile -t all < <(known_hosts_list); mapfile -t run < <(running_hosts)
+cmd_reset() { # [NAME...]: those hosts only; default every host
+  local -a all run=() h
+  if [ $# -gt 0 ]; then
+    for h in "$@"; do [ -d "$(host_dir "$h")" ] || die "reset: no lab host $h"; done
+    all=("$@")
+  else
+    mapfile -t all < <(known_hosts_list)
+  fi
   [ ${#all[@]} -gt 0 ] || { log "reset: no lab hosts"; return 0; }
+  for h in "${all[@]}"; do [ -z "$(host_pid "$h")" ] || run+=("$h"); done
   [ ${#run[@]} -gt 0 ] && each_parallel stop "${run[@]}"
   each_parallel fresh "${all[@]}"
   if [ ${#run[@]} -gt 0 ]; then
-    local h; for h in "${run[@]}"; do "$HOST_SH" start "$h"; done
+    for h in "${run[@]}"; do "$HOST_SH" start "$h"; done
     wait_all "${run[@]}" || die "reset: not all hosts came back"
   fi
   write_client_files
   log "reset: fresh overlays for ${all[*]}${run:+; running again: ${run[*]}}"
   # The hosts are bare now, as if reinstalled (same host keys: the lab keeps them outside the image).
   log "reset: stacks that managed these hosts (the 'lab' stack, test stacks) now hold stale state; the next" \
-    "'npm start' reads the hosts first (pulumi up --refresh) and converges them again"
+    "'npm start' reads the hosts first (pulumi refresh) and converges them again"
 }
 
 cmd_reboot() {
@@ -143,7 +150,7 @@ case "$sub" in
   up) cmd_up "$@" ;;
   down) cmd_down ;;
   status) cmd_status ;;
-  reset) cmd_reset ;;
+  reset) cmd_reset "$@" ;;
   reboot) cmd_reboot "$@" ;;
   ssh) cmd_ssh "$@" ;;
   -h|--help|help) usage 0 ;;

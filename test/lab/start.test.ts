@@ -1,12 +1,12 @@
 /**
  * `npm start`, the main job, converges from the hosts' truth, not from the state file: it reads the
- * hosts first (`pulumi up --refresh`), so a guest undefined or a udev rule deleted by hand is put
- * back, and hosts reset to bare images (what a reinstall looks like) are tuned again, by `npm start`
- * alone. Every check reads the hosts with the system ssh client. The stack is a throwaway one with
- * its own file backend; with no `kvmtune:hosts` it declares the lab's hosts and the lab tuning, as
- * the `lab` stack does.
+ * hosts first (`pulumi refresh`, then the plan, then `up`), so a guest undefined or a udev rule
+ * deleted by hand is put back, and a host reset to a bare image (what a reinstall looks like) is
+ * tuned again, by `npm start` alone. Every check reads the host with the system ssh client. The
+ * stack is a throwaway one with its own file backend; with no `kvmtune:hosts` it declares the lab's
+ * hosts (here an inventory of this suite's one host) and the lab tuning, as the `lab` stack does.
  *
- * Runs last among the e2e suites: the reset leaves the lab hosts bare.
+ * The reset leaves the suite's host bare: the suites after it on that host start from a fresh image.
  */
 import * as assert from "assert";
 import { spawn } from "child_process";
@@ -14,19 +14,24 @@ import * as fs from "fs";
 import * as os from "os";
 import * as path from "path";
 import { assertLabTuned, ELEVATOR_RULE, hostState } from "../helpers/labTuningState";
-import { loadInventory, repoRoot, sshOk } from "../lab/labHosts";
+import { loadInventory, repoRoot, sshOk, suiteHost } from "./labHosts";
 
-const STACK = "e2e-start";
+const STACK = "lab-start";
 
 describe("npm start converges the lab from the hosts' truth", function () {
     this.timeout(40 * 60_000);
-    const inventory = loadInventory();
-    const backendDir = fs.mkdtempSync(path.join(os.tmpdir(), "kvmtune-e2e-start-"));
+    const host = suiteHost(1);
+    const backendDir = fs.mkdtempSync(path.join(os.tmpdir(), "kvmtune-start-"));
+    // The program declares every host of the lab inventory it is given: this suite's host only.
+    const inventoryFile = path.join(backendDir, "inventory.json");
+    fs.writeFileSync(inventoryFile, JSON.stringify({ ...JSON.parse(fs.readFileSync(loadInventory().path, "utf8")), hosts: [host] }));
+    const inventory = loadInventory(inventoryFile);
     const env = {
         ...process.env,
         KVMTUNE_STACK: STACK,
+        KVMTUNE_LAB_INVENTORY: inventoryFile,
         PULUMI_BACKEND_URL: `file://${backendDir}`,
-        PULUMI_CONFIG_PASSPHRASE: "kvmtune-e2e-start",
+        PULUMI_CONFIG_PASSPHRASE: "kvmtune-lab-start",
     };
 
     /** Runs a command in the repository as a user would; resolves with its output, rejects with it. */
@@ -95,8 +100,8 @@ describe("npm start converges the lab from the hosts' truth", function () {
         );
     });
 
-    it("tunes every host again after the lab hosts were reset to bare images (npm run lab -- reset)", async () => {
-        const reset = await run("bash", ["lab/lab.sh", "reset"]);
+    it("tunes the host again after it was reset to a bare image (npm run lab -- reset NAME)", async () => {
+        const reset = await run("bash", ["lab/lab.sh", "reset", host.name]);
         assert.match(reset.out, /now hold stale state; the next 'npm start' reads the hosts first/);
         for (const h of inventory.hosts) {
             const bare = await hostState(h);
