@@ -19,314 +19,34 @@
  *   addresses and in no other bridge.
  * - read reports what differs from the declaration in `drift`; diff treats any drift as a change,
  *   so `refresh` finds an out-of-band change and the next `up` undoes it.
+ *
+ * This file holds applying and the provider methods. The inputs (schema, policy, kept files) are in
+ * ./vhostNetworkSchema.ts, the read of the host in ./vhostNetworkRead.ts, and the wanted network,
+ * checks and drift in ./vhostNetworkChecks.ts.
  */
 import type * as pulumi from "@pulumi/pulumi";
 import { resourceOwner } from "./owner";
-import { z } from "zod";
-import { connectionSchema } from "../host/connection";
-import { FACT_COMMANDS, libvirtActiveOf, vhostNetOf } from "../host/facts";
 import { claimKnob, formerOwnersOf, releaseKnob } from "../host/claims";
 import { deleteKnob } from "../host/knob";
-import { atomicWriteScript, managedHeader, removeFileScript } from "../host/files";
+import { atomicWriteScript, removeFileScript } from "../host/files";
 import { shellQuote } from "../host/quote";
 import { Remote, runScript } from "../host/remote";
 import { remoteFor } from "../host/sshPool";
-import { buildDumpScript, Dump, globLiteral, parseDump } from "../host/sysfs";
-import { parseDomainXml } from "../libvirt/domain";
-import { buildNetworkXml, GuestDefaults, networkClaim, NetworkRead, networkReadCommands, networkReadOf, NetworkSpec, ParsedNetwork, parseNetworkXml } from "../libvirt/network";
-import { defineXml, readAllDomains, readAllNetworks, virshCommand } from "../libvirt/virsh";
-import { canonical, checkWithPlan, diffProps, FieldPolicy, stateOnlyUpdate } from "../policy";
+import { buildNetworkXml } from "../libvirt/network";
+import { defineXml, virshCommand } from "../libvirt/virsh";
+import { checkWithPlan, diffProps, stateOnlyUpdate } from "../policy";
 import { stateOf } from "../state";
 import { inputsFrom } from "../validate";
-import { interfaceName, ringSize } from "../patterns";
+import { hookPath, hookScript, MODULES_CONTENT, MODULES_FILE, POLICY, vhostNetworkClaim, VhostNetworkInputs, vhostNetworkSchema } from "./vhostNetworkSchema";
+import { NetworkHostView, observe, trimmed } from "./vhostNetworkRead";
+import { checkAgainstHost, driftOf, markOf, runningGuestsOn, same, TOPOLOGY, wantedNetwork } from "./vhostNetworkChecks";
 
-/** Network names: plain, and without `+` (NumaPinnedGuest allows it) since the name also names the hook file. */
-const NETWORK_NAME = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/;
-export const vhostNetworkSchema = z
-    .object({
-        connection: connectionSchema,
-        /** The libvirt network name guests' interfaces name. */
-        name: z.string().regex(NETWORK_NAME, "must be a network name of letters, digits and _.- (at most 64)"),
-        /** The Linux bridge: created by libvirt, or (existingBridge) one the host has. */
-        bridge: interfaceName("a bridge"),
-        /** Attach to a bridge the host already has (`<forward mode='bridge'/>`) instead of creating one. */
-        existingBridge: z.boolean().default(false),
-        /** An interface put into the created bridge (a NIC, bond, VLAN or veth without addresses). */
-        uplink: interfaceName("an interface").optional(),
-        /** Guest defaults: virtio-net queue pairs (at most the guest's vCPUs are used). */
-        queues: z.number().int().min(1).max(256).optional(),
-        rxQueueSize: ringSize().optional(),
-        /** QEMU honours tx_queue_size for vhost-user only; libvirt passes it on. */
-        txQueueSize: ringSize().optional(),
-        /** Keep it across host reboots: network autostart, the modules-load file, the uplink hook. */
-        persist: z.boolean().default(true),
-        /** Take over an existing network of this name (it must have the declared bridge and forward mode). */
-        adopt: z.boolean().default(false),
-    })
-    .strict()
-    .superRefine((i, ctx) => {
-        if (i.uplink !== undefined && i.existingBridge) {
-            ctx.addIssue({ code: "custom", path: ["uplink"], message: "an existing bridge's ports are the host's own; uplink goes with a bridge the network creates (existingBridge: false)" });
-        }
-        if (i.uplink !== undefined && i.uplink === i.bridge) {
-            ctx.addIssue({ code: "custom", path: ["uplink"], message: "the uplink cannot be the bridge itself" });
-        }
-    });
-
-export type VhostNetworkInputs = z.output<typeof vhostNetworkSchema>;
-
-export const POLICY: FieldPolicy<VhostNetworkInputs> = {
-    connection: "state",
-    name: "replace",
-    // Another bridge means another network: guests' taps would have to move.
-    bridge: "replace",
-    existingBridge: "replace",
-    uplink: "live",
-    // Stored in the network's metadata; guests take them when they are next defined.
-    queues: "live",
-    rxQueueSize: "live",
-    txQueueSize: "live",
-    persist: "live",
-    adopt: "state",
-};
-
-export const MODULES_FILE = "/etc/modules-load.d/kvmtune-vhost-net.conf";
-export const MODULES_CONTENT =
-    managedHeader("the VhostNetwork resources on this host") +
-    "# One file for every kvmtune vhost network on this host: removed with the last of them.\nvhost_net\n";
-
-/** libvirt runs the executables in hooks/network.d on every network's start and stop. */
-export const hookPath = (network: string) => `/etc/libvirt/hooks/network.d/kvmtune-${network}`;
-
-/**
- * The network's claim. The hook is not one of its files: its first line is `#!/bin/sh`, and the
- * claim check reads first lines; the network's own mark covers a network kvmtune did not define.
- */
-export const vhostNetworkClaim = (owner: string, name: string, formerOwners: string[] = []) => networkClaim(owner, name, [], formerOwners);
-
-/** The hook that puts the uplink into the bridge whenever libvirt starts the network (at boot, after net-start). */
-export function hookScript(owner: string, i: Pick<VhostNetworkInputs, "name" | "bridge"> & { uplink: string }): string {
-    const [name, bridge, uplink] = [shellQuote(i.name), shellQuote(i.bridge), shellQuote(i.uplink)];
-    return (
-        "#!/bin/sh\n" +
-        managedHeader(owner) +
-        [
-            "# libvirt runs it as: SCRIPT NETWORK OPERATION SUB-OPERATION - (the network's XML on stdin).",
-            `# When ${i.name} has started (its bridge exists), put ${i.uplink} into ${i.bridge}, as kvmtune does on each up.`,
-            "# libvirt looks for hook scripts when libvirtd starts: a new one takes effect from then.",
-            "PATH=/usr/sbin:/usr/bin:/sbin:/bin",
-            `[ "$1" = ${name} ] && [ "$2" = started ] || exit 0`,
-            `ip link set dev ${uplink} master ${bridge} && ip link set dev ${uplink} up || logger -t kvmtune ${shellQuote(`VhostNetwork ${i.name}: could not put ${i.uplink} into ${i.bridge}`)}`,
-            "exit 0",
-        ].join("\n") +
-        "\n"
-    );
-}
-
-// ---------------------------------------------------------------------------------------------
-// What the host has
-
-/** Everything the checks, the drift report and the delete need, read in one round trip. */
-export interface NetworkHostView {
-    hostname: string;
-    libvirtActive: boolean;
-    vhost: { device: boolean; moduleLoaded: boolean; moduleAvailable: boolean };
-    network: NetworkRead;
-    bridgeDevice: { exists: boolean; isBridge: boolean };
-    /** The uplink as found (null: no uplink declared). */
-    uplink: { name: string; exists: boolean; isBridge: boolean; up: boolean; master: string | null; addresses: string[] } | null;
-    /** File contents as read (trailing newlines dropped), or null when absent. */
-    modulesFile: string | null;
-    hookFile: string | null;
-    /** The host's other libvirt networks (read for create, update and delete only). */
-    others: ParsedNetwork[];
-}
-
-const NET = "/sys/class/net";
-
-/**
- * The read script: the network through virsh, the bridge and uplink from sysfs, both files, and
- * the few host facts needed (the facts script's own commands: the whole facts read costs more than
- * all of this on a busy host).
- */
-export function observeScript(i: Pick<VhostNetworkInputs, "name" | "bridge" | "uplink">): string {
-    const br = `${NET}/${globLiteral(i.bridge)}`;
-    const up = i.uplink !== undefined ? `${NET}/${globLiteral(i.uplink)}` : null;
-    return buildDumpScript({
-        files: ["/etc/hostname", MODULES_FILE, globLiteral(hookPath(i.name)), `${br}/ifindex`, `${br}/bridge/bridge_id`, ...(up ? [`${up}/ifindex`, `${up}/flags`, `${up}/bridge/bridge_id`] : [])],
-        links: up ? [`${up}/master`] : [],
-        commands: {
-            ...networkReadCommands(i.name),
-            vhostNet: FACT_COMMANDS.vhostNet,
-            libvirtActive: FACT_COMMANDS.libvirtActive,
-            vhostModule: "modinfo -F filename vhost_net",
-            ...(i.uplink !== undefined ? { uplinkAddrs: `ip -o addr show dev ${shellQuote(i.uplink)} scope global` } : {}),
-        },
-    });
-}
-
-const trimmed = (s: string) => s.replace(/\n+$/, "");
-
-/** The view from the read script's dump and the other networks' XML. */
-export function viewOf(i: Pick<VhostNetworkInputs, "name" | "bridge" | "uplink">, dump: Dump, others: ParsedNetwork[]): NetworkHostView {
-    const f = dump.files;
-    const br = `${NET}/${i.bridge}`;
-    let uplink: NetworkHostView["uplink"] = null;
-    if (i.uplink !== undefined) {
-        const up = `${NET}/${i.uplink}`;
-        const master = dump.links.get(`${up}/master`);
-        const addrs = dump.commands.get("uplinkAddrs");
-        uplink = {
-            name: i.uplink,
-            exists: f.has(`${up}/ifindex`),
-            isBridge: f.has(`${up}/bridge/bridge_id`),
-            up: (Number.parseInt(f.get(`${up}/flags`) ?? "0", 16) & 1) === 1,
-            master: master ? master.slice(master.lastIndexOf("/") + 1) : null,
-            // `ip -o addr`: "3: enp0s5    inet 10.0.2.15/24 scope global enp0s5 ..."
-            addresses: addrs?.code === 0 ? [...addrs.stdout.matchAll(/\binet6? (\S+)/g)].map((m) => m[1]) : [],
-        };
-    }
-    const file = (p: string) => (f.has(p) ? trimmed(f.get(p) as string) : null);
-    return {
-        hostname: (f.get("/etc/hostname") ?? "").trim(),
-        libvirtActive: libvirtActiveOf(dump),
-        vhost: { ...vhostNetOf(dump), moduleAvailable: dump.commands.get("vhostModule")?.code === 0 },
-        network: networkReadOf(dump),
-        bridgeDevice: { exists: f.has(`${br}/ifindex`), isBridge: f.has(`${br}/bridge/bridge_id`) },
-        uplink,
-        modulesFile: file(MODULES_FILE),
-        hookFile: file(hookPath(i.name)),
-        others: others.filter((n) => n.spec.name !== i.name),
-    };
-}
-
-async function observe(remote: Remote, i: VhostNetworkInputs, withOthers: boolean): Promise<NetworkHostView> {
-    const [out, all] = await Promise.all([runScript(remote, observeScript(i)), withOthers ? readAllNetworks(remote) : Promise.resolve(new Map<string, string>())]);
-    return viewOf(i, parseDump(out), [...all.values()].map((xml) => parseNetworkXml(xml)));
-}
-
-// ---------------------------------------------------------------------------------------------
-// Wanted, checks, drift
-
-export function wantedNetwork(i: VhostNetworkInputs): NetworkSpec {
-    const vhost: GuestDefaults = {};
-    if (i.queues !== undefined) vhost.queues = i.queues;
-    if (i.rxQueueSize !== undefined) vhost.rxQueueSize = i.rxQueueSize;
-    if (i.txQueueSize !== undefined) vhost.txQueueSize = i.txQueueSize;
-    return { name: i.name, bridge: i.bridge, forward: i.existingBridge ? "bridge" : "none", addressed: false, vhost };
-}
-
-/** The parts of a spec that shape a running network (a change of them needs a restart of the network). */
-const TOPOLOGY = ["bridge", "forward", "addressed"] as const;
-const same = (a: unknown, b: unknown) => canonical(a) === canonical(b);
-const markOf = (owner: string | null) => (owner === null ? "no kvmtune ownership mark" : `the mark of "${owner}"`);
-
-/** Everything that must hold before the host changes, as messages naming field, value and what the host has. */
-export function checkAgainstHost(i: VhostNetworkInputs, view: NetworkHostView, owner: string): string[] {
-    const problems: string[] = [];
-    const h = view.hostname;
-    const net = view.network;
-    if (!view.libvirtActive) problems.push(`connection: libvirtd is not running on ${h}`);
-    if (!view.vhost.moduleLoaded && !view.vhost.device && !view.vhost.moduleAvailable) {
-        problems.push(`${h}'s kernel has no vhost_net module (modinfo vhost_net found none): guests would fall back to QEMU's user-space virtio`);
-    }
-    const ours = net.exists && net.config?.owner === owner;
-    if (net.exists && !ours) {
-        const uuid = net.config?.uuid ?? net.live?.uuid ?? "";
-        if (!i.adopt) {
-            problems.push(
-                `name: a libvirt network named ${i.name} already exists on ${h} (uuid ${uuid}) and carries ${markOf(net.config?.owner ?? null)}: ` +
-                    `it was left untouched. Set adopt: true to take it over, or choose another name`,
-            );
-        } else {
-            const w = wantedNetwork(i);
-            const found = (net.config ?? net.live)?.spec;
-            const differ = TOPOLOGY.filter((k) => !same(found?.[k], w[k]));
-            if (differ.length) {
-                problems.push(
-                    `adopt: network ${i.name} (${uuid}) on ${h} is not what the inputs declare; it was left untouched. ` +
-                        differ.map((k) => `${k}: declared ${canonical(w[k])}, the host has ${canonical(found?.[k])}`).join("; "),
-                );
-            }
-        }
-    }
-    if (i.adopt && !net.exists) problems.push(`adopt: ${h} has no libvirt network ${i.name} to adopt`);
-    for (const o of view.others) {
-        if (o.spec.bridge === i.bridge) problems.push(`bridge: ${i.bridge} is the bridge of libvirt network ${o.spec.name} (${o.uuid}) on ${h}`);
-    }
-    if (!i.existingBridge) {
-        const made = net.exists && net.active && net.live?.spec.bridge === i.bridge;
-        if (view.bridgeDevice.exists && !made) {
-            problems.push(
-                `bridge: ${h} already has an interface ${i.bridge}, which this network did not create; ` +
-                    `set existingBridge: true to attach to a bridge the host has, or choose another name`,
-            );
-        }
-    } else if (!view.bridgeDevice.exists) {
-        problems.push(`bridge: ${h} has no bridge ${i.bridge} (existingBridge: true attaches to a bridge the host already has)`);
-    } else if (!view.bridgeDevice.isBridge) {
-        problems.push(`bridge: ${i.bridge} on ${h} is not a bridge`);
-    }
-    const up = view.uplink;
-    if (up && !up.exists) problems.push(`uplink: ${h} has no interface ${up.name}`);
-    if (up && up.exists) {
-        if (up.addresses.length) {
-            problems.push(
-                `uplink: ${up.name} on ${h} carries ${up.addresses.join(", ")}; in a bridge those addresses stop working ` +
-                    `(it may be how the host is reached). Move them to the bridge first, or choose an interface without addresses`,
-            );
-        }
-        if (up.isBridge) problems.push(`uplink: ${up.name} on ${h} is a bridge; a bridge cannot be a port of another bridge`);
-        if (up.master !== null && up.master !== i.bridge) problems.push(`uplink: ${up.name} on ${h} is already a port of ${up.master}`);
-    }
-    return problems;
-}
-
-/** What differs between the declaration and the host, one message each ([] when the host is as declared). */
-export function driftOf(i: VhostNetworkInputs, view: NetworkHostView, owner: string): string[] {
-    const net = view.network;
-    if (!net.exists) return [`network ${i.name} is gone`];
-    const out: string[] = [];
-    const w = wantedNetwork(i);
-    if (!net.config || !net.persistent) out.push("the network has no persistent definition (transient)");
-    else {
-        if (net.config.owner !== owner) out.push(`ownership: the network carries ${markOf(net.config.owner)}, not this resource's`);
-        for (const k of [...TOPOLOGY, "vhost"] as const) {
-            if (!same(net.config.spec[k], w[k])) out.push(`definition ${k}: declared ${canonical(w[k])}, libvirt has ${canonical(net.config.spec[k])}`);
-        }
-    }
-    if (!net.active) out.push("the network is not active");
-    else {
-        for (const k of TOPOLOGY) {
-            if (net.live && !same(net.live.spec[k], w[k])) out.push(`running network ${k}: declared ${canonical(w[k])}, it has ${canonical(net.live.spec[k])}`);
-        }
-        if (!view.bridgeDevice.exists) out.push(`bridge ${i.bridge} is missing from the host`);
-    }
-    if (net.autostart !== i.persist) out.push(`autostart is ${net.autostart ? "on" : "off"}, persist is ${i.persist}`);
-    if (!view.vhost.moduleLoaded) out.push("vhost_net is not loaded");
-    if (!view.vhost.device) out.push("/dev/vhost-net is missing");
-    if (i.persist && view.modulesFile !== trimmed(MODULES_CONTENT)) out.push(`${MODULES_FILE} is ${view.modulesFile === null ? "missing" : "changed"}`);
-    const up = view.uplink;
-    if (up) {
-        if (!up.exists) out.push(`uplink ${up.name} is gone`);
-        else {
-            if (up.master !== i.bridge) out.push(`uplink ${up.name} is ${up.master ? `a port of ${up.master}` : "in no bridge"}, not in ${i.bridge}`);
-            if (!up.up) out.push(`uplink ${up.name} is down`);
-        }
-    }
-    const hook = i.persist && i.uplink !== undefined ? trimmed(hookScript(owner, { ...i, uplink: i.uplink })) : null;
-    if (view.hookFile !== hook) out.push(hook === null ? `${hookPath(i.name)} is left over` : `${hookPath(i.name)} is ${view.hookFile === null ? "missing" : "changed"}`);
-    return out;
-}
-
-/** Running guests with an interface on the network, as `name (uuid)`. One round trip. */
-async function runningGuestsOn(remote: Remote, network: string): Promise<string[]> {
-    const running = await readAllDomains(remote, "running");
-    return [...running.values()]
-        .map((xml) => parseDomainXml(xml))
-        .filter((d) => d.spec.interfaces.some((f) => "network" in f && f.network === network))
-        .map((d) => `${d.spec.name} (${d.uuid})`);
-}
+/** Re-exported: callers and tests name them from here. */
+export { hookPath, hookScript, MODULES_CONTENT, MODULES_FILE, POLICY, vhostNetworkClaim, vhostNetworkSchema } from "./vhostNetworkSchema";
+export type { VhostNetworkInputs } from "./vhostNetworkSchema";
+export { observeScript, viewOf } from "./vhostNetworkRead";
+export type { NetworkHostView } from "./vhostNetworkRead";
+export { checkAgainstHost, driftOf, wantedNetwork } from "./vhostNetworkChecks";
 
 // ---------------------------------------------------------------------------------------------
 // Applying
