@@ -255,7 +255,10 @@ export const provider = {
     },
 
     async update(id: string, olds: Record<string, unknown>, news: Record<string, unknown>): Promise<pulumi.dynamic.UpdateResult> {
-        const untouched = stateOnlyUpdate(numaPinnedGuestSchema, POLICY, olds, news);
+        // restartPolicy is state only, except for a guest with changes waiting for a restart: turning
+        // it to `restart` then restarts the guest to apply them, as a user who sets it expects.
+        const pending = Array.isArray(olds.pendingRestart) && olds.pendingRestart.length > 0;
+        const untouched = pending ? null : stateOnlyUpdate(numaPinnedGuestSchema, POLICY, olds, news);
         if (untouched) return untouched;
         const i = inputsOf(news);
         const owner = resourceOwner("NumaPinnedGuest", i.name, news, olds);

@@ -38,6 +38,19 @@ describe("an update of state-only fields touches nothing on the host", function 
 
             // The same update with a new owner label must go to the host (and fails: nothing listens).
             await assert.rejects(provider.update("id", olds, { ...news, owner: `${name} y (kvmtune/test)` }), /cannot connect to tuner@127\.0\.0\.2:1/);
+            // So must one whose last read found the host off what kvmtune keeps (drift).
+            await assert.rejects(provider.update("id", { ...olds, drift: ["a kept file is missing"] }, news), /cannot connect to tuner@127\.0\.0\.2:1/);
         });
     }
+
+    it("numaPinnedGuest: restartPolicy turned to restart while changes wait for a restart goes to the host (it restarts the guest)", async () => {
+        // eslint-disable-next-line @typescript-eslint/no-require-imports
+        const provider: Provider = require("../../resources/providers/numaPinnedGuest").provider;
+        const c = PROVIDER_CASES.numaPinnedGuest;
+        const inputs = { ...c.valid[0], owner: "NumaPinnedGuest x (kvmtune/test)" };
+        const olds = (await provider.check({}, withConnection({ ...inputs, restartPolicy: "never" }, { connectTimeoutSeconds: 2, host: "127.0.0.2", user: "tuner" }))).inputs!;
+        const news = (await provider.check({}, withConnection({ ...inputs, restartPolicy: "restart" }, { connectTimeoutSeconds: 2, host: "127.0.0.2", user: "tuner" }))).inputs!;
+        assert.ok((await provider.update("id", { ...olds, pendingRestart: [] }, news)).outs, "with nothing pending it is state only");
+        await assert.rejects(provider.update("id", { ...olds, pendingRestart: ["memoryMiB"] }, news), /cannot connect to tuner@127\.0\.0\.2:1/);
+    });
 });
