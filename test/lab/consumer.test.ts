@@ -196,7 +196,7 @@ describe("kvmtune in a user's own TypeScript Pulumi project, through the CLI", f
         fs.writeFileSync(previewFile, JSON.stringify(digest));
         const text = await ok(path.join(project, "node_modules", ".bin", "kvmtune-plan"), [previewFile], { cwd: project });
         assert.match(text, new RegExp(`^  guest restart  guest ${GUEST} \\(NumaPinnedGuest consumer-guest\\): memoryMiB$`, "m"));
-        assert.match(text, /^  live {11} BlockElevator consumer-disk: tunables$/m);
+        assert.match(text, /^  live {11}BlockElevator consumer-disk: tunables$/m);
         assert.match(text, new RegExp(`^Guest restarts: ${h.host}:${h.port}: ${GUEST}\\.$`, "m"));
     });
 

@@ -41,7 +41,7 @@ interface Sched {
 
 describe("Faults on a lab host (F8 connection cut, F9 reboot, F10 refusals)", function () {
     this.timeout(60 * 60_000);
-    const h = suiteHost(1);
+    const h = suiteHost(0);
     const connection = labConnection(h);
     const hostName = new RegExp(`root@127\\.0\\.0\\.1:${h.port}|${h.name}`);
     let s: InlineStack;

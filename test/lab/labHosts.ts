@@ -185,6 +185,9 @@ export function sshRun(host: LabHost, command: string, opts: SshOptions = {}): P
         code: code ?? 255,
       });
     });
+    // ssh may close its stdin before reading it (a command that reads none, a quick failure): the
+    // write then fails with EPIPE, which is no news (the exit code tells) and must not be uncaught.
+    child.stdin.on("error", () => undefined);
     child.stdin.end(opts.input ?? "");
   });
 }
