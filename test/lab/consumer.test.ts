@@ -69,6 +69,7 @@ function run(cmd: string, args: string[], opts: { cwd: string; env?: NodeJS.Proc
         child.stderr.setEncoding("utf8").on("data", (s: string) => (stderr += s));
         child.on("error", reject);
         child.on("close", (code) => resolve({ code, stdout, stderr }));
+        child.stdin.on("error", () => undefined); // a child that reads no stdin: EPIPE is no news
         child.stdin.end(opts.input ?? "");
     });
 }
