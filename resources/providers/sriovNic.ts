@@ -28,11 +28,12 @@
 import type * as pulumi from "@pulumi/pulumi";
 import { resourceOwner } from "./owner";
 import { gatherFacts } from "../host/facts";
-import { claimKnob, formerOwnersOf, releaseKnob } from "../host/claims";
+import { claimKnob, formerOwnersOf, reclaimForUpdate, releaseKnob } from "../host/claims";
 import { deleteKnob } from "../host/knob";
 import { shellQuote } from "../host/quote";
 import { Remote, runScript, TIMEOUTS } from "../host/remote";
 import { remoteFor } from "../host/sshPool";
+import { warnUser } from "../host/warn";
 import { writeSysfsScript } from "../host/sysfs";
 import { holdersMessage, runningHolders, VfDevice } from "../libvirt/vfHolders";
 import { networkClaim } from "../libvirt/network";
@@ -245,12 +246,15 @@ export const provider = {
         const owner = resourceOwner("SriovNic", i.pf, news, olds);
         const remote = remoteFor(i.connection);
         const pf = await requirePf(remote, i);
-        // Re-taken on every update: it moves the claim to a new label, before anything changes.
-        await claimKnob(remote, pfClaim(owner, pf, formerOwnersOf(olds, owner)));
+        // Re-taken on every update: it moves the claim to a new label, before anything changes. A
+        // claim the host lost (reinstalled) is taken again, recording the PF as it is now.
+        const seen: Original = { numVfs: pf.numVfs, vfs: pf.vfs, pfUp: pf.adminUp };
+        const { original, warning } = await reclaimForUpdate(remote, pfClaim(owner, pf, formerOwnersOf(olds, owner), seen), olds.original as Original | undefined);
+        if (warning) warnUser(warning);
         // The network the previous inputs named (refresh leaves it out when it was found broken).
         const oldNetwork = typeof olds.networkName === "string" ? olds.networkName : typeof olds.libvirtNetwork === "string" ? olds.libvirtNetwork : undefined;
         const after = await converge(remote, i, pf, owner, oldNetwork);
-        return { outs: outputs(i, owner, after, olds.original as Original) };
+        return { outs: outputs(i, owner, after, original) };
     },
 
     async delete(_id: string, props: Record<string, unknown>): Promise<void> {
