@@ -216,27 +216,22 @@ export async function claimKnob(remote: Remote, c: KnobClaim): Promise<ClaimReco
 }
 
 /**
- * For update: takes (or keeps) the claim like claimKnob, and says which original delete must put
+ * For update: takes (or keeps) the claim like claimKnob, and returns the original delete must put
  * back. Normally the one in state (`recorded`). When the claim was gone from the host (reinstalled,
  * or removed by hand), the original in state was recorded on a host that is no more: the claim is
- * taken again with the knob's values as they are now (`seen`), which become the original, and the
- * returned warning says so.
+ * taken again with the knob's values as they are now (`c.original`), which become the original,
+ * and a warning says so (as holdForDelete warns for a delete).
  */
-export async function reclaimForUpdate<T>(
-    remote: Remote,
-    c: KnobClaim,
-    recorded: T | undefined,
-): Promise<{ original: T; warning?: string }> {
+export async function reclaimForUpdate<T>(remote: Remote, c: KnobClaim, recorded: T | undefined): Promise<T> {
     const claimed = await claimKnob(remote, c);
-    if (!claimed.taken && recorded !== undefined) return { original: recorded };
-    return {
-        original: claimed.original as T,
-        warning:
-            recorded === undefined
-                ? undefined
-                : `${c.what} on ${remote.name} had no ownership claim (${claimPath(c.knob)}): the host was reinstalled or the claim removed by hand. ` +
-                  `Claimed it again; delete will restore the values found now, not those recorded when the resource was created.`,
-    };
+    if (!claimed.taken && recorded !== undefined) return recorded;
+    if (recorded !== undefined) {
+        warnUser(
+            `${c.what} on ${remote.name} had no ownership claim (${claimPath(c.knob)}): the host was reinstalled or the claim removed by hand. ` +
+                `Claimed it again; delete will restore the values found now, not those recorded when the resource was created.`,
+        );
+    }
+    return claimed.original as T;
 }
 
 /**

@@ -16,7 +16,6 @@ import { BlockDeviceFacts, gatherFacts } from "../host/facts";
 import { atomicWriteScript, managedHeader, removeFileScript } from "../host/files";
 import { Remote, runScript } from "../host/remote";
 import { remoteFor } from "../host/sshPool";
-import { warnUser } from "../host/warn";
 import { buildDumpScript, parseDump, writeSysfsScript } from "../host/sysfs";
 import { checkWithPlan, diffProps, FieldPolicy, stateOnlyUpdate } from "../policy";
 import { stateOf } from "../state";
@@ -337,12 +336,11 @@ export const provider = {
         // Re-taken on every update: it moves the claim to a new label, and a by-id device that now
         // resolves to another kernel name takes that disk's claim before writing to it. A claim the
         // host lost (reinstalled) is taken again, recording the disk as it is now.
-        const { original, warning } = await reclaimForUpdate(
+        const original = await reclaimForUpdate(
             remote,
             diskClaim(owner, disk.name, formerOwnersOf(olds, owner), originalOf(i, before)),
             olds.kernelName === disk.name ? (olds.original as Original | undefined) : undefined,
         );
-        if (warning) warnUser(warning);
         const after = await converge(remote, i, disk, before, owner, hostname);
         if (typeof olds.kernelName === "string" && olds.kernelName !== disk.name) {
             await releaseKnob(remote, diskClaim(owner, olds.kernelName, formerOwnersOf(olds, owner)));

@@ -246,18 +246,17 @@ export const provider = {
         if (problems.length) throw new Error(`HugepagePool on ${facts.hostname}: ${problems.join("; ")}`);
         // Re-taken on every update: moves the claim to a new label, and checks a new mount's unit.
         // A claim the host lost (reinstalled) is taken again, recording the pool as it is now.
-        const found = originalOf(await readPools(remote, i));
-        const reclaimed = await reclaimForUpdate(remote, poolClaim(owner, i, formerOwnersOf(olds, owner), found), olds.original as Original | undefined);
-        if (reclaimed.warning) warnUser(reclaimed.warning);
-        const original = reclaimed.original;
+        const found = await readPools(remote, i);
+        const original = await reclaimForUpdate(remote, poolClaim(owner, i, formerOwnersOf(olds, owner), originalOf(found)), olds.original as Original | undefined);
         const oldInputs = inputsOf(olds);
         // Nodes the pool no longer names go back to what they had before this pool existed.
         const dropped = Object.keys(oldInputs.nodes ?? {}).filter((n) => !(n in (i.nodes ?? original.nodes)));
         if (dropped.length) {
             await runScript(remote, writeSysfsScript(dropped.map((n) => ({ path: nodePath(n, i.pageSize), value: original.nodes[n] ?? 0 }))));
         }
-        const before = await readPools(remote, i);
-        const pools = await applyPool(remote, owner, i, Object.fromEntries(Object.entries(before.pools).map(([n, p]) => [n, p.total])));
+        // The pool as it is before this update's write: read again only if dropped nodes were written.
+        const before = dropped.length ? await readPools(remote, i) : found;
+        const pools = await applyPool(remote, owner, i, originalOf(before).nodes);
         if (oldInputs.mount && oldInputs.mount !== i.mount) await runScript(remote, unpersistScript({ ...oldInputs, pageSize: i.pageSize }));
         await ensureMount(remote, i);
         await runScript(remote, persistScript(owner, i), { timeoutSeconds: TIMEOUTS.bootConfig });

@@ -33,7 +33,6 @@ import { deleteKnob } from "../host/knob";
 import { shellQuote } from "../host/quote";
 import { Remote, runScript, TIMEOUTS } from "../host/remote";
 import { remoteFor } from "../host/sshPool";
-import { warnUser } from "../host/warn";
 import { writeSysfsScript } from "../host/sysfs";
 import { holdersMessage, runningHolders, VfDevice } from "../libvirt/vfHolders";
 import { networkClaim } from "../libvirt/network";
@@ -249,8 +248,7 @@ export const provider = {
         // Re-taken on every update: it moves the claim to a new label, before anything changes. A
         // claim the host lost (reinstalled) is taken again, recording the PF as it is now.
         const seen: Original = { numVfs: pf.numVfs, vfs: pf.vfs, pfUp: pf.adminUp };
-        const { original, warning } = await reclaimForUpdate(remote, pfClaim(owner, pf, formerOwnersOf(olds, owner), seen), olds.original as Original | undefined);
-        if (warning) warnUser(warning);
+        const original = await reclaimForUpdate(remote, pfClaim(owner, pf, formerOwnersOf(olds, owner), seen), olds.original as Original | undefined);
         // The network the previous inputs named (refresh leaves it out when it was found broken).
         const oldNetwork = typeof olds.networkName === "string" ? olds.networkName : typeof olds.libvirtNetwork === "string" ? olds.libvirtNetwork : undefined;
         const after = await converge(remote, i, pf, owner, oldNetwork);

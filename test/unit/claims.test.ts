@@ -112,12 +112,15 @@ describe("ownership claims on a host", function () {
         const now = { scheduler: "none", tunables: {}, nrRequests: 256, readAheadKb: 128 };
         // The claim is in place: the original in state stands, whatever the disk has now.
         await claimKnob(remote, diskClaim(A, "vdb", [], inState));
-        assert.deepStrictEqual(await reclaimForUpdate(remote, diskClaim(A, "vdb", [], now), inState), { original: inState });
+        let kept: unknown;
+        assert.strictEqual(await stderrOf(async () => (kept = await reclaimForUpdate(remote, diskClaim(A, "vdb", [], now), inState))), "", "an update with its claim in place warned");
+        assert.deepStrictEqual(kept, inState);
         // /etc reinstalled: no claim. The update claims again and the values found now become the original.
         fs.rmSync(onHost("/etc/kvmtune"), { recursive: true });
-        const again = await reclaimForUpdate(remote, diskClaim(A, "vdb", [], now), inState);
-        assert.deepStrictEqual(again.original, now);
-        assert.match(again.warning ?? "", /^the I\/O scheduler of vdb on .* had no ownership claim \(\/etc\/kvmtune\/claims\/block-elevator-vdb\): the host was reinstalled/);
+        let again: unknown;
+        const warning = await stderrOf(async () => (again = await reclaimForUpdate(remote, diskClaim(A, "vdb", [], now), inState)));
+        assert.deepStrictEqual(again, now);
+        assert.match(warning, /^warning: kvmtune: the I\/O scheduler of vdb on .* had no ownership claim \(\/etc\/kvmtune\/claims\/block-elevator-vdb\): the host was reinstalled/);
         assert.match(fs.readFileSync(claimFile("block-elevator-vdb"), "utf8"), /^# Managed by kvmtune for BlockElevator db \(shop\/prod\)\./);
         // And the claim records it, for a create retried later.
         assert.deepStrictEqual((await claimKnob(remote, diskClaim(A, "vdb"))).original, now);
