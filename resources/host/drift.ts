@@ -17,6 +17,15 @@ import { globLiteral } from "./sysfs";
 export interface PersistedFile {
     path: string;
     want: string | null;
+    /** The file's mode when written (persist.ts); 0644 when not given. */
+    mode?: string;
+    /** The daemon that re-reads the file after it changed (persist.ts): once per host step. */
+    reload?: "systemd" | "udev" | "bootloader";
+    /**
+     * This path is the enablement link of that unit: `systemctl enable` makes it, and the read
+     * follows it to the unit's text. Missing means the unit is not enabled.
+     */
+    enables?: string;
 }
 
 /** The dump's text of a file has its trailing newlines cut (host/sysfs.ts): compare without them. */

@@ -13,7 +13,8 @@ import { connectionSchema } from "../host/connection";
 import { DiskQueues, DiskRead, diskReadRequest, parseDiskRead, queueDir, QueueState, readDisk } from "../host/disk";
 import { PersistedFile, persistedDrift } from "../host/drift";
 import { BlockDeviceFacts, gatherFacts } from "../host/facts";
-import { atomicWriteScript, managedHeader, removeFileScript } from "../host/files";
+import { managedHeader } from "../host/files";
+import { persistFilesScript } from "../host/persist";
 import { Remote, runScript } from "../host/remote";
 import { remoteFor } from "../host/sshPool";
 import { buildDumpScript, parseDump, writeSysfsScript } from "../host/sysfs";
@@ -206,7 +207,7 @@ const rulePath = (kernelName: string) => `/etc/udev/rules.d/61-kvmtune-elevator-
 
 /** The files a BlockElevator keeps for a disk: its udev rule, or none when persist is off. */
 function persistedFiles(owner: string, i: BlockElevatorInputs, disk: DiskQueues): PersistedFile[] {
-    return [{ path: rulePath(disk.name), want: i.persist ? udevRule(owner, i, disk) : null }];
+    return [{ path: rulePath(disk.name), want: i.persist ? udevRule(owner, i, disk) : null, reload: "udev" }];
 }
 
 /** For read: the rule and the claim of whichever disk the device resolves to on the host (`$k`, host/disk.ts). */
@@ -249,11 +250,7 @@ async function converge(remote: Remote, i: BlockElevatorInputs, disk: DiskQueues
     if (wrong.length) {
         throw new Error(`${disk.name} on ${hostname} did not take the settings: ${wrong.join("; ")}`);
     }
-    await runScript(
-        remote,
-        (i.persist ? atomicWriteScript(rulePath(disk.name), udevRule(owner, i, disk)) : removeFileScript(rulePath(disk.name))) +
-            "\nudevadm control --reload 2>/dev/null || true",
-    );
+    await runScript(remote, persistFilesScript(persistedFiles(owner, i, disk)));
     return after[0];
 }
 
@@ -364,5 +361,5 @@ export const provider = {
 async function restore(remote: Remote, kernelName: string, original: Original): Promise<void> {
     const { disk } = await readDisk(remote, kernelName);
     const settings = disk ? "\n" + applyScript(disk, original) : "";
-    await runScript(remote, removeFileScript(rulePath(kernelName)) + "\nudevadm control --reload 2>/dev/null || true" + settings);
+    await runScript(remote, persistFilesScript([{ path: rulePath(kernelName), want: null, reload: "udev" }]) + settings);
 }

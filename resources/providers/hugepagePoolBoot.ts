@@ -7,8 +7,8 @@
  */
 import type { PersistedFile } from "../host/drift";
 import { pageSizeKb } from "../host/facts";
-import { atomicWriteScript, managedHeader, removeFileScript } from "../host/files";
-import { shellQuote } from "../host/quote";
+import { managedHeader } from "../host/files";
+import { persistFilesScript } from "../host/persist";
 import type { HugepagePoolInputs } from "./hugepagePool";
 
 export interface PoolCounts {
@@ -148,13 +148,6 @@ function mountUnit(owner: string, i: HugepagePoolInputs): string {
     );
 }
 
-/** Disables and removes a mount unit, when kvmtune wrote it (a unit of the administrator's stays). */
-function removeMountUnitScript(mount: string): string {
-    const name = mountUnitName(mount);
-    const path = `/etc/systemd/system/${name}`;
-    return `if grep -q 'Managed by kvmtune' ${shellQuote(path)} 2>/dev/null; then systemctl disable ${shellQuote(name)} >/dev/null 2>&1 || true; ${removeFileScript(path)}; fi`;
-}
-
 /** systemd's enablement link of a unit wanted by sysinit.target (what `systemctl enable` makes). */
 const enabledLink = (unit: string) => `/etc/systemd/system/sysinit.target.wants/${unit}`;
 
@@ -163,58 +156,42 @@ function grubFragment(owner: string, i: HugepagePoolInputs): string {
 }
 
 /**
- * The files persistScript keeps, as it writes them, for refresh to compare (host/drift.ts). An
- * enablement link is read through to its unit: missing means the unit is not enabled. A pool that
- * does not persist must leave no boot unit, GRUB fragment or mount unit behind.
+ * The files that keep a pool at boot, as kvmtune writes them: persistScript writes this list and
+ * refresh compares the host with it (host/drift.ts). An enablement link is read through to its
+ * unit: missing means the unit is not enabled. A pool that does not persist leaves no boot unit,
+ * GRUB fragment or mount unit behind (one it finds is removed when kvmtune wrote it).
  */
 export function persistedFiles(owner: string, i: HugepagePoolInputs): PersistedFile[] {
     const files: PersistedFile[] = [];
     const boot = i.persist && i.pageSize === "2M" ? bootUnit(owner, i) : null;
-    files.push({ path: bootUnitPath(i.pageSize), want: boot });
-    if (boot !== null) files.push({ path: enabledLink(bootUnitName(i.pageSize)), want: boot });
-    if (i.pageSize === "1G") files.push({ path: grubFragmentPath, want: i.persist ? grubFragment(owner, i) : null });
-    if (i.mount) {
-        const unit = i.persist ? mountUnit(owner, i) : null;
-        files.push({ path: `/etc/systemd/system/${mountUnitName(i.mount)}`, want: unit });
-        if (unit !== null) files.push({ path: enabledLink(mountUnitName(i.mount)), want: unit });
-    }
+    files.push({ path: bootUnitPath(i.pageSize), want: boot, reload: "systemd" });
+    if (boot !== null) files.push({ path: enabledLink(bootUnitName(i.pageSize)), want: boot, enables: bootUnitName(i.pageSize) });
+    if (i.pageSize === "1G") files.push({ path: grubFragmentPath, want: i.persist ? grubFragment(owner, i) : null, reload: "bootloader" });
+    if (i.mount) files.push(...mountUnitFiles(i.mount, i.persist ? mountUnit(owner, i) : null));
     return files;
 }
 
-/** Writes the persistence files for the inputs, or removes them when persist is off. */
-export function persistScript(owner: string, i: HugepagePoolInputs): string {
-    // A failed enable or update-grub must fail the apply (with its stderr), not pass as persisted.
-    const steps: string[] = ["set -e"];
-    if (i.persist && i.pageSize === "2M") {
-        steps.push(atomicWriteScript(bootUnitPath(i.pageSize), bootUnit(owner, i)));
-        steps.push(`systemctl daemon-reload && systemctl enable ${bootUnitName(i.pageSize)} >/dev/null`);
-    } else {
-        steps.push(`systemctl disable ${bootUnitName(i.pageSize)} >/dev/null 2>&1 || true`, removeFileScript(bootUnitPath(i.pageSize)));
-    }
-    if (i.persist && i.pageSize === "1G") {
-        steps.push(atomicWriteScript(grubFragmentPath, grubFragment(owner, i)));
-        steps.push("update-grub >/dev/null");
-    } else if (i.pageSize === "1G") {
-        steps.push(`if [ -f ${grubFragmentPath} ]; then ${removeFileScript(grubFragmentPath)} && update-grub >/dev/null 2>&1; fi`);
-    }
-    if (i.mount && i.persist) {
-        const unit = `/etc/systemd/system/${mountUnitName(i.mount)}`;
-        steps.push(atomicWriteScript(unit, mountUnit(owner, i)));
-        steps.push(`systemctl daemon-reload && systemctl enable ${shellQuote(mountUnitName(i.mount))} >/dev/null 2>&1 || true`);
-    } else if (i.mount) {
-        // persist turned off: the mount stays for now, but no longer comes back at boot.
-        steps.push(removeMountUnitScript(i.mount));
-    }
-    steps.push("systemctl daemon-reload");
-    return steps.join("\n");
+function mountUnitFiles(mount: string, unit: string | null): PersistedFile[] {
+    const name = mountUnitName(mount);
+    const files: PersistedFile[] = [{ path: `/etc/systemd/system/${name}`, want: unit, reload: "systemd" }];
+    if (unit !== null) files.push({ path: enabledLink(name), want: unit, enables: name });
+    return files;
 }
 
+/**
+ * Writes the persistence files for the inputs, or removes them when persist is off; only what
+ * differs on the host changes, and systemd and GRUB re-read their files once (host/persist.ts). A
+ * persist turned off leaves the mount mounted for now; it no longer comes back at boot.
+ */
+export function persistScript(owner: string, i: HugepagePoolInputs): string {
+    return persistFilesScript(persistedFiles(owner, i));
+}
+
+/** Removes every persistence file of the inputs (delete, or a mount moved elsewhere). */
 export function unpersistScript(i: HugepagePoolInputs): string {
-    const steps = [`systemctl disable ${bootUnitName(i.pageSize)} >/dev/null 2>&1 || true`, removeFileScript(bootUnitPath(i.pageSize))];
-    if (i.pageSize === "1G") {
-        steps.push(`if [ -f ${grubFragmentPath} ]; then ${removeFileScript(grubFragmentPath)} && update-grub >/dev/null 2>&1; fi`);
-    }
-    if (i.mount) steps.push(removeMountUnitScript(i.mount));
-    steps.push("systemctl daemon-reload");
-    return steps.join("\n");
+    const files: PersistedFile[] = [{ path: bootUnitPath(i.pageSize), want: null, reload: "systemd" }];
+    if (i.pageSize === "1G") files.push({ path: grubFragmentPath, want: null, reload: "bootloader" });
+    // The owner is not needed to remove: a mount unit is removed when any kvmtune resource wrote it.
+    if (i.mount) files.push({ path: `/etc/systemd/system/${mountUnitName(i.mount)}`, want: null, reload: "systemd" });
+    return persistFilesScript(files);
 }
