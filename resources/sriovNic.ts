@@ -80,6 +80,8 @@ export class SriovNic extends pulumi.dynamic.Resource {
     public readonly networkName!: pulumi.Output<string | undefined>;
     /** The systemd unit that restores the VFs at boot, when `persist` is on. */
     public readonly bootUnit!: pulumi.Output<string | undefined>;
+    /** What refresh found different from what kvmtune keeps on the host (the boot unit or script, the claim); the next up puts it back. Empty when in sync. */
+    public readonly drift!: pulumi.Output<string[]>;
 
     constructor(name: string, args: SriovNicArgs, opts?: pulumi.CustomResourceOptions) {
         super(
@@ -101,6 +103,7 @@ export class SriovNic extends pulumi.dynamic.Resource {
                 // `+ networkName: [unknown]`, which promised a network nobody configured.
                 ...(args.libvirtNetwork !== undefined ? { networkName: undefined } : {}),
                 bootUnit: undefined,
+                drift: undefined,
             },
             opts,
             "kvmtune",

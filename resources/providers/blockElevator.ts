@@ -19,7 +19,7 @@ import { Remote, runScript } from "../host/remote";
 import { remoteFor } from "../host/sshPool";
 import { buildDumpScript, parseDump, writeSysfsScript } from "../host/sysfs";
 import { checkWithPlan, diffProps, FieldPolicy, stateOnlyUpdate } from "../policy";
-import { stateOf } from "../state";
+import { found, gone, stateOf } from "../state";
 import { inputsFrom } from "../validate";
 
 export const SCHEDULERS = ["mq-deadline", "bfq", "kyber", "none"] as const;
@@ -308,7 +308,7 @@ export const provider = {
         const remote = remoteFor(i.connection);
         // One round trip: the device resolved on the host and its queue read in the same script.
         const { disk, queues: [q], files } = await readDisk(remote, i.device, KEPT_FILE_PATTERNS);
-        if (!disk) return { id: "", props: {} }; // the disk is gone: refresh drops the resource
+        if (!disk) return gone(); // the disk is gone: refresh drops the resource
         const owner = resourceOwner("BlockElevator", undefined, props);
         // Live values in the input fields, so refresh shows a change made behind our back.
         const live: BlockElevatorInputs = {
@@ -320,7 +320,7 @@ export const provider = {
             readAheadKb: i.readAheadKb === undefined ? undefined : (q.readAheadKb ?? undefined),
         };
         const drift = persistedDrift(files, persistedFiles(owner, i, disk), [diskClaim(owner, disk.name)]);
-        return { id, props: outputs(live, owner, disk, q, props.original as Original, drift) };
+        return found(id, outputs(live, owner, disk, q, props.original as Original, drift));
     },
 
     async update(_id: string, olds: Record<string, unknown>, news: Record<string, unknown>): Promise<pulumi.dynamic.UpdateResult> {

@@ -9,7 +9,7 @@ import { gatherFacts, HostFactsData } from "../host/facts";
 import { remoteFor } from "../host/sshPool";
 import { warnUser } from "../host/warn";
 import { diffProps, FieldPolicy } from "../policy";
-import { stateOf } from "../state";
+import { found, gone, stateOf } from "../state";
 import { checkInputs, inputsFrom } from "../validate";
 
 export const hostFactsSchema = z.object({ connection: connectionSchema }).strict();
@@ -72,9 +72,9 @@ export const provider = {
         // deletes the resource by hand.
         if (id && current !== id) {
             warnUser(`HostFacts ${id}: the host now has machine id ${current} under the same pinned host key (reinstalled?); its facts are read anew`);
-            return { id: "", props: {} };
+            return gone();
         }
-        return { id: current, props: outs };
+        return found(current, outs);
     },
 
     async update(_id: string, _olds: unknown, news: Record<string, unknown>): Promise<pulumi.dynamic.UpdateResult> {

@@ -19,7 +19,7 @@ import { remoteFor } from "../host/sshPool";
 import { warnUser } from "../host/warn";
 import { buildDumpScript, parseDump, writeSysfsScript } from "../host/sysfs";
 import { checkWithPlan, diffProps, FieldPolicy, stateOnlyUpdate } from "../policy";
-import { stateOf } from "../state";
+import { found, gone, stateOf } from "../state";
 import { inputsFrom } from "../validate";
 import { bootArgs, bootUnitPath, globalPath, grubFragmentPath, mountUnitName, nodePath, pageDir, persistedFiles, persistScript, PoolCounts, rebootRequired, shortfallOf, unpersistScript } from "./hugepagePoolBoot";
 import { resourceOwner } from "./owner";
@@ -225,14 +225,14 @@ export const provider = {
         const { pools, cmdline, files } = await readPools(remoteFor(i.connection), i, persistedPaths(kept, [claim]));
         if (Object.keys(pools).length === 0) {
             // The host no longer offers this page size at all: the pool is gone.
-            return { id: "", props: {} };
+            return gone();
         }
         // Report the live counts as the inputs, so refresh shows a pool changed behind our back.
         const live = i.nodes
             ? { ...i, nodes: Object.fromEntries(Object.keys(i.nodes).map((n) => [n, pools[n]?.total ?? 0])) }
             : { ...i, total: Object.values(pools).reduce((s, p) => s + p.total, 0) };
         const original = props.original as Original;
-        return { id, props: outputs(live, owner, pools, original, cmdline, persistedDrift(files, kept, [claim])) };
+        return found(id, outputs(live, owner, pools, original, cmdline, persistedDrift(files, kept, [claim])));
     },
 
     async update(_id: string, olds: Record<string, unknown>, news: Record<string, unknown>): Promise<pulumi.dynamic.UpdateResult> {

@@ -28,7 +28,7 @@ import { GuestDefaults, networkGuestDefaults } from "../libvirt/network";
 import { defineWithCpusChosen } from "../libvirt/guestCpus";
 import { DomainRead, readDomain, startDomain, stopDomain, undefineDomain, virsh } from "../libvirt/virsh";
 import { canonical, checkWithPlan, diffResult, stateOnlyUpdate } from "../policy";
-import { stateOf } from "../state";
+import { found, gone, stateOf } from "../state";
 import { containsUnknown, inputsFrom } from "../validate";
 import { NumaPinnedGuestInputs, numaPinnedGuestSchema, POLICY } from "./numaPinnedGuestSchema";
 import { takenDefaults, wantedSpec } from "./numaPinnedGuestSpec";
@@ -236,7 +236,7 @@ export const provider = {
         const owner = resourceOwner("NumaPinnedGuest", i.name, props);
         const remote = remoteFor(i.connection);
         const o = await observe(remote, id);
-        if (!o) return { id: "", props: {} }; // the domain is gone: refresh drops the resource
+        if (!o) return gone(); // the domain is gone: refresh drops the resource
         // No outputs in props: this read is an import (the engine passes the program's inputs only).
         const importing = props.uuid === undefined;
         const previous = Array.isArray(props.resolvedCpuPins) ? (props.resolvedCpuPins as number[][]) : undefined;
@@ -251,7 +251,7 @@ export const provider = {
         const wanted = wantedSpec(i, pins, vfs, taken);
         const live = inputsFromHost(i, wanted, o.spec, o.read.autostart, o.running);
         const outs = outputs(live, owner, o, pins, importing || props.adopted === true, vfs, taken);
-        return { id, props: outs, ...(importing ? { inputs: stateOf({ ...live, owner }) } : {}) };
+        return found(id, outs, importing ? stateOf({ ...live, owner }) : undefined);
     },
 
     async update(id: string, olds: Record<string, unknown>, news: Record<string, unknown>): Promise<pulumi.dynamic.UpdateResult> {

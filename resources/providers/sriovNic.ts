@@ -28,8 +28,9 @@
 import type * as pulumi from "@pulumi/pulumi";
 import { resourceOwner } from "./owner";
 import { gatherFacts } from "../host/facts";
-import { claimKnob, formerOwnersOf, reclaimForUpdate, releaseKnob } from "../host/claims";
-import { deleteKnob } from "../host/knob";
+import { claimKnob, claimPath, formerOwnersOf, reclaimForUpdate, releaseKnob } from "../host/claims";
+import { persistedDrift } from "../host/drift";
+import { createKnob, deleteKnob } from "../host/knob";
 import { shellQuote } from "../host/quote";
 import { Remote, runScript, TIMEOUTS } from "../host/remote";
 import { remoteFor } from "../host/sshPool";
@@ -38,17 +39,17 @@ import { holdersMessage, runningHolders, VfDevice } from "../libvirt/vfHolders";
 import { networkClaim } from "../libvirt/network";
 import { ensureVfPoolNetwork, networkConflict, NetworkRead, readNetworks, removeNetwork } from "../libvirt/vfPoolNetwork";
 import { checkWithPlan, diffProps, stateOnlyUpdate } from "../policy";
-import { stateOf } from "../state";
+import { found, gone, stateOf } from "../state";
 import { inputsFrom } from "../validate";
 import { defaultVf, POLICY, SriovNicInputs, sriovNicSchema, VfSettings, wantedVfs } from "./sriovNicSchema";
-import { claimPf, deviceDir, pfClaim, PfState, readPf, readPfWithNetworks, unitName } from "./sriovNicRead";
-import { countPlan, labelFor, PfRef, persistScript, unpersistScript, vfCommands, vfsThatGo } from "./sriovNicWrite";
+import { deviceDir, pfClaim, PfState, readPf, readPfWithNetworks, scriptPath, unitName, unitPath } from "./sriovNicRead";
+import { bootScript, bootUnit, countPlan, labelFor, PfRef, persistScript, unpersistScript, vfCommands, vfsThatGo } from "./sriovNicWrite";
 import { checkPf, mismatches } from "./sriovNicChecks";
 
 /** Re-exported: callers and tests name them from here. */
 export { defaultVf, LINK_STATES, MAX_VFS, POLICY, sriovNicSchema, wantedVfs } from "./sriovNicSchema";
 export type { SriovNicInputs, VfSettings } from "./sriovNicSchema";
-export { claimPf, parsePfState, parseVfInfo, pfClaim, readPf, readPfScript, readPfWithNetworks, unitName } from "./sriovNicRead";
+export { parsePfState, parseVfInfo, pfClaim, readPf, readPfScript, readPfWithNetworks, unitName } from "./sriovNicRead";
 export type { PfState } from "./sriovNicRead";
 export { bootScript, bootUnit, countPlan, netDeviceUnit, persistScript, unpersistScript, vfCommands, vfsThatGo } from "./sriovNicWrite";
 export type { PfRef } from "./sriovNicWrite";
@@ -119,7 +120,29 @@ async function applyVfs(remote: Remote, pf: PfState, numVfs: number, wanted: VfS
     return now;
 }
 
-function outputs(i: SriovNicInputs, owner: string, pf: PfState, original: Original) {
+/**
+ * What refresh finds off what kvmtune keeps for the PF (host/drift.ts): the claim, and with persist
+ * on, the boot unit and script as the declared inputs write them.
+ */
+function driftOf(i: SriovNicInputs, owner: string, pf: PfState): string[] {
+    const claim = pfClaim(owner, pf);
+    const have = new Map(
+        [
+            [claimPath(claim.knob), pf.files.claim],
+            [unitPath(pf.name), pf.files.unit],
+            [scriptPath(pf.name), pf.files.script],
+        ].filter((e): e is [string, string] => e[1] !== undefined),
+    );
+    const kept = i.persist
+        ? [
+              { path: unitPath(pf.name), want: bootUnit(owner, pf.name) },
+              { path: scriptPath(pf.name), want: bootScript(owner, pf.pciAddress, i) },
+          ]
+        : [];
+    return persistedDrift(have, kept, [claim]);
+}
+
+function outputs(i: SriovNicInputs, owner: string, pf: PfState, original: Original, drift: string[] = []) {
     return stateOf({
         ...i,
         owner,
@@ -131,6 +154,7 @@ function outputs(i: SriovNicInputs, owner: string, pf: PfState, original: Origin
         original,
         networkName: i.libvirtNetwork,
         bootUnit: i.persist ? unitName(pf.name) : undefined,
+        drift,
     });
 }
 
@@ -192,29 +216,23 @@ export const provider = {
         const owner = resourceOwner("SriovNic", i.pf, props);
         const remote = remoteFor(i.connection);
         const pf = await requirePf(remote, i);
-        // The PF was already this owner's (an earlier create that failed after claiming): what it has is not the original.
-        const hadRecord = pf.owner !== null;
-        const { claim, original } = await claimPf(remote, owner, pf);
-        let after: PfState;
-        try {
-            after = await converge(remote, i, pf, owner);
-        } catch (err) {
-            // Checks throw before anything changes; a failure after them puts the PF back as it was.
-            const now = await readPf(remote, pf.pciAddress).catch(() => null);
-            const changed = now && (now.numVfs !== original.numVfs || now.adminUp !== original.pfUp || JSON.stringify(now.vfs) !== JSON.stringify(original.vfs));
-            if (now && changed && !hadRecord) {
-                await restore(remote, now, original, owner, i.libvirtNetwork).catch((e) => {
-                    (err as Error).message += `\n(putting the PF back as it was failed too: ${(e as Error).message})`;
-                });
-            }
-            // A failed create leaves no claim behind, unless the PF was this owner's before it.
-            if (!hadRecord) {
-                await releaseKnob(remote, claim).catch(() => undefined);
-                if (i.libvirtNetwork) await releaseKnob(remote, networkClaim(owner, i.libvirtNetwork)).catch(() => undefined);
-            }
-            throw err;
-        }
-        return { id: `${after.hostname}/${after.pciAddress}`, outs: outputs(i, owner, after, original) };
+        // The PF as it is now is the original, unless a create cut off half-way claimed it before:
+        // then the claim's record, from before that first attempt, wins (../host/knob.ts).
+        const seen: Original = { numVfs: pf.numVfs, vfs: pf.vfs, pfUp: pf.adminUp };
+        return createKnob(
+            remote,
+            { ...pfClaim(owner, pf, [], seen), original: seen },
+            async (original) => {
+                const after = await converge(remote, i, pf, owner);
+                return { id: `${after.hostname}/${after.pciAddress}`, outs: outputs(i, owner, after, original) };
+            },
+            async (original) => {
+                // Checks throw before anything changes; a failure after them puts the PF back as it was.
+                const now = await readPf(remote, pf.pciAddress);
+                if (now) await restore(remote, now, original, owner, i.libvirtNetwork);
+                else if (i.libvirtNetwork) await releaseKnob(remote, networkClaim(owner, i.libvirtNetwork));
+            },
+        );
     },
 
     async read(id: string, props: Record<string, unknown>): Promise<pulumi.dynamic.ReadResult> {
@@ -223,7 +241,7 @@ export const provider = {
         const remote = remoteFor(i.connection);
         // One round trip: the PF, its VFs and, when it has one, its VF pool network.
         const { pf, networks } = await readPfWithNetworks(remote, i.pf, i.libvirtNetwork ? [i.libvirtNetwork] : []);
-        if (!pf || pf.totalVfs === null) return { id: "", props: {} }; // the PF is gone: refresh drops the resource
+        if (!pf || pf.totalVfs === null) return gone(); // the PF is gone: refresh drops the resource
         // Live values in the input fields, so refresh shows a change made behind our back: the
         // listed VFs as they are, and any other VF whose settings are no longer the defaults.
         const listed = i.vfs.map((v) => pf.vfs.find((l) => l.vf === v.vf)).filter((v): v is VfSettings => v !== undefined);
@@ -235,7 +253,7 @@ export const provider = {
             if (!fine) libvirtNetwork = undefined;
         }
         const live: SriovNicInputs = { ...i, numVfs: pf.numVfs, vfs: [...listed, ...strays], persist: pf.persisted, libvirtNetwork };
-        return { id, props: outputs(live, owner, pf, props.original as Original) };
+        return found(id, outputs(live, owner, pf, props.original as Original, driftOf(i, owner, pf)));
     },
 
     async update(_id: string, olds: Record<string, unknown>, news: Record<string, unknown>): Promise<pulumi.dynamic.UpdateResult> {

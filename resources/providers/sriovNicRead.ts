@@ -2,7 +2,7 @@
  * SriovNic's read of a PF in one round trip (its SR-IOV files, VFs, `ip -j link`, kvmtune's records),
  * kvmtune's file paths for it, and its ownership claim.
  */
-import { claimKnob, CLAIMS_DIR, KnobClaim } from "../host/claims";
+import { CLAIMS_DIR, KnobClaim } from "../host/claims";
 import { ownerOf } from "../host/files";
 import { shellQuote } from "../host/quote";
 import { Remote, runScript } from "../host/remote";
@@ -36,7 +36,8 @@ export interface PfState {
     /** The boot unit and its script are in place and the unit is enabled. */
     persisted: boolean;
     /** kvmtune's files for this PF as they are on the host (absent: no such file). */
-    files: { unit?: string; script?: string; owner?: string };
+    /** kvmtune's files for the PF as the host has them: boot unit and script, an earlier kvmtune's owner file, the claim. */
+    files: { unit?: string; script?: string; owner?: string; claim?: string };
 }
 
 export const scriptPath = (pf: string) => `/etc/kvmtune/sriov-${pf}.sh`;
@@ -60,16 +61,6 @@ export function pfClaim(owner: string, pf: Pick<PfState, "name" | "pciAddress">,
     };
 }
 
-/**
- * Create's claim of the PF, recording what the PF has now as its original. A claim this owner
- * already holds is left from a create cut off half-way: the PF now has that attempt's VFs, and the
- * claim's recorded original, from before the first attempt, is the one delete must put back.
- */
-export async function claimPf(remote: Remote, owner: string, pf: PfState): Promise<{ claim: KnobClaim; original: Original }> {
-    const claim = pfClaim(owner, pf, [], { numVfs: pf.numVfs, vfs: pf.vfs, pfUp: pf.adminUp });
-    const original = (await claimKnob(remote, claim)).original as Original;
-    return { claim, original };
-}
 export const unitName = (pf: string) => `kvmtune-sriov-${pf}.service`;
 export const unitPath = (pf: string) => `/etc/systemd/system/${unitName(pf)}`;
 
@@ -176,7 +167,7 @@ export function parsePfState(pf: string, out: string): PfState | null {
         devices,
         owner: records[0] ?? null,
         persisted: dump.files.has(scriptPath(name)) && dump.files.has(unitPath(name)) && enabled.get(unitName(name)) === "enabled",
-        files: stateOf({ unit: dump.files.get(unitPath(name)), script: dump.files.get(scriptPath(name)), owner: dump.files.get(ownerPath(name)) }),
+        files: stateOf({ unit: dump.files.get(unitPath(name)), script: dump.files.get(scriptPath(name)), owner: dump.files.get(ownerPath(name)), claim: dump.files.get(`${CLAIMS_DIR}/${knobOf(base(target) as string)}`) }),
     };
 }
 

@@ -26,8 +26,8 @@
  */
 import type * as pulumi from "@pulumi/pulumi";
 import { resourceOwner } from "./owner";
-import { claimKnob, formerOwnersOf, releaseKnob } from "../host/claims";
-import { deleteKnob } from "../host/knob";
+import { claimKnob, formerOwnersOf } from "../host/claims";
+import { createKnob, deleteKnob } from "../host/knob";
 import { atomicWriteScript, removeFileScript } from "../host/files";
 import { shellQuote } from "../host/quote";
 import { Remote, runScript } from "../host/remote";
@@ -35,7 +35,7 @@ import { remoteFor } from "../host/sshPool";
 import { buildNetworkXml } from "../libvirt/network";
 import { defineXml, virshCommand } from "../libvirt/virsh";
 import { checkWithPlan, diffProps, stateOnlyUpdate } from "../policy";
-import { stateOf } from "../state";
+import { found, gone, stateOf } from "../state";
 import { inputsFrom } from "../validate";
 import { hookPath, hookScript, MODULES_CONTENT, MODULES_FILE, POLICY, vhostNetworkClaim, VhostNetworkInputs, vhostNetworkSchema } from "./vhostNetworkSchema";
 import { NetworkHostView, observe, trimmed } from "./vhostNetworkRead";
@@ -148,27 +148,28 @@ export const provider = {
         const i = inputsOf(props);
         const owner = ownerOf(props, i);
         const remote = remoteFor(i.connection);
-        const claim = vhostNetworkClaim(owner, i.name);
-        await claimKnob(remote, claim);
-        try {
-            const view = await observe(remote, i, true);
-            const problems = checkAgainstHost(i, view, owner);
-            if (problems.length) throw new Error(`VhostNetwork ${i.name} on ${view.hostname}: ${problems.join("; ")}`);
-            const after = await converge(remote, i, owner, view);
-            return { id: after.network.config?.uuid ?? i.name, outs: outputs(i, owner, after, []) };
-        } catch (err) {
-            // A failed create leaves no claim behind.
-            await releaseKnob(remote, claim).catch(() => undefined);
-            throw err;
-        }
+        // A network records no original: delete removes it. A failed create leaves no claim
+        // behind; a network it defined half-way carries this owner's mark, and the retry takes it up.
+        return createKnob(
+            remote,
+            { ...vhostNetworkClaim(owner, i.name), original: undefined },
+            async () => {
+                const view = await observe(remote, i, true);
+                const problems = checkAgainstHost(i, view, owner);
+                if (problems.length) throw new Error(`VhostNetwork ${i.name} on ${view.hostname}: ${problems.join("; ")}`);
+                const after = await converge(remote, i, owner, view);
+                return { id: after.network.config?.uuid ?? i.name, outs: outputs(i, owner, after, []) };
+            },
+            async () => undefined,
+        );
     },
 
     async read(id: string, props: Record<string, unknown>): Promise<pulumi.dynamic.ReadResult> {
         const i = inputsOf(props);
         const owner = ownerOf(props, i);
         const view = await observe(remoteFor(i.connection), i, false);
-        if (!view.network.exists) return { id: "", props: {} }; // gone: refresh drops it, up creates it again
-        return { id, props: outputs(i, owner, view, driftOf(i, view, owner)) };
+        if (!view.network.exists) return gone(); // gone: refresh drops it, up creates it again
+        return found(id, outputs(i, owner, view, driftOf(i, view, owner)));
     },
 
     async update(_id: string, olds: Record<string, unknown>, news: Record<string, unknown>): Promise<pulumi.dynamic.UpdateResult> {

@@ -185,5 +185,10 @@ describe("every provider's read is at most one round trip", function () {
             ],
         );
         assert.deepStrictEqual(r.props.original, original);
+        // No claim on the host for this PF (nothing created it here): refresh says so, and diff makes it an update.
+        const claim = `/etc/kvmtune/claims/sriov-${pf.pciAddress.toLowerCase().replace(/:/g, "-")}`;
+        assert.deepStrictEqual(r.props.drift, [`the ownership claim ${claim} is missing (host reinstalled, or removed by hand)`]);
+        const diff = (await (provider as unknown as { diff(id: string, o: unknown, n: unknown): Promise<{ changes: boolean }> }).diff(r.id, r.props, checked.inputs!));
+        assert.strictEqual(diff.changes, true, "a missing claim did not make an update");
     });
 });

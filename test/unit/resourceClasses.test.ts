@@ -56,8 +56,8 @@ describe("resource classes", function () {
             [pool, declared(pool, ["pools", "totalPages", "freePages", "original", "rebootRequired", "drift"])],
             [elevator, declared(elevator, ["kernelName", "activeScheduler", "availableSchedulers", "currentTunables", "currentNrRequests", "currentReadAheadKb", "original", "drift"])],
             [network, declared(network, ["uuid", "bridgeName", "vhostNetAvailable", "guestDefaults", "active", "autostart", "owned", "drift"])],
-            [nic, declared(nic, ["pfName", "pfPciAddress", "numaNode", "totalVfs", "vfDevices", "original", "bootUnit"])],
-            [pooled, declared(pooled, ["pfName", "pfPciAddress", "numaNode", "totalVfs", "vfDevices", "original", "networkName", "bootUnit"])],
+            [nic, declared(nic, ["pfName", "pfPciAddress", "numaNode", "totalVfs", "vfDevices", "original", "bootUnit", "drift"])],
+            [pooled, declared(pooled, ["pfName", "pfPciAddress", "numaNode", "totalVfs", "vfDevices", "original", "networkName", "bootUnit", "drift"])],
             [guest, declared(guest, ["uuid", "state", "resolvedCpuPins", "pendingRestart", "owned", "adopted", "vfAddresses", "interfaceDefaults"])],
         ];
         for (const [resource, outputs] of cases) {

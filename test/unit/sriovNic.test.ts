@@ -17,7 +17,6 @@ import {
     bootScript,
     bootUnit,
     checkPf,
-    claimPf,
     countPlan,
     defaultVf,
     mismatches,
@@ -34,6 +33,7 @@ import {
     VfSettings,
 } from "../../resources/providers/sriovNic";
 import { goodConnection } from "../helpers/fixtures";
+import { createKnob } from "../../resources/host/knob";
 import { LocalRemote } from "../helpers/localRemote";
 import { virtXmlValidate } from "../helpers/virtXmlValidate";
 
@@ -311,12 +311,21 @@ describe("SriovNic PF read and ownership", () => {
         const remote = new LocalRemote({ etc });
         const owner = "SriovNic nic (kvmtune/s1)";
         const untouched = parsePfState("enp65s0", labPf()) as PfState;
-        const first = await claimPf(remote, owner, untouched);
-        assert.deepStrictEqual(first.original, { numVfs: 2, vfs: untouched.vfs, pfUp: true });
-        // The first attempt enabled 4 VFs and brought the PF down, then the connection was lost.
+        const seenNow = (pf: PfState) => ({ numVfs: pf.numVfs, vfs: pf.vfs, pfUp: pf.adminUp });
+        // The create's own sequence (host/knob.ts), as the provider runs it: the first attempt is
+        // cut after it changed the PF, so neither its undo nor its release reaches the host.
+        const cut = () => Promise.reject(new Error("the connection to the host was lost"));
+        const firstAttempt = createKnob(remote, { ...pfClaim(owner, untouched, [], seenNow(untouched)), original: seenNow(untouched) }, cut, cut);
+        await assert.rejects(firstAttempt, /connection to the host was lost/);
+        // That attempt had enabled 4 VFs and brought the PF down.
         const halfApplied: PfState = { ...untouched, numVfs: 4, adminUp: false, vfs: [...untouched.vfs, defaultVf(2), defaultVf(3)] };
-        const retry = await claimPf(remote, owner, halfApplied);
-        assert.deepStrictEqual(retry.original, first.original, "the retry took the half-applied PF for the original");
+        const recorded = await createKnob(
+            remote,
+            { ...pfClaim(owner, halfApplied, [], seenNow(halfApplied)), original: seenNow(halfApplied) },
+            async (original) => original,
+            cut,
+        );
+        assert.deepStrictEqual(recorded, { numVfs: 2, vfs: untouched.vfs, pfUp: true }, "the retry took the half-applied PF for the original");
         fs.rmSync(etc, { recursive: true, force: true });
     });
 
