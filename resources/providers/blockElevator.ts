@@ -7,8 +7,8 @@
 import type * as pulumi from "@pulumi/pulumi";
 import { resourceOwner } from "./owner";
 import { z } from "zod";
-import { CLAIMS_DIR, formerOwnersOf, KnobClaim, reclaimForUpdate, releaseKnob } from "../host/claims";
-import { createKnob, deleteKnob } from "../host/knob";
+import { CLAIMS_DIR, formerOwnersOf, KnobClaim, releaseKnob } from "../host/claims";
+import { createKnob, deleteKnob, updateKnob } from "../host/knob";
 import { connectionSchema } from "../host/connection";
 import { DiskQueues, DiskRead, diskReadRequest, parseDiskRead, queueDir, QueueState, readDisk } from "../host/disk";
 import { PersistedFile, persistedDrift } from "../host/drift";
@@ -333,16 +333,15 @@ export const provider = {
         // Re-taken on every update: it moves the claim to a new label, and a by-id device that now
         // resolves to another kernel name takes that disk's claim before writing to it. A claim the
         // host lost (reinstalled) is taken again, recording the disk as it is now.
-        const original = await reclaimForUpdate(
-            remote,
-            diskClaim(owner, disk.name, formerOwnersOf(olds, owner), originalOf(i, before)),
-            olds.kernelName === disk.name ? (olds.original as Original | undefined) : undefined,
-        );
-        const after = await converge(remote, i, disk, before, owner, hostname);
-        if (typeof olds.kernelName === "string" && olds.kernelName !== disk.name) {
-            await releaseKnob(remote, diskClaim(owner, olds.kernelName, formerOwnersOf(olds, owner)));
-        }
-        return { outs: outputs(i, owner, disk, after, original) };
+        const seen = originalOf(i, before);
+        const recorded = olds.kernelName === disk.name ? (olds.original as Original | undefined) : undefined;
+        return updateKnob(remote, { ...diskClaim(owner, disk.name, formerOwnersOf(olds, owner), seen), original: seen }, recorded, async (original) => {
+            const after = await converge(remote, i, disk, before, owner, hostname);
+            if (typeof olds.kernelName === "string" && olds.kernelName !== disk.name) {
+                await releaseKnob(remote, diskClaim(owner, olds.kernelName, formerOwnersOf(olds, owner)));
+            }
+            return { outs: outputs(i, owner, disk, after, original) };
+        });
     },
 
     async delete(_id: string, props: Record<string, unknown>): Promise<void> {

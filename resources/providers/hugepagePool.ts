@@ -8,9 +8,9 @@
  */
 import type * as pulumi from "@pulumi/pulumi";
 import { z } from "zod";
-import { formerOwnersOf, KnobClaim, reclaimForUpdate } from "../host/claims";
+import { formerOwnersOf, KnobClaim } from "../host/claims";
 import { persistedDrift, persistedPaths } from "../host/drift";
-import { createKnob, deleteKnob } from "../host/knob";
+import { createKnob, deleteKnob, updateKnob } from "../host/knob";
 import { connectionSchema } from "../host/connection";
 import { gatherFacts, HostFactsData, pageSizeKb } from "../host/facts";
 import { shellQuote } from "../host/quote";
@@ -246,22 +246,24 @@ export const provider = {
         if (problems.length) throw new Error(`HugepagePool on ${facts.hostname}: ${problems.join("; ")}`);
         // Re-taken on every update: moves the claim to a new label, and checks a new mount's unit.
         // A claim the host lost (reinstalled) is taken again, recording the pool as it is now.
-        const found = await readPools(remote, i);
-        const original = await reclaimForUpdate(remote, poolClaim(owner, i, formerOwnersOf(olds, owner), originalOf(found)), olds.original as Original | undefined);
-        const oldInputs = inputsOf(olds);
-        // Nodes the pool no longer names go back to what they had before this pool existed.
-        const dropped = Object.keys(oldInputs.nodes ?? {}).filter((n) => !(n in (i.nodes ?? original.nodes)));
-        if (dropped.length) {
-            await runScript(remote, writeSysfsScript(dropped.map((n) => ({ path: nodePath(n, i.pageSize), value: original.nodes[n] ?? 0 }))));
-        }
-        // The pool as it is before this update's write: read again only if dropped nodes were written.
-        const before = dropped.length ? await readPools(remote, i) : found;
-        const pools = await applyPool(remote, owner, i, originalOf(before).nodes);
-        if (oldInputs.mount && oldInputs.mount !== i.mount) await runScript(remote, unpersistScript({ ...oldInputs, pageSize: i.pageSize }));
-        await ensureMount(remote, i);
-        await runScript(remote, persistScript(owner, i), { timeoutSeconds: TIMEOUTS.bootConfig });
-        const after = await readPools(remote, i);
-        return { outs: outputs(i, owner, pools, original, after.cmdline) };
+        const seen = await readPools(remote, i);
+        const claim = { ...poolClaim(owner, i, formerOwnersOf(olds, owner), originalOf(seen)), original: originalOf(seen) };
+        return updateKnob(remote, claim, olds.original as Original | undefined, async (original) => {
+            const oldInputs = inputsOf(olds);
+            // Nodes the pool no longer names go back to what they had before this pool existed.
+            const dropped = Object.keys(oldInputs.nodes ?? {}).filter((n) => !(n in (i.nodes ?? original.nodes)));
+            if (dropped.length) {
+                await runScript(remote, writeSysfsScript(dropped.map((n) => ({ path: nodePath(n, i.pageSize), value: original.nodes[n] ?? 0 }))));
+            }
+            // The pool as it is before this update's write: read again only if dropped nodes were written.
+            const before = dropped.length ? await readPools(remote, i) : seen;
+            const pools = await applyPool(remote, owner, i, originalOf(before).nodes);
+            if (oldInputs.mount && oldInputs.mount !== i.mount) await runScript(remote, unpersistScript({ ...oldInputs, pageSize: i.pageSize }));
+            await ensureMount(remote, i);
+            await runScript(remote, persistScript(owner, i), { timeoutSeconds: TIMEOUTS.bootConfig });
+            const after = await readPools(remote, i);
+            return { outs: outputs(i, owner, pools, original, after.cmdline) };
+        });
     },
 
     async delete(_id: string, props: Record<string, unknown>): Promise<void> {

@@ -28,9 +28,9 @@
 import type * as pulumi from "@pulumi/pulumi";
 import { resourceOwner } from "./owner";
 import { gatherFacts } from "../host/facts";
-import { claimKnob, claimPath, formerOwnersOf, reclaimForUpdate, releaseKnob } from "../host/claims";
+import { claimKnob, claimPath, formerOwnersOf, releaseKnob } from "../host/claims";
 import { persistedDrift } from "../host/drift";
-import { createKnob, deleteKnob } from "../host/knob";
+import { createKnob, deleteKnob, updateKnob } from "../host/knob";
 import { shellQuote } from "../host/quote";
 import { Remote, runScript, TIMEOUTS } from "../host/remote";
 import { remoteFor } from "../host/sshPool";
@@ -266,11 +266,12 @@ export const provider = {
         // Re-taken on every update: it moves the claim to a new label, before anything changes. A
         // claim the host lost (reinstalled) is taken again, recording the PF as it is now.
         const seen: Original = { numVfs: pf.numVfs, vfs: pf.vfs, pfUp: pf.adminUp };
-        const original = await reclaimForUpdate(remote, pfClaim(owner, pf, formerOwnersOf(olds, owner), seen), olds.original as Original | undefined);
         // The network the previous inputs named (refresh leaves it out when it was found broken).
         const oldNetwork = typeof olds.networkName === "string" ? olds.networkName : typeof olds.libvirtNetwork === "string" ? olds.libvirtNetwork : undefined;
-        const after = await converge(remote, i, pf, owner, oldNetwork);
-        return { outs: outputs(i, owner, after, original) };
+        return updateKnob(remote, { ...pfClaim(owner, pf, formerOwnersOf(olds, owner), seen), original: seen }, olds.original as Original | undefined, async (original) => {
+            const after = await converge(remote, i, pf, owner, oldNetwork);
+            return { outs: outputs(i, owner, after, original) };
+        });
     },
 
     async delete(_id: string, props: Record<string, unknown>): Promise<void> {

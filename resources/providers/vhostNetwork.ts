@@ -26,8 +26,8 @@
  */
 import type * as pulumi from "@pulumi/pulumi";
 import { resourceOwner } from "./owner";
-import { claimKnob, formerOwnersOf } from "../host/claims";
-import { createKnob, deleteKnob } from "../host/knob";
+import { formerOwnersOf } from "../host/claims";
+import { createKnob, deleteKnob, updateKnob } from "../host/knob";
 import { atomicWriteScript, removeFileScript } from "../host/files";
 import { shellQuote } from "../host/quote";
 import { Remote, runScript } from "../host/remote";
@@ -178,22 +178,25 @@ export const provider = {
         const i = inputsOf(news);
         const owner = resourceOwner("VhostNetwork", i.name, news, olds);
         const remote = remoteFor(i.connection);
-        // Re-taken on every update: it moves the claim to a new label, before anything changes.
-        await claimKnob(remote, vhostNetworkClaim(owner, i.name, formerOwnersOf(olds, owner)));
-        const view = await observe(remote, i, true);
-        const net = view.network;
-        if (!net.exists) throw new Error(`VhostNetwork ${i.name}: the network is gone from ${view.hostname}; run refresh, then up creates it again`);
-        if (net.config?.owner !== owner && !i.adopt) {
-            throw new Error(
-                `VhostNetwork ${i.name} on ${view.hostname}: network ${net.config?.uuid ?? i.name} carries ${markOf(net.config?.owner ?? null)}, ` +
-                    `not this resource's; it is not redefined. Set adopt: true to take it over.`,
-            );
-        }
-        const problems = checkAgainstHost(i, view, owner);
-        if (problems.length) throw new Error(`VhostNetwork ${i.name} on ${view.hostname}: ${problems.join("; ")}`);
-        const previousUplink = typeof olds.uplink === "string" ? olds.uplink : undefined;
-        const after = await converge(remote, i, owner, view, previousUplink);
-        return { outs: outputs(i, owner, after, []) };
+        // Re-taken on every update: it moves the claim to a new label, before anything changes. A
+        // network records no original: delete removes it.
+        const claim = { ...vhostNetworkClaim(owner, i.name, formerOwnersOf(olds, owner)), original: undefined };
+        return updateKnob(remote, claim, undefined, async () => {
+            const view = await observe(remote, i, true);
+            const net = view.network;
+            if (!net.exists) throw new Error(`VhostNetwork ${i.name}: the network is gone from ${view.hostname}; run refresh, then up creates it again`);
+            if (net.config?.owner !== owner && !i.adopt) {
+                throw new Error(
+                    `VhostNetwork ${i.name} on ${view.hostname}: network ${net.config?.uuid ?? i.name} carries ${markOf(net.config?.owner ?? null)}, ` +
+                        `not this resource's; it is not redefined. Set adopt: true to take it over.`,
+                );
+            }
+            const problems = checkAgainstHost(i, view, owner);
+            if (problems.length) throw new Error(`VhostNetwork ${i.name} on ${view.hostname}: ${problems.join("; ")}`);
+            const previousUplink = typeof olds.uplink === "string" ? olds.uplink : undefined;
+            const after = await converge(remote, i, owner, view, previousUplink);
+            return { outs: outputs(i, owner, after, []) };
+        });
     },
 
     /**
