@@ -49,6 +49,11 @@ export interface GuestVfInterfaceArgs {
     hostdevVf: pulumi.Input<{ pf: pulumi.Input<string>; vf: pulumi.Input<number> } | { pciAddress: pulumi.Input<string> }>;
     mac?: pulumi.Input<string>;
     vlan?: pulumi.Input<number>;
+    /**
+     * Hand over a VF whose PF sits on another NUMA node than the guest's (every packet then
+     * crosses the interconnect). Without it, such a VF is refused before anything changes.
+     */
+    allowOtherNode?: pulumi.Input<boolean>;
 }
 
 export interface NumaPinnedGuestArgs {

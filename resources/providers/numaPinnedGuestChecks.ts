@@ -6,7 +6,7 @@ import { gatherFacts, HostFactsData, pageSizeKb } from "../host/facts";
 import { shellQuote } from "../host/quote";
 import { Remote, runScript } from "../host/remote";
 import { buildDumpScript, formatCpuList, parseDump } from "../host/sysfs";
-import { parseDomainXml, ParsedDomain } from "../libvirt/domain";
+import { isHostdev, parseDomainXml, ParsedDomain } from "../libvirt/domain";
 import { GuestDefaults, networkGuestDefaults } from "../libvirt/network";
 import { readAllDomains } from "../libvirt/virsh";
 import { PCI_ADDRESS } from "../patterns";
@@ -30,6 +30,22 @@ export interface HostView {
     netDefaults?: ReadonlyMap<string, GuestDefaults>;
     /** Per interface: the VF's PCI address when found (null: not found or not a VF interface). */
     vfs: Array<string | null>;
+    /** Per interface: what the host says about the VF (null: not found or not a VF interface). */
+    vfFacts?: Array<VfFacts | null>;
+    /** VFs other guests on the host are handed (their `<interface type='hostdev'>`), by PCI address. */
+    vfHolders?: ReadonlyMap<string, string>;
+}
+
+/** A VF as the host has it: what handing it to a guest depends on. */
+export interface VfFacts {
+    pciAddress: string;
+    /** Its IOMMU group; null when the host's IOMMU is off (no group: vfio-pci cannot take it). */
+    iommuGroup: string | null;
+    /** Its NUMA node (the PF's); null when the host does not say. */
+    numaNode: number | null;
+    /** Its PF's interface name and whether the PF is up (libvirt refuses a VF of a PF that is down). */
+    pf: string | null;
+    pfUp: boolean | null;
 }
 
 /**
@@ -146,40 +162,101 @@ export function checkAgainstHost(
         if ("hostdevVf" in f && !host.vfs[n]) {
             const v = f.hostdevVf;
             problems.push(`interfaces.${n}.hostdevVf: ${"pf" in v ? `${v.pf} has no VF ${v.vf}` : `no PCI device ${v.pciAddress}`} on ${facts.hostname}`);
+        } else if ("hostdevVf" in f && host.vfFacts?.[n]) {
+            problems.push(...vfProblems(`interfaces.${n}.hostdevVf`, host.vfFacts[n]!, f.allowOtherNode === true, nodes, host, opts.willStart));
         }
     });
     return problems;
 }
 
+/**
+ * What handing a VF to this guest needs from the host, checked before anything changes: an IOMMU
+ * group (vfio-pci binds a group, and without the IOMMU there is none), no other guest holding it,
+ * the guest's own NUMA node (a VF of a PF on another node crosses the interconnect on every
+ * packet: refused unless the interface says allowOtherNode), and, for a guest about to start, its
+ * PF up (libvirt refuses "the PF is not online" otherwise).
+ */
+function vfProblems(field: string, vf: VfFacts, allowOtherNode: boolean, nodes: number[] | null | undefined, host: HostView, willStart: boolean | undefined): string[] {
+    const problems: string[] = [];
+    const where = host.facts.hostname;
+    if (vf.iommuGroup === null) {
+        problems.push(`${field}: VF ${vf.pciAddress} on ${where} is in no IOMMU group: the host's IOMMU is off; turn it on (KernelCmdline iommu, e.g. intel_iommu=on) and reboot`);
+    }
+    const holder = host.vfHolders?.get(vf.pciAddress);
+    if (holder !== undefined) problems.push(`${field}: VF ${vf.pciAddress} on ${where} is already handed to guest ${holder}; a VF serves one guest`);
+    if (nodes && nodes.length > 0 && vf.numaNode !== null && !nodes.includes(vf.numaNode) && !allowOtherNode) {
+        problems.push(
+            `${field}: VF ${vf.pciAddress} sits on node ${vf.numaNode}${vf.pf ? ` (its PF ${vf.pf})` : ""}, the guest on node(s) ${formatCpuList(nodes)}; ` +
+                `use a VF of a PF on the guest's node, or set allowOtherNode: true on the interface`,
+        );
+    }
+    if (willStart && vf.pfUp === false) {
+        problems.push(`${field}: the PF ${vf.pf} of VF ${vf.pciAddress} is down on ${where}, and libvirt refuses to start a guest on a VF of a PF that is down; bring it up (SriovNic keeps its PF up)`);
+    }
+    return problems;
+}
+
 /** Finds each hostdev interface's VF on the host (one round trip). */
 export async function resolveVfs(remote: Remote, i: NumaPinnedGuestInputs): Promise<Array<string | null>> {
+    return (await resolveVfFacts(remote, i)).map((v) => v?.pciAddress ?? null);
+}
+
+/**
+ * Each hostdev interface's VF and what the host says about it, in one round trip: its address,
+ * IOMMU group, NUMA node, and its PF's name and IFF_UP flag. One line of words per VF.
+ */
+export async function resolveVfFacts(remote: Remote, i: NumaPinnedGuestInputs): Promise<Array<VfFacts | null>> {
     const commands: Record<string, string> = {};
     i.interfaces.forEach((f, n) => {
         if (!("hostdevVf" in f)) return;
         const v = f.hostdevVf;
-        commands[`vf${n}`] =
-            "pf" in v
-                ? `basename "$(readlink -f ${shellQuote(`/sys/class/net/${v.pf}/device/virtfn${v.vf}`)})"`
-                : `test -e ${shellQuote(`/sys/bus/pci/devices/${v.pciAddress}`)} && echo ${shellQuote(v.pciAddress)}`;
+        const dev = "pf" in v ? `"$(readlink -f ${shellQuote(`/sys/class/net/${v.pf}/device/virtfn${v.vf}`)})"` : shellQuote(`/sys/bus/pci/devices/${v.pciAddress}`);
+        commands[`vf${n}`] = [
+            `d=${dev}; [ -e "$d/physfn" ] || [ -e "$d/vendor" ] || exit 1`,
+            `g=$(readlink -f "$d/iommu_group" 2>/dev/null); pf=$(ls "$d/physfn/net" 2>/dev/null | head -n 1)`,
+            `echo "\${d##*/} \${g:+\${g##*/}} $(cat "$d/numa_node" 2>/dev/null) \${pf:--} $(cat "$d/physfn/net/$pf/flags" 2>/dev/null || echo -)"`,
+        ].join("\n");
     });
     if (Object.keys(commands).length === 0) return i.interfaces.map(() => null);
     const dump = parseDump(await runScript(remote, buildDumpScript({ commands })));
     return i.interfaces.map((_f, n) => {
         const c = dump.commands.get(`vf${n}`);
-        const addr = c?.stdout.trim() ?? "";
-        return c?.code === 0 && PCI_ADDRESS.test(addr) ? addr : null;
+        return c?.code === 0 ? parseVfFacts(c.stdout) : null;
     });
+}
+
+/** One VF's line from resolveVfFacts: `ADDRESS [GROUP] NUMA PF FLAGS` (GROUP absent without an IOMMU). */
+export function parseVfFacts(line: string): VfFacts | null {
+    const w = line.trim().split(/\s+/);
+    if (!PCI_ADDRESS.test(w[0] ?? "")) return null;
+    const [group, numa, pf, flags] = w.length >= 5 ? w.slice(1) : [null, ...w.slice(1)];
+    const node = Number(numa);
+    return {
+        pciAddress: w[0],
+        iommuGroup: group ?? null,
+        numaNode: Number.isInteger(node) && node >= 0 ? node : null,
+        pf: pf && pf !== "-" ? pf : null,
+        // IFF_UP is bit 0 of the flags (`0x1003`).
+        pfUp: flags && flags !== "-" ? (Number.parseInt(flags, 16) & 1) === 1 : null,
+    };
 }
 
 export const networkNames = (i: NumaPinnedGuestInputs) => [...new Set(i.interfaces.flatMap((f) => ("network" in f ? [f.network] : [])))];
 
 /** Facts, other guests' pins, networks and VFs: what the checks need, read in parallel. */
 export async function viewHost(remote: Remote, i: NumaPinnedGuestInputs, selfUuid?: string): Promise<HostView & { domains: ParsedDomain[] }> {
-    const [facts, all, nets, vfs] = await Promise.all([gatherFacts(remote), readAllDomains(remote), networkGuestDefaults(remote, networkNames(i)), resolveVfs(remote, i)]);
+    const [facts, all, nets, vfFacts] = await Promise.all([gatherFacts(remote), readAllDomains(remote), networkGuestDefaults(remote, networkNames(i)), resolveVfFacts(remote, i)]);
     const domains = [...all.values()].map((xml) => parseDomainXml(xml));
+    const vfs = vfFacts.map((v) => v?.pciAddress ?? null);
+    // Another guest's hostdev interface holds its VF (this guest's own, by uuid or by name, does not).
+    const vfHolders = new Map(
+        domains
+            .filter((d) => d.uuid !== selfUuid && d.spec.name !== i.name)
+            .flatMap((d) => d.spec.interfaces.filter(isHostdev).map((f) => [f.pciAddress, d.spec.name] as [string, string])),
+    );
     const others = domains
         .filter((d) => d.uuid !== selfUuid)
         .map((d) => ({ name: d.spec.name, uuid: d.uuid, vcpuCpus: sorted(d.spec.vcpuPins.flat()) }))
         .filter((o) => o.vcpuCpus.length > 0);
-    return { facts, others, networks: new Set(nets.keys()), netDefaults: nets, vfs, domains };
+    return { facts, others, networks: new Set(nets.keys()), netDefaults: nets, vfs, vfFacts, vfHolders, domains };
 }

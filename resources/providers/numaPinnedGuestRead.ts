@@ -54,11 +54,13 @@ export function inputsFromHost(i: NumaPinnedGuestInputs, wanted: GuestSpec, obse
         }));
     }
     if (!same(seen.interfaces, wanted.interfaces)) {
-        out.interfaces = seen.interfaces.map((f) =>
-            isHostdev(f)
-                ? { hostdevVf: { pciAddress: f.pciAddress }, ...(f.mac ? { mac: f.mac } : {}), ...(f.vlan !== undefined ? { vlan: f.vlan } : {}) }
-                : ({ ...f } as NumaPinnedGuestInputs["interfaces"][number]),
-        );
+        out.interfaces = seen.interfaces.map((f, n) => {
+            if (!isHostdev(f)) return { ...f } as NumaPinnedGuestInputs["interfaces"][number];
+            // allowOtherNode is a choice of the inputs, not something the host has: kept as declared.
+            const declared = i.interfaces[n];
+            const allow = declared && "hostdevVf" in declared && declared.allowOtherNode !== undefined ? { allowOtherNode: declared.allowOtherNode } : {};
+            return { hostdevVf: { pciAddress: f.pciAddress }, ...(f.mac ? { mac: f.mac } : {}), ...(f.vlan !== undefined ? { vlan: f.vlan } : {}), ...allow };
+        });
     }
     // Leave out fields that are undefined, as check does, so states compare field by field.
     return Object.fromEntries(Object.entries(out).filter(([, v]) => v !== undefined)) as NumaPinnedGuestInputs;

@@ -86,6 +86,11 @@ const hostdevInterface = z
         ),
         mac: macAddress().optional(),
         vlan: z.number().int().min(1).max(4094).optional(),
+        /**
+         * Hand over a VF whose PF sits on another NUMA node than the guest's (every packet then
+         * crosses the interconnect). Without it such a VF is refused before anything changes.
+         */
+        allowOtherNode: z.boolean().optional(),
     })
     .strict();
 

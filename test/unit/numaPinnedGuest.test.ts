@@ -15,6 +15,7 @@ import {
     resolvePins,
     wantedSpec,
 } from "../../resources/providers/numaPinnedGuest";
+import { parseVfFacts, VfFacts } from "../../resources/providers/numaPinnedGuestChecks";
 import { goodConnection } from "../helpers/fixtures";
 
 /** The lab host's shape: node 0 has CPUs 0-1, node 1 has 2-3. */
@@ -193,6 +194,22 @@ describe("NumaPinnedGuest checks against the host", () => {
     it("refuses an unknown network and a missing VF", () => {
         assert.match(problems({ interfaces: [{ network: "nope" }] }), /interfaces\.0\.network: lab2 has no libvirt network nope/);
         assert.match(problems({ interfaces: [{ hostdevVf: { pf: "eth1", vf: 3 } }] }, host({ vfs: [null] })), /interfaces\.0\.hostdevVf: eth1 has no VF 3/);
+    });
+    it("hands a VF over only with an IOMMU group, to one guest, on the guest's node, its PF up", () => {
+        // As the lab's node-1 PF reports its VF 1 (resolveVfFacts' line: address, group, node, PF, flags).
+        const vf: VfFacts = parseVfFacts("0000:41:10.2 14 1 enp65s0 0x1003")!;
+        assert.deepStrictEqual(vf, { pciAddress: "0000:41:10.2", iommuGroup: "14", numaNode: 1, pf: "enp65s0", pfUp: true });
+        const nic = { interfaces: [{ hostdevVf: { pf: "enp65s0", vf: 1 } }] };
+        const withVf = (v: VfFacts | null, more: Record<string, unknown> = {}) => host({ vfs: [v?.pciAddress ?? null], vfFacts: [v], ...more });
+        assert.strictEqual(problems(nic, withVf(vf), { willStart: true }), "");
+        assert.match(problems(nic, withVf(parseVfFacts("0000:41:10.2 1 enp65s0 0x1003"))), /VF 0000:41:10\.2 on lab2 is in no IOMMU group: the host's IOMMU is off/);
+        assert.match(problems(nic, withVf(vf, { vfHolders: new Map([["0000:41:10.2", "web"]]) })), /VF 0000:41:10\.2 on lab2 is already handed to guest web/);
+        const onNode0 = { ...nic, numaNode: 0, cpuPins: [0, 1], hugepages: undefined };
+        assert.match(problems(onNode0, withVf(vf)), /VF 0000:41:10\.2 sits on node 1 \(its PF enp65s0\), the guest on node\(s\) 0; .*allowOtherNode/);
+        assert.strictEqual(problems({ ...onNode0, interfaces: [{ hostdevVf: { pf: "enp65s0", vf: 1 }, allowOtherNode: true }] }, withVf(vf)), "");
+        const down = parseVfFacts("0000:41:10.2 14 1 enp65s0 0x1002");
+        assert.match(problems(nic, withVf(down), { willStart: true }), /the PF enp65s0 of VF 0000:41:10\.2 is down on lab2/);
+        assert.strictEqual(problems(nic, withVf(down), { willStart: false }), "", "a guest that does not start needs no PF up");
     });
 });
 
