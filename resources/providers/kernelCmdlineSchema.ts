@@ -67,7 +67,7 @@ export const kernelCmdlineSchema = z
          */
         hugepages1G: z
             .union([
-                z.number().int().min(1).max(4096),
+                z.number().int().min(1, "must be at least 1 page (leave hugepages1G out for none)").max(4096),
                 z.record(z.string().regex(/^\d{1,3}$/, "must be a NUMA node number"), z.number().int().min(0).max(4096)),
             ], { error: "must be a number of pages (at least 1) or pages per NUMA node such as {\"0\": 1, \"1\": 2}" })
             .optional(),
