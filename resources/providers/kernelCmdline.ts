@@ -101,7 +101,7 @@ function verifyBoot(host: string, r: CmdlineRead, args: readonly string[], gone:
     );
 }
 
-function outputs(i: KernelCmdlineInputs, owner: string, args: string[], r: CmdlineRead, original: Original, retired: readonly string[], drift: string[] = []) {
+function outputs(i: KernelCmdlineInputs, owner: string, args: string[], r: CmdlineRead, original: Original | undefined, retired: readonly string[], drift: string[] = []) {
     const effect = effectOf(i, args, retired, r);
     const running = splitArgs(r.running.cmdline);
     return stateOf({
@@ -160,15 +160,18 @@ export const provider = {
     async read(id: string, props: Record<string, unknown>): Promise<pulumi.dynamic.ReadResult> {
         const i = inputsOf(props);
         const owner = resourceOwner(KIND, undefined, props);
-        const original = props.original as Original;
-        const claim = cmdlineClaim(owner, original.flavor);
-        // The fragment and the claim in the same round trip (paths only: the fragment's text depends on the CPUs read).
-        const r = await readCmdline(remoteFor(i.connection), persistedPaths(persistedBootFiles(original.flavor, owner, []), [claim]));
+        // Absent from state imported by hand or cut off before create returned: judged by the host's tool.
+        const original = props.original as Original | undefined;
+        // The fragment and the claim in the same round trip. The fragment's path is read whatever the
+        // flavor (absent on grubby hosts): its text depends on the CPUs read, so it is judged after.
+        const claimPaths = persistedPaths(persistedBootFiles("update-grub", owner, []), [cmdlineClaim(owner, "update-grub")]);
+        const r = await readCmdline(remoteFor(i.connection), claimPaths);
+        const flavor = original?.flavor ?? r.boot.flavor;
         const args = ownedArgs(i, r.online);
         const effect = effectOf(i, args, strings(props.retired), r);
         const drift = [
-            ...(r.boot.flavor !== original.flavor ? [`the host's bootloader tool is ${r.boot.flavor ?? "none kvmtune supports"} now, not ${original.flavor}`] : []),
-            ...persistedDrift(r.files, persistedBootFiles(original.flavor, owner, args), [claim]),
+            ...(r.boot.flavor !== flavor || flavor === null ? [`the host's bootloader tool is ${r.boot.flavor ?? "none kvmtune supports"} now${flavor ? `, not ${flavor}` : ""}`] : []),
+            ...(flavor ? persistedDrift(r.files, persistedBootFiles(flavor, owner, args), [cmdlineClaim(owner, flavor)]) : []),
             ...effect.bootLacks.map((a) => `the default boot entry (${r.boot.source}) lacks ${a}`),
         ];
         return { id, props: outputs(i, owner, args, r, original, strings(props.retired), drift) };

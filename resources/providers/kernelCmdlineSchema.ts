@@ -15,8 +15,9 @@ const CPU_LIST = /^\d{1,4}(?:-\d{1,4})?(?:,\d{1,4}(?:-\d{1,4})?)*$/;
  * One extra argument: a name of letters, digits, `_`, `.` and `-` (not first), optionally `=` and a
  * value without spaces, quotes, `$`, backslash or backquote. Such a word is inert in a shell, in
  * GRUB_CMDLINE_LINUX's double quotes and in grub.cfg, and the kernel reads it as one argument.
+ * No `..`: no kernel argument needs a parent folder, and one that has it is more likely a mistake.
  */
-export const EXTRA_ARG = /^[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}(?:=[A-Za-z0-9_.,:/+@%=-]{1,190})?$/;
+export const EXTRA_ARG = /^(?!.*\.\.)[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}(?:=[A-Za-z0-9_.,:/+@%=-]{1,190})?$/;
 
 /** Arguments the typed inputs own: set them there, so kvmtune knows what they mean and checks them. */
 export const TYPED_KEYS: Record<string, string> = {
@@ -68,12 +69,14 @@ export const kernelCmdlineSchema = z
         hugepages1G: z
             .union([
                 z.number().int().min(1, "must be at least 1 page (leave hugepages1G out for none)").max(4096),
-                z.record(z.string().regex(/^\d{1,3}$/, "must be a NUMA node number"), z.number().int().min(0).max(4096)),
+                z
+                    .record(z.string().regex(/^\d{1,3}$/, "must be a NUMA node number"), z.number().int().min(0).max(4096))
+                    .refine((r) => Object.keys(r).length > 0, "must name at least one NUMA node (leave hugepages1G out for none)"),
             ], { error: "must be a number of pages (at least 1) or pages per NUMA node such as {\"0\": 1, \"1\": 2}" })
             .optional(),
         /** More arguments, each `name` or `name=value` of plain characters, owned like the typed ones. */
         extra: z
-            .array(z.string().regex(EXTRA_ARG, "must be one kernel argument, name or name=value, of letters, digits and _.,:/+@%=- (no spaces or quotes)"))
+            .array(z.string().regex(EXTRA_ARG, "must be one kernel argument, name or name=value, of letters, digits and _.,:/+@%=- (no spaces, quotes or ..)"))
             .max(64)
             .default([]),
     })
