@@ -176,6 +176,12 @@ describe("KernelCmdline on a host (loopback SSH, update-grub, a boot made of fil
         assert.strictEqual(after.rebootRequired, false);
         assert.deepStrictEqual(after.retired, []);
         assert.strictEqual((after.running as { isolatedCpus: string }).isolatedCpus, "3");
+
+        // Only a removal: nothing new waits for the boot, yet the running kernel still has the old argument.
+        const removed = (await provider.update(id, after, await checked({ isolatedCpus: "3" }, after))).outs as Outs;
+        assert.strictEqual(defaultLine(), `${KERNEL} root=UUID=4f1c ro  isolcpus=3 nohz_full=3 rcu_nocbs=3 irqaffinity=0-2 quiet`);
+        assert.deepStrictEqual(removed.retired, ["transparent_hugepage=never"]);
+        assert.strictEqual(removed.rebootRequired, true, "the running kernel still has transparent_hugepage=never");
     });
 
     it("delete gives back grub.cfg byte for byte and leaves the administrator's own arguments, the same word included", async () => {
