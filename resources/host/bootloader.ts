@@ -159,11 +159,14 @@ export function setArgsScript(flavor: BootFlavor, owner: string, args: readonly 
         const write = args.length ? atomicWriteScript(CMDLINE_FRAGMENT, fragmentText(owner, args)) : removeFileScript(CMDLINE_FRAGMENT);
         return ["set -e", write, UPDATE_GRUB].join("\n");
     }
-    // grubby: drop what kvmtune no longer owns, then add (or re-value) what it owns now.
+    // grubby: drop what kvmtune no longer owns, then add (or re-value) what it owns now. A word the
+    // entry already had is not given again: grubby's BLS script replaces an argument by taking out
+    // every one of its name and appending the new one, which would move the administrator's copy.
     const gone = previous.filter((a) => !args.includes(a) && !keep.includes(a));
+    const add = args.filter((a) => !keep.includes(a));
     const steps = ["set -e"];
     if (gone.length) steps.push(`grubby --update-kernel=ALL --remove-args=${shellQuote(gone.join(" "))}`);
-    if (args.length) steps.push(`grubby --update-kernel=ALL --args=${shellQuote(args.join(" "))}`);
+    if (add.length) steps.push(`grubby --update-kernel=ALL --args=${shellQuote(add.join(" "))}`);
     return steps.join("\n");
 }
 

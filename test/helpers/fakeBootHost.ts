@@ -72,12 +72,52 @@ EOF
 mv /boot/grub/grub.cfg.new /boot/grub/grub.cfg
 `;
 
+/**
+ * A stand-in for grubby on BLS entries, NOT the real tool (none can be run here): `--info=DEFAULT`
+ * in the format grubby(8) documents, and `--update-kernel=ALL` with `--args` / `--remove-args` by
+ * the rules of grubby's BLS script: a word to remove goes when it matches whole; an argument added
+ * first takes out every argument of its name, then is appended.
+ */
+const GRUBBY = `#!/bin/sh
+set -e
+entry=/boot/loader/entries/rhel.conf
+info=; add=; remove=
+for a in "$@"; do
+  case "$a" in
+    --info=DEFAULT) info=1 ;;
+    --update-kernel=ALL) ;;
+    --args=*) add=\${a#--args=} ;;
+    --remove-args=*) remove=\${a#--remove-args=} ;;
+    *) echo "grubby stand-in: unknown option $a" >&2; exit 1 ;;
+  esac
+done
+opts=$(sed -n 's/^options //p' "$entry")
+if [ -n "$info" ]; then
+  printf 'index=0\nkernel="/boot/vmlinuz-5.14.0-362.8.1.el9_3.x86_64"\nargs="%s"\nroot="/dev/mapper/rhel-root"\ninitrd="/boot/initramfs-5.14.0-362.8.1.el9_3.x86_64.img $tuned_initrd"\ntitle="Red Hat Enterprise Linux (5.14.0-362.8.1.el9_3.x86_64) 9.3 (Plow)"\n' "$opts"
+  exit 0
+fi
+out=
+for w in $opts; do
+  keep=1
+  for r in $remove; do if [ "$w" = "$r" ]; then keep=0; fi; done
+  for n in $add; do if [ "\${w%%=*}" = "\${n%%=*}" ]; then keep=0; fi; done
+  if [ $keep = 1 ]; then out="$out $w"; fi
+done
+for n in $add; do out="$out $n"; done
+sed -i "s|^options .*|options \${out# }|" "$entry"
+`;
+
+/** A RHEL 9 BLS entry as the installer leaves it (tuned's variable included). */
+export const BLS_OPTIONS = "root=/dev/mapper/rhel-root ro crashkernel=1G-4G:192M,4G-64G:256M,64G-:512M resume=/dev/mapper/rhel-swap rd.lvm.lv=rhel/root rhgb quiet $tuned_params";
+
 export interface FakeBootHost {
     ssh: FakeSshHost;
     root: string;
     etc: string;
     bin: string;
     grubCfg: string;
+    /** The BLS entry (grubby hosts). */
+    blsEntry: string;
     connection(): Record<string, unknown>;
     /** Runs the stand-in update-grub as an administrator would. */
     updateGrub(): Promise<void>;
@@ -93,6 +133,8 @@ export interface FakeBootHost {
 export interface FakeBootHostOptions {
     /** /etc/default/grub's GRUB_CMDLINE_LINUX (default empty, as Debian installs it). */
     cmdlineLinux?: string;
+    /** `grubby`: a RHEL-family host, BLS entries and the grubby stand-in, no update-grub. */
+    bootloader?: "update-grub" | "grubby";
 }
 
 /** Two NUMA nodes of 2 CPUs and 3 GiB each, CPUs 0-3 online, no IOMMU groups: a lab host's shape. */
@@ -116,7 +158,18 @@ export async function startFakeBootHost(clientKey: KeyPair, options: FakeBootHos
     const boot = dir("boot");
     dir("boot", "grub");
     const bin = dir("bin");
-    fs.writeFileSync(path.join(bin, "update-grub"), UPDATE_GRUB, { mode: 0o755 });
+    const grubby = options.bootloader === "grubby";
+    const blsEntry = path.join(boot, "loader", "entries", "rhel.conf");
+    const writeEntry = (options: string) => {
+        fs.mkdirSync(path.dirname(blsEntry), { recursive: true });
+        fs.writeFileSync(blsEntry, `title Red Hat Enterprise Linux (5.14.0-362.8.1.el9_3.x86_64) 9.3 (Plow)\nversion 5.14.0-362.8.1.el9_3.x86_64\nlinux /vmlinuz-5.14.0-362.8.1.el9_3.x86_64\noptions ${options}\ngrub_class rhel\n`);
+    };
+    if (grubby) {
+        fs.writeFileSync(path.join(bin, "grubby"), GRUBBY, { mode: 0o755 });
+        writeEntry(options.cmdlineLinux ?? BLS_OPTIONS);
+    } else {
+        fs.writeFileSync(path.join(bin, "update-grub"), UPDATE_GRUB, { mode: 0o755 });
+    }
     for (const command of ["systemctl", "udevadm", "modprobe"]) fs.writeFileSync(path.join(bin, command), "#!/bin/sh\nexit 0\n", { mode: 0o755 });
     const proc = path.join(root, "cmdline");
     const isolated = path.join(root, "isolated");
@@ -153,6 +206,7 @@ export async function startFakeBootHost(clientKey: KeyPair, options: FakeBootHos
     });
     const hostKey = newKeyPair();
     const updateGrub = async () => {
+        if (grubby) return; // the entries are the configuration: nothing to generate
         const r = await remote.exec("update-grub");
         if (r.code !== 0) throw new Error(`update-grub failed: ${r.stderr}`);
     };
@@ -164,10 +218,12 @@ export async function startFakeBootHost(clientKey: KeyPair, options: FakeBootHos
         etc,
         bin,
         grubCfg: path.join(boot, "grub", "grub.cfg"),
+        blsEntry,
         connection: () => ({ host: "127.0.0.1", port: host.ssh.port, user: "root", privateKey: clientKey.privateKey, hostKey: host.ssh.hostKey }),
         updateGrub,
-        reset: async (cmdlineLinux = "") => {
-            writeDefaults(cmdlineLinux);
+        reset: async (cmdlineLinux?: string) => {
+            writeDefaults(cmdlineLinux ?? "");
+            if (grubby) writeEntry(cmdlineLinux ?? BLS_OPTIONS);
             fs.rmSync(path.join(etc, "default", "grub.d"), { recursive: true, force: true });
             fs.mkdirSync(path.join(etc, "default", "grub.d"));
             fs.rmSync(path.join(etc, "kvmtune"), { recursive: true, force: true });
@@ -175,7 +231,9 @@ export async function startFakeBootHost(clientKey: KeyPair, options: FakeBootHos
             host.boot();
         },
         boot: (deliver = {}) => {
-            const args = parseGrubCfgDefault(fs.readFileSync(host.grubCfg, "utf8")) ?? "";
+            const args = grubby
+                ? /^options (.*)$/m.exec(fs.readFileSync(blsEntry, "utf8"))![1]
+                : (parseGrubCfgDefault(fs.readFileSync(host.grubCfg, "utf8")) ?? "");
             fs.writeFileSync(proc, `BOOT_IMAGE=${KERNEL} ${args}\n`);
             const words = splitArgs(args);
             const value = (key: string) => words.filter((w) => w.startsWith(`${key}=`)).map((w) => w.slice(key.length + 1)).pop();

@@ -125,6 +125,7 @@ describe("bootloader: grubby on BLS entries (NOT lab-proven: recorded format of 
             "grubby --update-kernel=ALL --remove-args=isolcpus=2-3",
             "grubby --update-kernel=ALL --args='intel_iommu=on isolcpus=3'",
         ]);
+        assert.strictEqual(setArgsScript("grubby", "o", ["intel_iommu=on", "iommu=pt"], [], ["iommu=pt"]), "set -e\ngrubby --update-kernel=ALL --args=intel_iommu=on", "the entry's own iommu=pt is not given again (grubby would move it)");
         assert.strictEqual(removeArgsScript("grubby", ["intel_iommu=on", "iommu=pt"], ["iommu=pt"]), "grubby --update-kernel=ALL --remove-args=intel_iommu=on");
         assert.strictEqual(removeArgsScript("grubby", ["iommu=pt"], ["iommu=pt"]), "true");
     });

@@ -4,7 +4,7 @@ import * as path from "path";
 import type { HostFactsData } from "../../resources/host/facts";
 import { closeAll } from "../../resources/host/sshPool";
 import { checkAgainstHost, conflicts, kernelCmdlineSchema, ownedArgs, provider } from "../../resources/providers/kernelCmdline";
-import { FakeBootHost, KERNEL, startFakeBootHost } from "../helpers/fakeBootHost";
+import { BLS_OPTIONS, FakeBootHost, KERNEL, startFakeBootHost } from "../helpers/fakeBootHost";
 import { goodConnection, throwawayKey } from "../helpers/fixtures";
 
 const host: HostFactsData = {
@@ -239,6 +239,58 @@ describe("KernelCmdline on a host (loopback SSH, update-grub, a boot made of fil
         assert.deepStrictEqual(r.notInEffect, [
             "hugepages1G: the kernel booted with hugepages=0:1,1:2 and reserved fewer 1G pages (node 1: asked 2, got 1): the node had too little memory at boot; another reboot will not help: ask for fewer pages",
         ]);
+    });
+});
+
+describe("KernelCmdline on a grubby host (NOT lab-proven: a stand-in grubby on a BLS entry)", function () {
+    this.timeout(120_000);
+    const key = throwawayKey();
+    let h: FakeBootHost;
+    const owner = "KernelCmdline k (kvmtune/test)";
+    const options = () => /^options (.*)$/m.exec(fs.readFileSync(h.blsEntry, "utf8"))![1];
+
+    before(async () => {
+        h = await startFakeBootHost(key, { bootloader: "grubby" });
+    });
+    after(async () => {
+        closeAll();
+        await h?.dispose();
+    });
+
+    it("adds with grubby, reads args= back, updates, and delete leaves the entry byte for byte as found, the entry's own iommu=pt included", async () => {
+        await h.reset(`${BLS_OPTIONS} iommu=pt`);
+        const entryBefore = fs.readFileSync(h.blsEntry, "utf8");
+        const checked = await provider.check({}, { connection: h.connection(), owner, iommu: "pt", isolatedCpus: "2-3" });
+        const created = await provider.create(checked.inputs!);
+        const outs = created.outs as Record<string, unknown>;
+        assert.strictEqual(outs.bootloader, "grubby");
+        assert.strictEqual(options(), `${BLS_OPTIONS} iommu=pt intel_iommu=on isolcpus=2-3 nohz_full=2-3 rcu_nocbs=2-3 irqaffinity=0-1`);
+        assert.strictEqual(outs.bootCmdline, options());
+        assert.strictEqual(outs.rebootRequired, true);
+
+        h.boot();
+        const read = (await provider.read(created.id, outs)).props as Record<string, unknown>;
+        assert.strictEqual(read.rebootRequired, false);
+        assert.deepStrictEqual(read.drift, []);
+
+        const next = await provider.check(read, { connection: h.connection(), owner, iommu: "pt", isolatedCpus: "3" });
+        const updated = (await provider.update(created.id, read, next.inputs!)).outs as Record<string, unknown>;
+        assert.strictEqual(options(), `${BLS_OPTIONS} iommu=pt intel_iommu=on isolcpus=3 nohz_full=3 rcu_nocbs=3 irqaffinity=0-2`);
+        assert.deepStrictEqual(updated.retired, ["isolcpus=2-3", "nohz_full=2-3", "rcu_nocbs=2-3", "irqaffinity=0-1"]);
+
+        await provider.delete(created.id, updated);
+        assert.strictEqual(fs.readFileSync(h.blsEntry, "utf8"), entryBefore);
+    });
+
+    it("reports an argument removed from the entry by hand as drift", async () => {
+        await h.reset();
+        const checked = await provider.check({}, { connection: h.connection(), owner, extra: ["transparent_hugepage=never"] });
+        const created = await provider.create(checked.inputs!);
+        fs.writeFileSync(h.blsEntry, fs.readFileSync(h.blsEntry, "utf8").replace(" transparent_hugepage=never", ""));
+        const read = (await provider.read(created.id, created.outs!)).props as Record<string, unknown>;
+        assert.deepStrictEqual(read.drift, ["the default boot entry (grubby --info=DEFAULT) lacks transparent_hugepage=never"]);
+        await provider.delete(created.id, read);
+        assert.strictEqual(options(), BLS_OPTIONS);
     });
 });
 
