@@ -4,6 +4,7 @@ import * as path from "path";
 import type { HostFactsData } from "../../resources/host/facts";
 import { closeAll } from "../../resources/host/sshPool";
 import { checkAgainstHost, conflicts, kernelCmdlineSchema, ownedArgs, provider } from "../../resources/providers/kernelCmdline";
+import { planFromPreview, renderPlan } from "../../resources/plan";
 import { BLS_OPTIONS, FakeBootHost, KERNEL, startFakeBootHost } from "../helpers/fakeBootHost";
 import { goodConnection, throwawayKey } from "../helpers/fixtures";
 
@@ -71,6 +72,19 @@ describe("KernelCmdline inputs", () => {
         assert.deepStrictEqual((r.inputs as Record<string, unknown>).changePlan, { iommu: "host reboot (boot configuration)", isolatedCpus: "host reboot (boot configuration)" });
         assert.deepStrictEqual(await provider.diff("id", olds, { ...olds, isolatedCpus: "2-3" }), { changes: true, replaces: [], deleteBeforeReplace: true });
         assert.strictEqual((await provider.diff("id", olds, { ...olds, connection: goodConnection({ port: 2202 }) })).replaces?.length, 0);
+    });
+
+    it("shows up in the per-host plan as a host reboot, with the fields that cause it", async () => {
+        const olds = { connection: goodConnection(), iommu: "pt", extra: [] };
+        const { inputs } = await provider.check(olds, { ...olds, isolatedCpus: "2-3" });
+        const urn = "urn:pulumi:s::p::kvmtune:index:KvmHost$pulumi-nodejs:dynamic/kvmtune:KernelCmdline::db1-cmdline";
+        const text = renderPlan(
+            planFromPreview({
+                steps: [{ op: "update", urn, newState: { type: "pulumi-nodejs:dynamic/kvmtune:KernelCmdline", parent: "urn:pulumi:s::p::kvmtune:index:KvmHost::db1", inputs } }],
+            }),
+        );
+        assert.match(text, /^  host reboot  KernelCmdline db1-cmdline: isolatedCpus$/m);
+        assert.match(text, /^Host reboots: .*db1-cmdline \(isolatedCpus\)\.$/m);
     });
 });
 
