@@ -245,6 +245,35 @@ describe("KernelCmdline on a host (loopback SSH, update-grub, a boot made of fil
         assert.ok(!fs.existsSync(fragment()) && !fs.existsSync(claim()), "a refused create left a fragment or a claim");
     });
 
+    it("a create whose update-grub fails, or whose arguments a later grub.d file drops, fails naming why and leaves the boot configuration as found", async () => {
+        const grubD = path.join(h.etc, "default", "grub.d");
+        const before = grubCfg();
+        // A file of the administrator's that sh cannot source: update-grub fails, its stderr in the error.
+        fs.writeFileSync(path.join(grubD, "50-broken.cfg"), 'GRUB_CMDLINE_LINUX="\n');
+        await assert.rejects(create({ iommu: "pt" }), (err: Error) => {
+            assert.match(err.message, /^command failed on root@127\.0\.0\.1:\d+ \(exit \d+\): sh -s <<script/);
+            assert.match(err.message, /\nstderr: .*(unterminated|Unterminated|EOF)/s);
+            return true;
+        });
+        assert.ok(!fs.existsSync(fragment()), "the failed create left its fragment");
+        assert.strictEqual(grubCfg(), before);
+        // Undoing needs update-grub too, which still fails: the claim stays with the original it
+        // recorded, for the retry (host/knob.ts), and the retry below releases it.
+        assert.match(fs.readFileSync(claim(), "utf8"), /^original=/m);
+        fs.rmSync(path.join(grubD, "50-broken.cfg"));
+
+        // One that sets GRUB_CMDLINE_LINUX without "$GRUB_CMDLINE_LINUX", sorted after kvmtune's: update-grub works, the arguments are not there.
+        fs.writeFileSync(path.join(grubD, "zz-console.cfg"), 'GRUB_CMDLINE_LINUX="console=ttyS0"\n');
+        await assert.rejects(
+            create({ iommu: "pt" }),
+            /^Error: KernelCmdline on bootlab: after the write, the default boot entry \(\/boot\/grub\/grub\.cfg\) lacks intel_iommu=on iommu=pt; it reads: root=UUID=4f1c ro console=ttyS0 quiet\. A file in \/etc\/default\/grub\.d sorted after kvmtune-cmdline\.cfg may set GRUB_CMDLINE_LINUX without "\$GRUB_CMDLINE_LINUX"/,
+        );
+        assert.ok(!fs.existsSync(fragment()) && !fs.existsSync(claim()), "the failed create left its fragment or claim");
+        fs.rmSync(path.join(grubD, "zz-console.cfg"));
+        await h.updateGrub();
+        assert.strictEqual(grubCfg(), before);
+    });
+
     it("a kernel that booted with the pages and reserved fewer is no reboot away: notInEffect says so", async () => {
         const { id, outs } = await create({ hugepages1G: { "0": 1, "1": 2 } });
         h.boot({ "1": 1 });
