@@ -10,8 +10,9 @@
  *   gives back grub.cfg as it was, byte for byte. What the boot configuration holds is read from
  *   the generated grub.cfg (the default entry's `linux` line), not from the sources: a later
  *   fragment that sets GRUB_CMDLINE_LINUX without `$GRUB_CMDLINE_LINUX` would drop ours, and only
- *   the generated file shows it. Lab-proven (see ../../../shared/LAB.md: "Booting through the
- *   host's own GRUB").
+ *   the generated file shows it. The mechanism was tried by hand on a lab host (GRUB_CMDLINE_LINUX,
+ *   update-grub, a reboot changed /proc/cmdline: the lab notes, "Booting through the host's own
+ *   GRUB"); this module has unit tests only so far, against an update-grub stand-in.
  * - `grubby` on BLS entries (RHEL, CentOS Stream, Fedora, Oracle Linux, Rocky, Alma): arguments are
  *   added with `grubby --update-kernel=ALL --args=...` and removed with `--remove-args=...`; what
  *   the default entry holds is `grubby --info=DEFAULT`'s `args="..."` line. NOT lab-proven: no
