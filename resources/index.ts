@@ -11,6 +11,7 @@ export type {
     HugepagePool as HugepagePoolFacts,
 } from "./host/facts";
 export { HugepagePool, HugepagePoolArgs, HugepagePoolCounts } from "./hugepagePool";
+export { KernelCmdline, KernelCmdlineArgs, KernelCmdlineRunning } from "./kernelCmdline";
 export { BlockElevator, BlockElevatorArgs, SchedulerName } from "./blockElevator";
 export { NumaPinnedGuest, NumaPinnedGuestArgs, GuestDiskArgs, GuestNetworkInterfaceArgs, GuestVfInterfaceArgs, CpuSetInput } from "./numaPinnedGuest";
 export { KvmHost, KvmHostArgs, KvmHostApplied } from "./kvmHost";

@@ -42,6 +42,16 @@ export const PROVIDER_CASES: Record<string, ProviderCase> = {
         ],
         freeText: OWNER_AND_CONNECTION,
     },
+    kernelCmdline: {
+        module: "kernelCmdline",
+        valid: [
+            { iommu: "pt", isolatedCpus: "2-3", hugepages1G: { "1": 1 }, extra: ["transparent_hugepage=never", "mitigations=auto,nosmt"], owner: "KernelCmdline k (kvmtune/test)" },
+            { iommu: "off", hugepages1G: 2 },
+        ],
+        freeText: OWNER_AND_CONNECTION,
+        // A total or pages per node.
+        alsoTakes: { hugepages1G: ["number"] },
+    },
     blockElevator: {
         module: "blockElevator",
         valid: [

@@ -6,7 +6,7 @@
  */
 import * as assert from "assert";
 import * as pulumi from "@pulumi/pulumi";
-import { BlockElevator, ConnectionInput, HostFacts, HugepagePool, KvmHost, NumaPinnedGuest, SriovNic, VhostNetwork } from "../../resources";
+import { BlockElevator, ConnectionInput, HostFacts, HugepagePool, KernelCmdline, KvmHost, NumaPinnedGuest, SriovNic, VhostNetwork } from "../../resources";
 import { secretConnection } from "../../resources/connectionInput";
 import { goodConnection } from "../helpers/fixtures";
 
@@ -51,6 +51,7 @@ describe("resource classes", function () {
         const nic = new SriovNic("s", { connection, pf: "enp65s0", numVfs: 2 });
         const pooled = new SriovNic("s2", { connection, pf: "enp66s0", numVfs: 2, libvirtNetwork: "sriov-pool" });
         const guest = new NumaPinnedGuest("g", { connection, name: "g1", vcpus: 1, memoryMiB: 64 });
+        const cmdline = new KernelCmdline("k", { connection, iommu: "pt" });
         const cases: Array<[pulumi.CustomResource, string[]]> = [
             [facts, declared(facts, ["facts", "hostname", "kernel", "numaNodes", "hugepageSizes", "blockDevices", "nics", "vhostNet", "libvirtVersion"])],
             [pool, declared(pool, ["pools", "totalPages", "freePages", "original", "rebootRequired", "drift"])],
@@ -59,6 +60,7 @@ describe("resource classes", function () {
             [nic, declared(nic, ["pfName", "pfPciAddress", "numaNode", "totalVfs", "vfDevices", "original", "bootUnit", "drift"])],
             [pooled, declared(pooled, ["pfName", "pfPciAddress", "numaNode", "totalVfs", "vfDevices", "original", "networkName", "bootUnit", "drift"])],
             [guest, declared(guest, ["uuid", "state", "resolvedCpuPins", "pendingRestart", "owned", "adopted", "vfAddresses", "interfaceDefaults"])],
+            [cmdline, declared(cmdline, ["args", "bootloader", "bootCmdline", "running", "rebootRequired", "notInEffect", "retired", "original", "drift"])],
         ];
         for (const [resource, outputs] of cases) {
             assert.deepStrictEqual(await outputSlots(resource), outputs, `${resource.constructor.name}: outputs asked for vs declared`);
