@@ -132,8 +132,15 @@ export function parseBootConfig(dump: Dump): BootConfig {
     return { flavor, cmdline: cfg === undefined ? null : parseGrubCfgDefault(cfg), source: GRUB_CFG };
 }
 
-/** update-grub, quiet when it works; its own output on stderr (for the error) when it fails. */
-const UPDATE_GRUB = `out=$(update-grub 2>&1) || { printf '%s\\n' "$out" >&2; exit 1; }`;
+/**
+ * update-grub, quiet when it works; its own output on stderr (for the error) when it fails, after
+ * `cleanup` (shell words ending in `;`). host/persist.ts runs it too after a GRUB fragment
+ * changed: one way to run it for every caller.
+ */
+export function updateGrubScript(cleanup = ""): string {
+    return `out=$(update-grub 2>&1) || { printf '%s\\n' "$out" >&2; ${cleanup}exit 1; }`;
+}
+const UPDATE_GRUB = updateGrubScript();
 
 /** The fragment's text: kvmtune's arguments appended to whatever GRUB_CMDLINE_LINUX holds. */
 export function fragmentText(owner: string, args: readonly string[]): string {

@@ -13,6 +13,7 @@
  *
  * The comparison happens on the host, in the same script that writes: no extra round trip.
  */
+import { updateGrubScript } from "./bootloader";
 import { PersistedFile } from "./drift";
 import { atomicWriteScript } from "./files";
 import { shellQuote } from "./quote";
@@ -23,7 +24,7 @@ const RELOADS = {
     udev: "udevadm control --reload 2>/dev/null || true",
     // A failed regeneration fails the step (its stderr reaches the error); the fragments written
     // in this step are taken away again, so the next `up` finds them changed and regenerates.
-    bootloader: 'update-grub >/dev/null || { rm -f $bootloader_written; exit 1; }',
+    bootloader: updateGrubScript("rm -f $bootloader_written; "),
 } as const;
 
 export type Reload = keyof typeof RELOADS;

@@ -25,7 +25,7 @@ import { Remote, runScript, TIMEOUTS } from "../host/remote";
 import { remoteFor } from "../host/sshPool";
 import { warnUser } from "../host/warn";
 import { checkWithPlan, diffProps, stateOnlyUpdate } from "../policy";
-import { stateOf } from "../state";
+import { found, stateOf } from "../state";
 import { inputsFrom } from "../validate";
 import { checkAgainstHost, conflicts } from "./kernelCmdlineChecks";
 import { CmdlineRead, effectOf, readCmdline } from "./kernelCmdlineRead";
@@ -174,7 +174,7 @@ export const provider = {
             ...(flavor ? persistedDrift(r.files, persistedBootFiles(flavor, owner, args), [cmdlineClaim(owner, flavor)]) : []),
             ...effect.bootLacks.map((a) => `the default boot entry (${r.boot.source}) lacks ${a}`),
         ];
-        return { id, props: outputs(i, owner, args, r, original, strings(props.retired), drift) };
+        return found(id, outputs(i, owner, args, r, original, strings(props.retired), drift));
     },
 
     async update(_id: string, olds: Record<string, unknown>, news: Record<string, unknown>): Promise<pulumi.dynamic.UpdateResult> {
