@@ -1,7 +1,8 @@
 /**
  * The tuning the `lab` stack declares on every lab host when the stack config names no hosts:
  * a small but complete tuned KVM host (huge pages on both nodes, a database disk's elevator,
- * SR-IOV VFs, a vhost network and a guest pinned to node 1), sized for the lab's 2 x 1.5 GiB.
+ * SR-IOV VFs, a vhost network and a guest pinned to node 1 that is also handed a VF of node 1's PF
+ * through vfio-pci), sized for the lab's nodes of 3 and 2 GiB.
  */
 import type { Tuning } from "./tuning";
 
@@ -9,7 +10,11 @@ export const labTuning: Tuning = {
     hugepagePools: [{ pageSize: "2M", nodes: { "0": 64, "1": 64 }, mount: "/dev/hugepages" }],
     elevators: [{ device: "vdb", scheduler: "mq-deadline", tunables: { read_expire: 100 } }],
     // The first igb PF (node 0): 4 VFs, VF 0 with a fixed MAC, VLAN 100 and trust on.
-    sriovNics: [{ pf: "enp33s0", numVfs: 4, vfs: [{ vf: 0, mac: "52:54:00:00:00:10", vlan: 100, trust: true }] }],
+    sriovNics: [
+        { pf: "enp33s0", numVfs: 4, vfs: [{ vf: 0, mac: "52:54:00:00:00:10", vlan: 100, trust: true }] },
+        // Node 1's PF, for demo-db (on node 1): a VF of the guest's own node.
+        { pf: "enp65s0", numVfs: 2 },
+    ],
     vhostNetworks: [{ name: "tuned", bridge: "kvmt-tuned", queues: 2 }],
     guests: [
         {
@@ -20,7 +25,12 @@ export const labTuning: Tuning = {
             memoryMode: "strict",
             memoryMiB: 64,
             hugepages: "2M",
-            interfaces: [{ network: "tuned", queues: 2 }],
+            // Its vhost NIC, and VF 0 of node 1's PF handed over through vfio-pci (libvirt sets the
+            // VF's MAC and VLAN on the PF when the guest starts).
+            interfaces: [
+                { network: "tuned", queues: 2 },
+                { hostdevVf: { pf: "enp65s0", vf: 0 }, mac: "52:54:00:00:01:10", vlan: 200 },
+            ],
             running: true,
             // The demo guest boots no OS, so nothing answers the ACPI shutdown request: do not
             // wait the default two minutes before forcing it off on delete.

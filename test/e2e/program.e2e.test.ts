@@ -14,7 +14,7 @@ import { labTuning } from "../../fleet/labTuning";
 import { localStack } from "../../tools/pulumiEngine";
 import { cpuCellColours, screenshotSvg, svgSize } from "../helpers/chromium";
 import { decodePng } from "../helpers/png";
-import { hostState, HostState } from "../helpers/labTuningState";
+import { assertDemoDbHasVf, hostState, HostState } from "../helpers/labTuningState";
 import { loadInventory, repoRoot, sshOk } from "../lab/labHosts";
 
 /** Children per host: the component, its facts, and one resource per tuning item. */
@@ -90,8 +90,9 @@ describe("the kvmtune program through the Pulumi CLI", function () {
             assert.match(numatune, /numa_nodeset\s*:\s*1\s*$/m);
             assert.strictEqual(out.topology, path.join(topologyDir, `${h.name}.svg`));
 
-            // The first PF's VFs, and VF 0's settings as the kernel reports them.
+            // The first PF's VFs, and VF 0's settings as the kernel reports them; demo-db's VF of node 1's PF.
             assert.strictEqual(now.numVfs, 4);
+            await assertDemoDbHasVf(h);
             assert.match(await sshOk(h, "ip link show enp33s0"), /vf 0\b.*link\/ether 52:54:00:00:00:10.*vlan 100.*trust on/);
 
             // The vhost network: active with its bridge, and demo-db on it with the in-kernel backend.

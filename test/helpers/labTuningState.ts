@@ -13,6 +13,8 @@ export interface HostState {
     domains: string;
     networks: string;
     numVfs: number;
+    /** VFs of node 1's PF (demo-db holds VF 0 through vfio-pci). */
+    numVfsNode1: number;
 }
 
 export async function hostState(h: LabHost): Promise<HostState> {
@@ -26,6 +28,7 @@ export async function hostState(h: LabHost): Promise<HostState> {
             "virsh -c qemu:///system list --all --name | sort | tr '\\n' ' '; echo",
             "virsh -c qemu:///system net-list --all --name | sort | tr '\\n' ' '; echo",
             "cat /sys/class/net/enp33s0/device/sriov_numvfs",
+            "cat /sys/class/net/enp65s0/device/sriov_numvfs",
         ].join("; "),
     );
     const l = out.split("\n");
@@ -37,6 +40,7 @@ export async function hostState(h: LabHost): Promise<HostState> {
         domains: l[6].trim(),
         networks: l[7].trim(),
         numVfs: Number(l[8]),
+        numVfsNode1: Number(l[9]),
     };
 }
 
@@ -51,7 +55,23 @@ export async function assertLabTuned(h: LabHost): Promise<void> {
     assert.match(await sshOk(h, "ip link show enp33s0"), /vf 0\b.*link\/ether 52:54:00:00:00:10.*vlan 100.*trust on/, `${h.name}: VF 0's settings`);
     assert.match(await sshOk(h, "virsh -c qemu:///system net-info tuned"), /Active:\s+yes[\s\S]*Autostart:\s+yes[\s\S]*Bridge:\s+kvmt-tuned/, `${h.name}: the vhost network`);
     assert.strictEqual((await sshOk(h, "virsh -c qemu:///system domstate demo-db")).trim(), "running", `${h.name}: demo-db`);
+    await assertDemoDbHasVf(h);
     assert.match(await sshOk(h, `head -n 1 ${ELEVATOR_RULE}`), /^# Managed by kvmtune for BlockElevator /, `${h.name}: vdb's udev rule`);
+}
+
+/**
+ * demo-db holds VF 0 of node 1's PF through VFIO: the VF is bound to vfio-pci, demo-db's QEMU holds
+ * its IOMMU group's /dev/vfio file, and the PF shows the VF with demo-db's MAC and VLAN.
+ */
+export async function assertDemoDbHasVf(h: LabHost): Promise<void> {
+    assert.strictEqual(Number((await sshOk(h, "cat /sys/class/net/enp65s0/device/sriov_numvfs")).trim()), 2, `${h.name}: VFs of enp65s0`);
+    const vf = "/sys/class/net/enp65s0/device/virtfn0";
+    assert.strictEqual((await sshOk(h, `basename "$(readlink -f ${vf}/driver)"`)).trim(), "vfio-pci", `${h.name}: VF 0 of enp65s0 is not bound to vfio-pci`);
+    const group = (await sshOk(h, `basename "$(readlink -f ${vf}/iommu_group)"`)).trim();
+    const pid = (await sshOk(h, "cat /run/libvirt/qemu/demo-db.pid")).trim();
+    assert.match(await sshOk(h, `ls -l /proc/${pid}/fd`), new RegExp(`/dev/vfio/${group}\\b`), `${h.name}: demo-db's QEMU holds no /dev/vfio/${group}`);
+    assert.match(await sshOk(h, "virsh -c qemu:///system dumpxml demo-db"), /<interface type='hostdev' managed='yes'>/, `${h.name}: demo-db has no hostdev interface`);
+    assert.match(await sshOk(h, "ip link show enp65s0"), /vf 0\b.*link\/ether 52:54:00:00:01:10.*vlan 200/, `${h.name}: VF 0's MAC and VLAN on enp65s0`);
 }
 
 /** The udev rule that keeps vdb's scheduler across reboots. */

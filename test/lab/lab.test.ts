@@ -107,6 +107,39 @@ describe("lab self-test", function () {
         }
       });
 
+      it("has a virtual IOMMU: IOMMU groups, and each VF of node 1's PF in a group of its own", async function () {
+        const groups = Number((await sshOk(host, "ls /sys/kernel/iommu_groups | wc -l")).trim());
+        assert.ok(groups > 0, `${host.name}: no IOMMU groups (lab/host.sh's intel-iommu device)`);
+        const pf = (await sshOk(host, 'for d in /sys/class/net/*; do [ "$(cat $d/device/numa_node 2>/dev/null)" = 1 ] && [ -e $d/device/sriov_totalvfs ] && echo ${d##*/}; done')).trim();
+        assert.ok(pf, `${host.name}: no SR-IOV PF on node 1`);
+        const dev = `/sys/class/net/${pf}/device`;
+        try {
+          await sshOk(host, `echo 0 > ${dev}/sriov_numvfs && echo 2 > ${dev}/sriov_numvfs`);
+          const vfGroups = (await sshOk(host, `for v in ${dev}/virtfn0 ${dev}/virtfn1; do g=$(readlink -f $v/iommu_group); echo "\${g##*/} $(ls $g/devices | wc -l)"; done`)).trim().split("\n");
+          assert.equal(vfGroups.length, 2, vfGroups.join("; "));
+          assert.notEqual(vfGroups[0].split(" ")[0], vfGroups[1].split(" ")[0], `VFs share an IOMMU group: ${vfGroups.join("; ")}`);
+          for (const g of vfGroups) assert.equal(g.split(" ")[1], "1", `a VF's IOMMU group holds other devices: ${g}`);
+        } finally {
+          await sshOk(host, `echo 0 > ${dev}/sriov_numvfs`);
+        }
+      });
+
+      it("gives each NUMA node a 1 GiB-aligned GiB above the first, so a 1 GiB page per node can be reserved at boot", async function () {
+        const blockBytes = Number.parseInt((await sshOk(host, "cat /sys/devices/system/memory/block_size_bytes")).trim(), 16);
+        const perGiB = 2 ** 30 / blockBytes;
+        for (const node of [0, 1]) {
+          const blocks = new Set(
+            (await sshOk(host, `ls /sys/devices/system/node/node${node} | sed -n 's/^memory\\([0-9]*\\)$/\\1/p'`))
+              .trim()
+              .split("\n")
+              .map(Number),
+          );
+          const gibs = [...blocks].map((b) => Math.floor(b / perGiB)).filter((g, i, all) => g > 0 && all.indexOf(g) === i);
+          const whole = gibs.filter((g) => Array.from({ length: perGiB }, (_x, k) => g * perGiB + k).every((b) => blocks.has(b)));
+          assert.ok(whole.length > 0, `${host.name}: node ${node} has no whole aligned GiB above the first (memory blocks of ${blockBytes} bytes: ${[...blocks].sort((a, b) => a - b).join(",")})`);
+        }
+      });
+
       it("has one igb PF on each NUMA node (pxb-pcie numa_node)", async function () {
         const out = await sshOk(
           host,

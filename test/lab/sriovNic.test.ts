@@ -4,9 +4,8 @@
  * (`sriov_numvfs`, the `virtfn*` links and their netdevs), `ip link show` for the VF settings,
  * systemctl for the boot unit and virsh for the VF pool network.
  *
- * A guest cannot take a VF through vfio on the lab (no emulated IOMMU), so the running guest that
- * holds a VF here uses it through macvtap (`<interface type='direct'>` on the VF's netdev), which
- * needs no IOMMU; the refusal logic is the same for hostdev interfaces (unit-tested).
+ * The running guest that holds a VF here uses it through macvtap (`<interface type='direct'>` on
+ * the VF's netdev); a guest handed a VF through vfio-pci has its own suite (deviceAssignment.test.ts).
  */
 import * as assert from "assert";
 import type { PulumiFn } from "@pulumi/pulumi/automation";
