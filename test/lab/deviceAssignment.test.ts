@@ -55,7 +55,7 @@ describe("device assignment: a guest handed a VF through vfio-pci", function () 
 
     before(async () => {
         // The PF of NUMA node 1 (lab/host.sh puts one igb PF behind each node's expander bridge).
-        pf = (await ssh('for d in /sys/class/net/*; do [ "$(cat $d/device/numa_node 2>/dev/null)" = 1 ] && [ -e $d/device/sriov_totalvfs ] && echo ${d##*/}; done')).trim();
+        pf = (await ssh('for d in /sys/class/net/*; do [ "$(cat $d/device/numa_node 2>/dev/null)" = 1 ] && [ -e $d/device/sriov_totalvfs ] && echo ${d##*/}; done; true')).trim();
         assert.ok(pf, `${h.name} has no SR-IOV PF on node 1`);
         numVfsBefore = Number((await ssh(`cat /sys/class/net/${pf}/device/sriov_numvfs`)).trim());
         s = await inlineStack("lab-vfio");

@@ -110,7 +110,7 @@ describe("lab self-test", function () {
       it("has a virtual IOMMU: IOMMU groups, and each VF of node 1's PF in a group of its own", async function () {
         const groups = Number((await sshOk(host, "ls /sys/kernel/iommu_groups | wc -l")).trim());
         assert.ok(groups > 0, `${host.name}: no IOMMU groups (lab/host.sh's intel-iommu device)`);
-        const pf = (await sshOk(host, 'for d in /sys/class/net/*; do [ "$(cat $d/device/numa_node 2>/dev/null)" = 1 ] && [ -e $d/device/sriov_totalvfs ] && echo ${d##*/}; done')).trim();
+        const pf = (await sshOk(host, 'for d in /sys/class/net/*; do [ "$(cat $d/device/numa_node 2>/dev/null)" = 1 ] && [ -e $d/device/sriov_totalvfs ] && echo ${d##*/}; done; true')).trim();
         assert.ok(pf, `${host.name}: no SR-IOV PF on node 1`);
         const dev = `/sys/class/net/${pf}/device`;
         try {
