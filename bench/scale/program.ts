@@ -30,11 +30,11 @@ export function resourcesPerHost(disks: number): number {
     return 1 + 1 + disks + 1;
 }
 
-export function writeProject(dir: string): void {
+export function writeProject(dir: string, main = path.join(repoRoot, "bin", "index.js")): void {
     fs.mkdirSync(path.join(dir, "node_modules"), { recursive: true });
     fs.writeFileSync(path.join(dir, "Pulumi.yaml"), "name: kvmtune-scale\nruntime: nodejs\nmain: index.js\ndescription: kvmtune's fleet program on simulated hosts (bench/scale)\n");
     fs.writeFileSync(path.join(dir, "package.json"), JSON.stringify({ name: "kvmtune-scale-bench", private: true, dependencies: { kvmtune: "*" } }, null, 2));
-    fs.writeFileSync(path.join(dir, "index.js"), `module.exports = require(${JSON.stringify(path.join(repoRoot, "bin", "index.js"))});\n`);
+    fs.writeFileSync(path.join(dir, "index.js"), `module.exports = require(${JSON.stringify(main)});\n`);
     fs.symlinkSync(repoRoot, path.join(dir, "node_modules", "kvmtune"));
     fs.symlinkSync(path.join(repoRoot, "node_modules", "@pulumi"), path.join(dir, "node_modules", "@pulumi"));
 }

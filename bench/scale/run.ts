@@ -13,7 +13,8 @@
  *
  * Options: --hosts N (10) --disks D (elevators per host, 5) --parallel P (the engine's --parallel;
  * default: the CLI's own) --keep (leave the temp folder: state, sshd logs, engine logs) --out FILE
- * (append the JSON line to FILE as well).
+ * (append the JSON line, with --label L and the details, to FILE as well) --main FILE (the program's
+ * compiled entry point instead of bin/index.js).
  */
 import { ChildProcess, execFileSync, spawn } from "node:child_process";
 import * as fs from "node:fs";
@@ -43,6 +44,10 @@ interface Options {
     parallel?: number;
     keep: boolean;
     out?: string;
+    /** A name for the code that ran, recorded with the result (plot.ts draws one curve per label). */
+    label?: string;
+    /** The program's compiled entry point (default bin/index.js): to measure an older program beside this one. */
+    main?: string;
 }
 
 function parseArgs(argv: string[]): Options {
@@ -59,7 +64,9 @@ function parseArgs(argv: string[]): Options {
         else if (a === "--parallel") o.parallel = num();
         else if (a === "--keep") o.keep = true;
         else if (a === "--out") o.out = argv[++i];
-        else throw new Error(`unknown option ${a} (--hosts N --disks D --parallel P --keep --out FILE)`);
+        else if (a === "--label") o.label = argv[++i];
+        else if (a === "--main") o.main = path.resolve(argv[++i]);
+        else throw new Error(`unknown option ${a} (--hosts N --disks D --parallel P --keep --out FILE --label L --main FILE)`);
     }
     if (o.disks > 20) throw new Error("--disks: at most 20 (vdb..vdu)");
     return o;
@@ -172,7 +179,7 @@ async function main(): Promise<void> {
         say(`${o.hosts} sshd's listening (${((Date.now() - t0) / 1000).toFixed(1)} s)`);
 
         const project = path.join(dir, "project");
-        writeProject(project);
+        writeProject(project, o.main);
         const env: NodeJS.ProcessEnv = {
             ...process.env,
             PULUMI_BACKEND_URL: `file://${path.join(dir, "state")}`,
@@ -221,7 +228,7 @@ async function main(): Promise<void> {
             stateBytes: state.length,
             sshConnectionsPerHost: Math.max(...perStep.flat()),
         };
-        if (o.out) fs.appendFileSync(o.out, JSON.stringify({ ...result, at: new Date().toISOString(), detail }) + "\n");
+        if (o.out) fs.appendFileSync(o.out, JSON.stringify({ ...result, label: o.label, parallel: o.parallel ?? null, at: new Date().toISOString(), detail }) + "\n");
         await cleanup();
         process.stdout.write(JSON.stringify(result) + "\n");
     } catch (err) {
