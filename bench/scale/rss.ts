@@ -39,6 +39,8 @@ function label(pid: number): string {
     const argv = fs.readFileSync(`/proc/${pid}/cmdline`, "utf8").split("\0").filter(Boolean);
     const exe = (argv[0] ?? "?").split("/").pop() ?? "?";
     if (exe !== "node") return exe;
+    // `node -e <code>` (the SDK's launcher of the program): its code is no name.
+    if (argv[1] === "-e" || argv[1] === "--eval") return "node -e (launcher)";
     const script = argv.slice(1).find((a) => !a.startsWith("-")) ?? "";
     return `node ${script.split("/").slice(-2).join("/")}`;
 }

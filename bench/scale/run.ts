@@ -200,7 +200,7 @@ async function main(): Promise<void> {
         const upLines = up.out.split("\n").length;
         say(`up: ${up.seconds.toFixed(1)} s, peak RSS ${up.rss.peakMiB.toFixed(0)} MiB, ${upLines} lines printed; ${summaryLine(up.out)}`);
         say(`preview --refresh (load average ${os.loadavg()[0].toFixed(1)})`);
-        const preview = await pulumi(b, env, ["preview", "--refresh", "--expect-no-changes", ...parallel, ...cwd], "preview-refresh");
+        const preview = await pulumi(b, env, ["preview", "--refresh", "--expect-no-changes", "--diff", ...parallel, ...cwd], "preview-refresh");
         const afterPreview = connections();
         say(`preview --refresh: ${preview.seconds.toFixed(1)} s, peak RSS ${preview.rss.peakMiB.toFixed(0)} MiB; ${summaryLine(preview.out)}`);
         const state = execFileSync("bash", [path.join(repoRoot, "scripts", "pulumi.sh"), "stack", "export", ...cwd], { env, maxBuffer: 1 << 30 });

@@ -64,9 +64,49 @@ const NAMESPACE_SETUP = [
     'exec /usr/sbin/sshd -D -f "$dir/sshd_config" -E "$dir/sshd.log"',
 ].join("\n");
 
+/**
+ * systemctl: libvirtd counts as running; `enable`/`disable` make and remove the `<target>.wants`
+ * links a unit's `WantedBy=` names, as systemd does (kvmtune's refresh checks the link); the rest
+ * succeeds doing nothing.
+ */
+const SYSTEMCTL = `#!/bin/sh
+verb=$1; shift
+for a in "$@"; do case "$a" in -*) ;; *) set -- "$@" "$a" ;; esac; shift; done
+units=/etc/systemd/system
+case "$verb" in
+  is-active) echo active ;;
+  is-enabled) for u in "$@"; do ls "$units"/*.wants/"$u" >/dev/null 2>&1 || { echo disabled; exit 1; }; done; echo enabled ;;
+  enable) for u in "$@"; do for t in $(sed -n 's/^WantedBy=//p' "$units/$u" 2>/dev/null); do
+      mkdir -p "$units/$t.wants" && ln -sf "$units/$u" "$units/$t.wants/$u"; done; done ;;
+  disable) for u in "$@"; do rm -f "$units"/*.wants/"$u"; done ;;
+esac
+exit 0
+`;
+
+/**
+ * virsh: the unit tests' stand-in (domains as XML in /etc/fake-libvirt) behind a wrapper that also
+ * answers --version (the facts ask it) and keeps autostart marks (by UUID), which dominfo reports.
+ */
+const VIRSH = `#!/bin/sh
+[ "$1" = -c ] && shift 2
+domains=/usr/local/sbin/virsh-domains
+marks=/etc/fake-libvirt-autostart
+uuid() { "$domains" dominfo "$1" | sed -n 's/^UUID: *//p'; }
+case "$1" in
+  --version) echo 9.0.0 ;;
+  autostart) shift; off=; [ "$1" = --disable ] && { off=1; shift; }
+    u=$(uuid "$1") && [ -n "$u" ] || { echo "error: failed to get domain '$1'" >&2; exit 1; }
+    mkdir -p "$marks"; if [ -n "$off" ]; then rm -f "$marks/$u"; else : > "$marks/$u"; fi ;;
+  dominfo) out=$("$domains" "$@") || exit $?
+    u=$(printf '%s\\n' "$out" | sed -n 's/^UUID: *//p')
+    if [ -e "$marks/$u" ]; then printf '%s\\n' "$out" | sed 's/^Autostart: .*/Autostart: enable/'; else printf '%s\\n' "$out"; fi ;;
+  *) exec "$domains" "$@" ;;
+esac
+`;
+
 const STAND_INS: Record<string, string> = {
-    // libvirtd counts as running; units enable; everything else is a no-op that succeeds.
-    systemctl: '#!/bin/sh\ncase "$1" in is-active) echo active ;; is-enabled) echo enabled ;; esac\nexit 0\n',
+    systemctl: SYSTEMCTL,
+    virsh: VIRSH,
     udevadm: "#!/bin/sh\nexit 0\n",
     modprobe: "#!/bin/sh\nexit 0\n",
     "update-grub": "#!/bin/sh\nexit 0\n",
@@ -144,11 +184,10 @@ export async function startSimHost(o: SimHostOptions): Promise<SimHost> {
     writeDisks(path.join(o.dir, "sys-block"), o.disks);
     const bin = path.join(o.dir, "bin");
     fs.mkdirSync(bin, { recursive: true });
-    for (const [name, text] of Object.entries(STAND_INS)) write(path.join(bin, name), text, 0o755);
-    // The unit tests' virsh stand-in keeps domains in /etc/fake-libvirt; facts also ask its version.
+    // The unit tests' virsh stand-in, renamed: the wrapper above runs it.
     installFakeVirsh(bin);
     fs.renameSync(path.join(bin, "virsh"), path.join(bin, "virsh-domains"));
-    write(path.join(bin, "virsh"), '#!/bin/sh\n[ "$1" = --version ] && { echo 9.0.0; exit 0; }\nexec /usr/local/sbin/virsh-domains "$@"\n', 0o755);
+    for (const [name, text] of Object.entries(STAND_INS)) write(path.join(bin, name), text, 0o755);
     write(path.join(o.dir, "authorized_keys"), o.clientPublicKey.trim() + "\n", 0o600);
     write(path.join(o.dir, "sshd_config"), sshdConfig(o));
     write(path.join(o.dir, "sshd.log"), "");
