@@ -10,13 +10,14 @@ import { planFleet } from "./fleet/config";
 import { labInventoryPath, readLabInventory } from "./fleet/labInventory";
 import { labTuning } from "./fleet/labTuning";
 import { AppliedView, topologyFromApplied } from "./fleet/topology";
+import { HostDetail, HostEntry, hostSummary, writeHostDetail } from "./fleet/summary";
 import { writeTopology } from "./fleet/writeTopology";
 import { KvmHost, KvmHostArgs } from "./resources";
 
 const config = new pulumi.Config("kvmtune");
 const configured = config.getObject<unknown[]>("hosts");
 const tuning = config.getObject<unknown>("tuning");
-/** Where `up` writes each host's topology picture (SVG); empty: no picture. */
+/** Where `up` writes each host's topology picture (`<host>.svg`) and full detail (`<host>.json`); empty: neither. */
 const topologyDir = config.get("topologyDir") ?? "out/topology";
 // Lab hosts as config: the inventory's extra fields (sudoUser) are the lab's, not the fleet's.
 const lab = configured
@@ -45,17 +46,23 @@ for (const h of fleet) {
             return null;
         }
     });
+    // What `up` prints: one line per host. The full detail (every node's CPUs, every pool, VF and
+    // tunable: about 270 lines a host) goes to a JSON file beside the picture instead of the
+    // output, so a fleet of 100 does not print 27,000 lines (issue 17).
     hosts[h.name] = pulumi.all([f.hostname, f.kernel, f.numaNodes, f.libvirtVersion, f.vhostNet, host.applied, picture]).apply(
-        ([hostname, kernel, nodes, libvirt, vhostNet, applied, topology]) => ({
-            facts: {
-                hostname,
-                kernel,
-                libvirt,
-                vhostNet,
-                numaNodes: nodes.map((n) => ({ id: n.id, cpus: n.cpus, memoryMiB: n.memoryMiB, hugepages: n.hugepages })),
-            },
-            applied,
-            topology,
-        }),
+        ([hostname, kernel, nodes, libvirt, vhostNet, applied, topology]): HostEntry => {
+            const detail: HostDetail = {
+                facts: {
+                    hostname,
+                    kernel,
+                    libvirt,
+                    vhostNet,
+                    numaNodes: nodes.map((n) => ({ id: n.id, cpus: n.cpus, memoryMiB: n.memoryMiB, hugepages: n.hugepages })),
+                },
+                applied,
+            };
+            const file = pulumi.runtime.isDryRun() || !topologyDir ? null : writeHostDetail({ ...detail, topology }, topologyDir, h.name);
+            return { summary: hostSummary(detail), detail: file, topology };
+        },
     );
 }

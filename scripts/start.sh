@@ -26,9 +26,12 @@ fi
 pulumi refresh --yes --skip-preview --stack "$stack" --non-interactive
 KVMTUNE_STACK="$stack" bash scripts/plan.sh # per host: what changes and how (scripts/plan.sh), then apply it
 pulumi up --yes --skip-preview --stack "$stack" --non-interactive
-# Where each host's topology picture went (written by the program after the host was converged).
+# Where each host's topology picture and full detail went (written by the program after the host was converged).
 pulumi stack output hosts --json --stack "$stack" | node -e '
   const hosts = JSON.parse(require("fs").readFileSync(0, "utf8"));
-  for (const [name, h] of Object.entries(hosts)) if (h.topology) console.log(`kvmtune: ${name} topology: ${h.topology}`);
+  for (const [name, h] of Object.entries(hosts)) {
+    if (h.topology) console.log(`kvmtune: ${name} topology: ${h.topology}`);
+    if (h.detail) console.log(`kvmtune: ${name} detail: ${h.detail}`);
+  }
 '
 echo "kvmtune: stack '$stack' is up. Stop the lab with: npm run lab -- down" >&2

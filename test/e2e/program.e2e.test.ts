@@ -67,9 +67,14 @@ describe("the kvmtune program through the Pulumi CLI", function () {
         const result = await stack.up({ onOutput: () => undefined });
         assert.strictEqual(result.summary.result, "succeeded");
         assert.strictEqual(result.summary.resourceChanges?.create, inventory.hosts.length * perHost + 1);
-        const hosts = result.outputs.hosts.value as Record<string, { facts: { hostname: string; kernel: string; numaNodes: Array<{ cpus: number[] }> }; applied: { guests: Record<string, { state: string; cpuPins: number[][] }> }; topology: string }>;
+        // `up` prints one line per host; the full detail is the JSON file the line's entry names.
+        const hosts = result.outputs.hosts.value as Record<string, { summary: string; detail: string; topology: string }>;
         for (const h of inventory.hosts) {
-            const out = hosts[h.name];
+            const entry = hosts[h.name];
+            assert.strictEqual(entry.detail, path.join(topologyDir, `${h.name}.json`));
+            const out = JSON.parse(fs.readFileSync(entry.detail, "utf8")) as { facts: { hostname: string; kernel: string; numaNodes: Array<{ cpus: number[] }> }; applied: { guests: Record<string, { state: string; cpuPins: number[][] }> }; topology: string };
+            assert.match(entry.summary, new RegExp(`^${out.facts.hostname}: kernel ${out.facts.kernel}; .*guests: demo-db running on CPUs 2-3$`));
+            assert.doesNotMatch(entry.summary, /\n/);
             assert.strictEqual(out.facts.hostname, (await sshOk(h, "hostname")).trim());
             assert.strictEqual(out.facts.kernel, (await sshOk(h, "uname -r")).trim());
             assert.deepStrictEqual(out.facts.numaNodes.map((n) => n.cpus), [[0, 1], [2, 3]]);
@@ -88,7 +93,8 @@ describe("the kvmtune program through the Pulumi CLI", function () {
             const numatune = await sshOk(h, "virsh -c qemu:///system numatune demo-db");
             assert.match(numatune, /numa_mode\s*:\s*strict/);
             assert.match(numatune, /numa_nodeset\s*:\s*1\s*$/m);
-            assert.strictEqual(out.topology, path.join(topologyDir, `${h.name}.svg`));
+            assert.strictEqual(entry.topology, path.join(topologyDir, `${h.name}.svg`));
+            assert.strictEqual(out.topology, entry.topology);
 
             // The first PF's VFs, and VF 0's settings as the kernel reports them; demo-db's VF of node 1's PF.
             assert.strictEqual(now.numVfs, 4);

@@ -20,8 +20,9 @@ describe("provider serialization", function () {
             const shim = lazyProvider(`kvmtune/providers/${c.module}`);
             // Used first, with the key: a provider that kept anything from a call would now hold it.
             assert.strictEqual((await shim.check!({}, { ...valid, connection: goodConnection() })).failures, undefined);
+            // Stored twice in every resource's state (inputs and outputs): keep it near 2 KB.
             const serialized = await pulumi.runtime.serializeFunction(() => shim, { allowSecrets: false });
-            assert.ok(serialized.text.length < 4096, `serialized provider is ${serialized.text.length} bytes`);
+            assert.ok(serialized.text.length < 2400, `serialized provider is ${serialized.text.length} bytes`);
             assert.ok(!/zod|node-ssh|ssh2/.test(serialized.text), "heavy modules captured in the provider closure");
             assert.strictEqual(leakedPiece(serialized.text, pieces), undefined, "the private key is in the serialized provider");
 
@@ -33,4 +34,12 @@ describe("provider serialization", function () {
             assert.strictEqual(good.failures, undefined);
         });
     }
+
+    it("gives every resource of a type the same provider object, so the SDK serializes it once per type", () => {
+        // @pulumi/pulumi caches serialized providers by object identity (dynamic/index.js).
+        for (const c of Object.values(PROVIDER_CASES)) {
+            assert.strictEqual(lazyProvider(`kvmtune/providers/${c.module}`), lazyProvider(`kvmtune/providers/${c.module}`), c.module);
+        }
+        assert.notStrictEqual(lazyProvider("kvmtune/providers/hostFacts"), lazyProvider("kvmtune/providers/blockElevator"));
+    });
 });
