@@ -74,17 +74,19 @@ start() {
   fi
   rm -f "$DIR/qemu.pid"
   : >"$DIR/console.log"
-  # Memory: q35 puts the first 2 GiB below 4 GiB and the rest from 4 GiB up. Node 0 (3 GiB) then
-  # holds 4-5 GiB and node 1 (2 GiB) 5-7 GiB: each node has a 1 GiB-aligned GiB that no kernel,
-  # initrd or firmware sits in, so a 1 GiB page per node can be reserved at boot (`-cpu max` has
-  # pdpe1gb). With 1.5 GiB per node, node 0 had no such GiB and the kernel gave it none.
+  # Memory: q35 puts the first 2 GiB below 4 GiB and the rest from 4 GiB up, so node 0 (4 GiB)
+  # holds 0-2 and 4-6 GiB and node 1 (2 GiB) 6-8 GiB. The kernel reserves 1 GiB pages at boot
+  # from memory it has not used yet, and its own early allocations go top-down (the top GiB of
+  # each node); the GiB below is free on each node, so a 1 GiB page per node is possible (`-cpu
+  # max` has pdpe1gb). Seen on the lab: with 1.5 GiB per node node 0 had no free aligned GiB, and
+  # with 3 GiB (0-2 and 4-5 GiB) the kernel's allocations took 4-5 GiB: node 0 got no page.
   # The virtual IOMMU (first device; split irqchip for its interrupt remapping) gives VFs IOMMU
   # groups, so a guest can be handed one through vfio-pci. Debian's kernel turns it on by itself;
   # the image carries no tuning arguments, kvmtune sets them.
   "$QEMU" -name "$NAME,debug-threads=on" \
     -machine q35,kernel-irqchip=split -accel tcg,thread=multi -cpu max \
-    -smp 4,sockets=2,cores=2,threads=1 -m 5G \
-    -object memory-backend-ram,id=m0,size=3G -object memory-backend-ram,id=m1,size=2G \
+    -smp 4,sockets=2,cores=2,threads=1 -m 6G \
+    -object memory-backend-ram,id=m0,size=4G -object memory-backend-ram,id=m1,size=2G \
     -numa node,nodeid=0,cpus=0-1,memdev=m0 -numa node,nodeid=1,cpus=2-3,memdev=m1 \
     -nodefaults -display none -vga none -rtc base=utc \
     -device intel-iommu,intremap=on,caching-mode=on,device-iotlb=off \
