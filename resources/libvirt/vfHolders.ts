@@ -17,6 +17,8 @@ export interface VfDevice {
     vf: number;
     pciAddress: string;
     netdev: string | null;
+    /** The driver bound to the VF (`igbvf`, `vfio-pci` while a guest holds it), when read. */
+    driver?: string | null;
 }
 
 export interface VfHolder {

@@ -42,7 +42,7 @@ import { checkWithPlan, diffProps, stateOnlyUpdate } from "../policy";
 import { found, gone, stateOf } from "../state";
 import { inputsFrom } from "../validate";
 import { defaultVf, POLICY, SriovNicInputs, sriovNicSchema, VfSettings, wantedVfs } from "./sriovNicSchema";
-import { deviceDir, pfClaim, PfState, readPf, readPfWithNetworks, scriptPath, unitName, unitPath } from "./sriovNicRead";
+import { deviceDir, guestVfs, pfClaim, PfState, readPf, readPfWithNetworks, scriptPath, unitName, unitPath } from "./sriovNicRead";
 import { bootScript, bootUnit, countPlan, labelFor, PfRef, persistScript, unpersistScript, vfCommands, vfsThatGo } from "./sriovNicWrite";
 import { checkPf, mismatches } from "./sriovNicChecks";
 
@@ -177,7 +177,7 @@ async function converge(remote: Remote, i: SriovNicInputs, pf: PfState, owner: s
     const oldOurs = oldNetwork && oldNetwork !== i.libvirtNetwork && nets.get(oldNetwork)?.network?.owner === owner ? oldNetwork : undefined;
     await refuseIfHeld(remote, pf, vfsThatGo(pf.numVfs, i.numVfs, pf.devices), oldOurs ? [oldOurs] : [], `numVfs ${pf.numVfs} -> ${i.numVfs} on ${pf.name}`);
 
-    const after = await applyVfs(remote, pf, i.numVfs, wantedVfs(i), i.numVfs > 0 || pf.adminUp, labelFor(i));
+    const after = await applyVfs(remote, pf, i.numVfs, wantedVfs(i, guestVfs(pf)), i.numVfs > 0 || pf.adminUp, labelFor(i));
     const wrong = mismatches(i, after);
     if (wrong.length) throw new Error(`SriovNic ${pf.name} on ${hostname}: the driver did not take the settings: ${wrong.join("; ")}`);
     if (oldOurs) {
@@ -245,7 +245,9 @@ export const provider = {
         // Live values in the input fields, so refresh shows a change made behind our back: the
         // listed VFs as they are, and any other VF whose settings are no longer the defaults.
         const listed = i.vfs.map((v) => pf.vfs.find((l) => l.vf === v.vf)).filter((v): v is VfSettings => v !== undefined);
-        const strays = pf.vfs.filter((l) => !i.vfs.some((v) => v.vf === l.vf) && JSON.stringify(l) !== JSON.stringify(defaultVf(l.vf)));
+        // A VF a guest holds (vfio-pci) has the settings its guest's interface gave it: no stray.
+        const held = guestVfs(pf);
+        const strays = pf.vfs.filter((l) => !i.vfs.some((v) => v.vf === l.vf) && !held.includes(l.vf) && JSON.stringify(l) !== JSON.stringify(defaultVf(l.vf)));
         let libvirtNetwork = i.libvirtNetwork;
         if (libvirtNetwork) {
             const n = networks.get(libvirtNetwork) as NetworkRead;

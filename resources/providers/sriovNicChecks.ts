@@ -3,7 +3,7 @@
  * against what was asked after a write.
  */
 import { SriovNicInputs, wantedVfs, ZERO_MAC } from "./sriovNicSchema";
-import type { PfState } from "./sriovNicRead";
+import { guestVfs, PfState } from "./sriovNicRead";
 import { labelFor } from "./sriovNicWrite";
 
 /** What the host has, checked against the inputs; messages name field, value and what is there. Ownership is the claim's. */
@@ -23,7 +23,7 @@ export function mismatches(i: SriovNicInputs, pf: PfState): string[] {
         return out;
     }
     const label = labelFor(i);
-    for (const w of wantedVfs(i)) {
+    for (const w of wantedVfs(i, guestVfs(pf))) {
         const l = pf.vfs.find((v) => v.vf === w.vf);
         if (!l) {
             out.push(`${label(w.vf)}: VF ${w.vf} is missing from ip link's list`);

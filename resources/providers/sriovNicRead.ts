@@ -61,6 +61,14 @@ export function pfClaim(owner: string, pf: Pick<PfState, "name" | "pciAddress">,
     };
 }
 
+/**
+ * VFs bound to vfio-pci: handed to a guest, whose interface (libvirt's `<interface type='hostdev'>`)
+ * sets their MAC and VLAN. SriovNic leaves the settings of such a VF alone unless it declares it.
+ */
+export function guestVfs(pf: Pick<PfState, "devices">): number[] {
+    return pf.devices.filter((d) => d.driver === "vfio-pci").map((d) => d.vf);
+}
+
 export const unitName = (pf: string) => `kvmtune-sriov-${pf}.service`;
 export const unitPath = (pf: string) => `/etc/systemd/system/${unitName(pf)}`;
 
@@ -84,7 +92,7 @@ export function readPfScript(pf: string, networks: readonly string[] = []): stri
             "/etc/systemd/system/kvmtune-sriov-*.service",
             `${CLAIMS_DIR}/sriov-*`,
         ],
-        links: [dev, `${dev}/driver`, `${dev}/physfn`, `${dev}/virtfn*`],
+        links: [dev, `${dev}/driver`, `${dev}/physfn`, `${dev}/virtfn*`, `${dev}/virtfn*/driver`],
         commands: {
             ip: `n=${firstNetdev} && [ -n "$n" ] && ip -j link show dev "$n"`,
             enabled: `for u in /etc/systemd/system/kvmtune-sriov-*.service; do [ -f "$u" ] && echo "$(basename "$u") $(systemctl is-enabled "$(basename "$u")" 2>/dev/null)"; done; true`,
@@ -137,6 +145,11 @@ export function parsePfState(pf: string, out: string): PfState | null {
         const m = /\/virtfn(\d+)\/net\/([^/]+)\/ifindex$/.exec(p);
         const d = m && devices.find((x) => x.vf === Number(m[1]));
         if (d) d.netdev = m![2];
+    }
+    for (const [link, to] of dump.links) {
+        const m = /\/virtfn(\d+)\/driver$/.exec(link);
+        const d = m && devices.find((x) => x.vf === Number(m[1]));
+        if (d) d.driver = base(to);
     }
     devices.sort((a, b) => a.vf - b.vf);
     const ip = dump.commands.get("ip");

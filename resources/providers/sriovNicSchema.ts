@@ -97,6 +97,9 @@ export function defaultVf(vf: number): VfSettings {
 }
 
 /** Every VF of a PF with `numVfs` VFs as the inputs want it: listed settings, defaults for the rest. */
-export function wantedVfs(i: Pick<SriovNicInputs, "numVfs" | "vfs">): VfSettings[] {
-    return Array.from({ length: i.numVfs }, (_x, vf) => i.vfs.find((v) => v.vf === vf) ?? defaultVf(vf));
+export function wantedVfs(i: Pick<SriovNicInputs, "numVfs" | "vfs">, guestVfs: readonly number[] = []): VfSettings[] {
+    // An undeclared VF a guest holds keeps the settings its guest's interface gave it.
+    return Array.from({ length: i.numVfs }, (_x, vf) => i.vfs.find((v) => v.vf === vf) ?? (guestVfs.includes(vf) ? null : defaultVf(vf))).filter(
+        (v): v is VfSettings => v !== null,
+    );
 }

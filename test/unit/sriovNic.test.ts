@@ -31,6 +31,7 @@ import {
     vfCommands,
     vfsThatGo,
     VfSettings,
+    wantedVfs,
 } from "../../resources/providers/sriovNic";
 import { goodConnection } from "../helpers/fixtures";
 import { createKnob } from "../../resources/host/knob";
@@ -64,7 +65,7 @@ function dumpText(d: { files?: Record<string, string>; links?: Record<string, st
 
 const DEV = "/sys/class/net/enp65s0/device";
 /** The lab PF as the read script returns it, with kvmtune's records given in `records`. */
-function labPf(records: Record<string, string> = {}, enabled = ""): string {
+function labPf(records: Record<string, string> = {}, enabled = "", links: Record<string, string> = {}): string {
     return dumpText({
         files: {
             "/etc/hostname": "lab1",
@@ -81,6 +82,7 @@ function labPf(records: Record<string, string> = {}, enabled = ""): string {
             [`${DEV}/driver`]: "/sys/bus/pci/drivers/igb",
             [`${DEV}/virtfn0`]: "/sys/devices/pci0000:40/0000:40:00.0/0000:41:10.0",
             [`${DEV}/virtfn1`]: "/sys/devices/pci0000:40/0000:40:00.0/0000:41:10.2",
+            ...links,
         },
         commands: { ip: [IP_JSON, 0], enabled: [enabled, 0] },
     });
@@ -327,6 +329,21 @@ describe("SriovNic PF read and ownership", () => {
         );
         assert.deepStrictEqual(recorded, { numVfs: 2, vfs: untouched.vfs, pfUp: true }, "the retry took the half-applied PF for the original");
         fs.rmSync(etc, { recursive: true, force: true });
+    });
+
+    it("leaves alone a VF a guest holds through vfio-pci (its interface set MAC and VLAN), unless it declares that VF", () => {
+        // VF 0 carries 52:54:00:aa:bb:01 and VLAN 100 (IP_JSON), bound to vfio-pci: a guest's hostdev interface set them.
+        const held = parsePfState("enp65s0", labPf({}, "", { [`${DEV}/virtfn0/driver`]: "/sys/bus/pci/drivers/vfio-pci" })) as PfState;
+        assert.strictEqual(held.devices[0].driver, "vfio-pci");
+        const undeclared = parse({ pf: "enp65s0", numVfs: 2 });
+        assert.deepStrictEqual(mismatches(undeclared, held), [], "SriovNic would fight the guest's interface over VF 0");
+        assert.deepStrictEqual(wantedVfs(undeclared, [0]).map((v) => v.vf), [1]);
+        // Not held (igbvf): VF 0's settings are off the defaults SriovNic keeps.
+        const free = parsePfState("enp65s0", labPf({}, "", { [`${DEV}/virtfn0/driver`]: "/sys/bus/pci/drivers/igbvf" })) as PfState;
+        assert.match(mismatches(undeclared, free).join("; "), /VF 0|vfs\.0|mac/);
+        // Declared: SriovNic's settings stand, held or not.
+        const declared = parse({ pf: "enp65s0", numVfs: 2, vfs: [{ vf: 0, mac: "52:54:00:aa:bb:02" }] });
+        assert.match(mismatches(declared, held).join("; "), /mac: asked 52:54:00:aa:bb:02/);
     });
 
     it("refuses more VFs than the PF offers, a NIC without SR-IOV, and a VF as PF", () => {
