@@ -50,6 +50,8 @@ export interface SriovVfDevice {
     pciAddress: string;
     /** Its netdev on the host; null while it is bound to vfio (in a guest). */
     netdev: string | null;
+    /** The driver it is bound to (`igbvf`, `vfio-pci` while a guest holds it); null when unbound. */
+    driver: string | null;
 }
 
 /** A VF's settings as kvmtune reads them (defaults filled in; no mac: none set). */

@@ -32,7 +32,7 @@ interface Vf0 {
 interface HostView {
     numVfs: number;
     /** `virtfnN` -> PCI address and netdev, in VF order. */
-    vfs: Array<{ pciAddress: string; netdev: string }>;
+    vfs: Array<{ pciAddress: string; driver: string | null; netdev: string }>;
     vf0: Vf0 | null;
     pfUp: boolean;
 }
@@ -54,7 +54,8 @@ describe("SriovNic on a lab host", function () {
     async function host(): Promise<HostView> {
         const out = await ssh(
             `d=/sys/class/net/${pf}/device; cat $d/sriov_numvfs; ` +
-                `for v in $(ls -d $d/virtfn* 2>/dev/null | sort -V); do echo "virtfn $(basename $(readlink -f $v)) $(ls $v/net 2>/dev/null)"; done; ` +
+                `for v in $(ls -d $d/virtfn* 2>/dev/null | sort -V); do drv=$(readlink $v/driver); drv=\${drv##*/}; ` +
+                `echo "virtfn $(basename $(readlink -f $v)) \${drv:-none} $(ls $v/net 2>/dev/null)"; done; ` +
                 `cat /sys/class/net/${pf}/flags; ip link show ${pf}`,
         );
         const lines = out.split("\n");
@@ -71,7 +72,10 @@ describe("SriovNic on a lab host", function () {
             : null;
         return {
             numVfs: Number(lines[0].trim()),
-            vfs: lines.filter((l) => l.startsWith("virtfn ")).map((l) => ({ pciAddress: l.split(" ")[1], netdev: l.split(" ")[2] ?? "" })),
+            vfs: lines
+                .filter((l) => l.startsWith("virtfn "))
+                .map((l) => l.split(" "))
+                .map((f) => ({ pciAddress: f[1], driver: f[2] === "none" ? null : f[2], netdev: f[3] ?? "" })),
             vf0,
             pfUp: (Number.parseInt(lines.find((l) => /^0x[0-9a-f]+$/.test(l.trim()))!, 16) & 1) === 1,
         };
@@ -151,7 +155,7 @@ describe("SriovNic on a lab host", function () {
         const o = await outputs();
         assert.deepStrictEqual(
             o.vfDevices,
-            now.vfs.map((v, vf) => ({ vf, pciAddress: v.pciAddress, netdev: v.netdev })),
+            now.vfs.map((v, vf) => ({ vf, pciAddress: v.pciAddress, netdev: v.netdev, driver: v.driver })),
         );
         assert.deepStrictEqual([o.pfName, o.pfPciAddress, o.numaNode], [pf, pfPci, pfNuma]);
         assert.deepStrictEqual([o.original.numVfs, o.original.pfUp], [0, initial.pfUp]);
