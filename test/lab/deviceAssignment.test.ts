@@ -66,7 +66,7 @@ describe("device assignment: a guest handed a VF through vfio-pci", function () 
     });
 
     it("starts the guest: its VF bound to vfio-pci, QEMU holding the VFIO group, MAC and VLAN on the PF", async () => {
-        assert.deepStrictEqual(await s.up(program(guest())), { create: 2 });
+        assert.deepStrictEqual(await s.up(program(guest())), { create: 3 }); // the stack, the nic and the guest
         const vf = (await ssh(`basename "$(readlink -f /sys/class/net/${pf}/device/virtfn1)"`)).trim();
         assert.strictEqual((await ssh(`basename "$(readlink -f /sys/bus/pci/devices/${vf}/driver)"`)).trim(), "vfio-pci");
         const group = (await ssh(`basename "$(readlink -f /sys/bus/pci/devices/${vf}/iommu_group)"`)).trim();
