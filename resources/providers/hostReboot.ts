@@ -20,7 +20,7 @@ import { KIND_WORDS } from "../changeKind";
 import { KvmtuneError } from "../host/errors";
 import { remoteFor } from "../host/sshPool";
 import { progressUser } from "../host/warn";
-import { canonical, diffProps } from "../policy";
+import { canonical, diffProps, stateOnlyUpdate } from "../policy";
 import { found, stateOf } from "../state";
 import { checkInputs, containsUnknown, inputsFrom } from "../validate";
 import { BootState, notInEffect, readBootState, reasonText, shutdownGuests, startGuests, startReboot, waitForNewBoot } from "./hostRebootHost";
@@ -164,6 +164,11 @@ export const provider = {
     },
 
     async update(_id: string, olds: Record<string, unknown>, news: Record<string, unknown>): Promise<pulumi.dynamic.UpdateResult> {
+        // A new connection or timeout with no reboot asked leaves the host alone, as every provider's does.
+        if (!rebootAsked(olds, news)) {
+            const untouched = stateOnlyUpdate(hostRebootSchema, POLICY, olds, news);
+            if (untouched) return untouched;
+        }
         return { outs: await apply(inputsOf(news), olds) };
     },
 
