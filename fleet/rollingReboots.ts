@@ -10,8 +10,8 @@
  * resource/deploy/step_executor.go, `cancelDueToError`): a failed step rejects the deployment's
  * error promise and, unless `--continue-on-error` is given, cancels the deployment's context, so
  * steps already running finish and no new one starts. With `--continue-on-error` the failed step's
- * dependents are skipped (the same function records the step as failed "so that its dependents
- * are known to be skipped"): the failed host's chain stops there, the other chains go on. Either
+ * dependents are skipped (resource/deploy/step_generator.go, `dependsOnSkipped`): the failed
+ * host's chain stops there, the other chains go on. Either
  * way a host that did not come back, or came back without its arguments, is never followed by
  * another reboot in its chain.
  */
