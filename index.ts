@@ -6,9 +6,10 @@
  * the lab first), so the repository converges something real out of the box.
  */
 import * as pulumi from "@pulumi/pulumi";
-import { planFleet } from "./fleet/config";
+import { maxDownOf, planFleet } from "./fleet/config";
 import { labInventoryPath, readLabInventory } from "./fleet/labInventory";
 import { labTuning } from "./fleet/labTuning";
+import { RollingReboots } from "./fleet/rollingReboots";
 import { AppliedView, topologyFromApplied } from "./fleet/topology";
 import { HostDetail, HostEntry, hostSummary, writeHostDetail } from "./fleet/summary";
 import { writeTopology } from "./fleet/writeTopology";
@@ -26,13 +27,18 @@ const lab = configured
 if (!configured && !lab) {
     throw new Error(`no hosts: set kvmtune:hosts in the stack config, or boot the lab (npm run lab -- up) so ${labInventoryPath()} exists`);
 }
-const fleet = planFleet({ hosts: configured ?? lab, tuning: tuning ?? (configured ? undefined : labTuning) });
+const fleetConfig = { hosts: configured ?? lab, tuning: tuning ?? (configured ? undefined : labTuning), reboots: config.getObject<unknown>("reboots") };
+const fleet = planFleet(fleetConfig);
+// Hosts reboot for their kernelCmdline only under kvmtune:reboots, at most maxDown at a time.
+const rolling = new RollingReboots(maxDownOf(fleetConfig));
 
 export const hosts: Record<string, pulumi.Output<unknown>> = {};
 for (const h of fleet) {
     // The tuning items were checked against the resources' own schemas by planFleet.
-    const args = { connection: { ...h.connection, privateKey: pulumi.secret(h.connection.privateKey) }, ...h.tuning } as unknown as KvmHostArgs;
+    const reboot = h.reboot ? { reboot: h.reboot, rebootAfter: rolling.next() } : {};
+    const args = { connection: { ...h.connection, privateKey: pulumi.secret(h.connection.privateKey) }, ...h.tuning, ...reboot } as unknown as KvmHostArgs;
     const host = new KvmHost(h.name, args);
+    if (host.reboot) rolling.add(host.reboot);
     const f = host.facts;
     // After everything on the host is applied (not in preview), the picture of what ended up where,
     // drawn from what the host's resources read back: no second SSH connection (issue 10).

@@ -28,10 +28,27 @@ const hostSchema = z
         path: ["privateKey"],
     });
 
+/**
+ * `kvmtune:reboots`: whether and how hosts with a kernelCmdline reboot to apply it. Absent: no
+ * HostReboot is declared, nothing reboots (KernelCmdline still reports rebootRequired).
+ */
+export const rebootsSchema = z
+    .object({
+        policy: z.enum(["never", "whenRequired"]),
+        /** At most this many hosts reboot at once (fleet/rollingReboots.ts). */
+        maxDown: z.number().int().min(1, "must be at least 1 host at a time").default(1),
+        guests: z.enum(["shutdown", "refuse"]).default("refuse"),
+        timeoutSeconds: z.number().int().min(60, "must be at least 60 s").max(3600, "must be at most 3600 s").default(600),
+        guestShutdownTimeoutSeconds: z.number().int().min(10).max(1800).default(120),
+    })
+    .strict();
+export type RebootsConfig = z.output<typeof rebootsSchema>;
+
 export const fleetSchema = z.object({
     hosts: z.array(hostSchema).min(1),
     /** The tuning of every host that has none of its own. */
     tuning: tuningSchema.optional(),
+    reboots: rebootsSchema.optional(),
 });
 export type HostConfig = z.output<typeof hostSchema>;
 
@@ -57,6 +74,8 @@ export interface PlannedHost {
     name: string;
     connection: { host: string; port: number; user: string; privateKey: string; hostKey: string; sudo: boolean };
     tuning: Tuning;
+    /** How this host reboots for its kernelCmdline: `kvmtune:reboots`, when set and the host has a kernelCmdline. */
+    reboot?: Omit<RebootsConfig, "maxDown">;
 }
 
 /**
@@ -71,7 +90,8 @@ export function planFleet(raw: unknown, namespace = "kvmtune"): PlannedHost[] {
         const own = h.tuning !== undefined;
         const tuning = (h.tuning ?? fleet.tuning ?? {}) as Tuning;
         problems.push(...tuningProblems(tuning, connection, own ? `${namespace}:hosts[${i}].tuning` : `${namespace}:tuning`));
-        return { name: h.name, connection, tuning };
+        const reboot = fleet.reboots && tuning.kernelCmdline ? rebootOf(fleet.reboots) : undefined;
+        return { name: h.name, connection, tuning, ...(reboot ? { reboot } : {}) };
     });
     const names = fleet.hosts.map((h) => h.name);
     names.forEach((n, i) => {
@@ -80,4 +100,13 @@ export function planFleet(raw: unknown, namespace = "kvmtune"): PlannedHost[] {
     // The same problem once, even when the shared tuning was checked for every host.
     if (problems.length > 0) throw new Error(`invalid stack config:\n  ${[...new Set(problems)].join("\n  ")}`);
     return planned;
+}
+
+function rebootOf({ maxDown: _maxDown, ...reboot }: RebootsConfig): Omit<RebootsConfig, "maxDown"> {
+    return reboot;
+}
+
+/** `kvmtune:reboots.maxDown` (1 when unset): how many hosts may reboot at once. */
+export function maxDownOf(raw: unknown, namespace = "kvmtune"): number {
+    return parseFleet(raw, namespace).reboots?.maxDown ?? 1;
 }

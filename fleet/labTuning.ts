@@ -4,9 +4,10 @@
  * SR-IOV VFs, a vhost network and a guest pinned to node 1 that is also handed a VF of node 1's PF
  * through vfio-pci), sized for the lab's nodes of 3 and 2 GiB.
  */
-import type { Tuning } from "./tuning";
+import type { TuningLists } from "./tuning";
 
-export const labTuning: Tuning = {
+/** Lists only: the lab tuning has no kernelCmdline, so `npm start` never reboots a lab host. */
+export const labTuning: TuningLists = {
     hugepagePools: [{ pageSize: "2M", nodes: { "0": 64, "1": 64 }, mount: "/dev/hugepages" }],
     elevators: [{ device: "vdb", scheduler: "mq-deadline", tunables: { read_expire: 100 } }],
     // The first igb PF (node 0): 4 VFs, VF 0 with a fixed MAC, VLAN 100 and trust on.

@@ -6,6 +6,7 @@
 import { z } from "zod";
 import { blockElevatorSchema } from "../resources/providers/blockElevator";
 import { hugepagePoolSchema } from "../resources/providers/hugepagePool";
+import { kernelCmdlineSchema } from "../resources/providers/kernelCmdline";
 import { numaPinnedGuestSchema } from "../resources/providers/numaPinnedGuest";
 import { sriovNicSchema } from "../resources/providers/sriovNic";
 import { vhostNetworkSchema } from "../resources/providers/vhostNetwork";
@@ -22,12 +23,19 @@ export const TUNING_KINDS = {
 
 export type TuningKind = keyof typeof TUNING_KINDS;
 
-/** Raw items per kind; they go to KvmHost as written (defaults are the providers' to fill in). */
-export type Tuning = { [K in TuningKind]?: Array<Record<string, unknown>> };
+/**
+ * Raw items per kind; they go to KvmHost as written (defaults are the providers' to fill in). And
+ * the host's one KernelCmdline (its arguments without connection), not a list: one owner per host.
+ */
+export type TuningLists = { [K in TuningKind]?: Array<Record<string, unknown>> };
+export type Tuning = TuningLists & { kernelCmdline?: Record<string, unknown> };
 
 const item = z.record(z.string(), z.unknown());
 export const tuningSchema = z
-    .object(Object.fromEntries(Object.keys(TUNING_KINDS).map((k) => [k, z.array(item).optional()])) as Record<TuningKind, z.ZodOptional<z.ZodArray<typeof item>>>)
+    .object({
+        ...(Object.fromEntries(Object.keys(TUNING_KINDS).map((k) => [k, z.array(item).optional()])) as Record<TuningKind, z.ZodOptional<z.ZodArray<typeof item>>>),
+        kernelCmdline: item.optional(),
+    })
     .strict();
 
 /**
@@ -45,6 +53,14 @@ export function tuningProblems(tuning: Tuning, connection: Record<string, unknow
             const r = validate(TUNING_KINDS[kind], { ...raw, connection });
             if (!r.ok) for (const f of r.failures) problems.push(`${configPath(f.path, `${path}.${kind}[${j}]`)}: ${f.detail}`);
         });
+    }
+    if (tuning.kernelCmdline) {
+        if ("connection" in tuning.kernelCmdline) {
+            problems.push(`${path}.kernelCmdline.connection: the host's connection is used; remove it here`);
+        } else {
+            const r = validate(kernelCmdlineSchema, { ...tuning.kernelCmdline, connection });
+            if (!r.ok) for (const f of r.failures) problems.push(`${configPath(f.path, `${path}.kernelCmdline`)}: ${f.detail}`);
+        }
     }
     return problems;
 }

@@ -12,6 +12,7 @@ export type {
 } from "./host/facts";
 export { HugepagePool, HugepagePoolArgs, HugepagePoolCounts } from "./hugepagePool";
 export { KernelCmdline, KernelCmdlineArgs, KernelCmdlineRunning } from "./kernelCmdline";
+export { HostReboot, HostRebootArgs } from "./hostReboot";
 export { BlockElevator, BlockElevatorArgs, SchedulerName } from "./blockElevator";
 export { NumaPinnedGuest, NumaPinnedGuestArgs, GuestDiskArgs, GuestNetworkInterfaceArgs, GuestVfInterfaceArgs, CpuSetInput } from "./numaPinnedGuest";
 export { KvmHost, KvmHostArgs, KvmHostApplied } from "./kvmHost";

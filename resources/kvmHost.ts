@@ -3,12 +3,19 @@
  * pools, block elevators, SR-IOV NICs, vhost networks and pinned guests as its children, wires the
  * order (guests after the pools, networks and VFs they use) and checks the resources against each
  * other before any of them is declared (see kvmHostChecks.ts): what one resource cannot see alone.
+ *
+ * Boot-time settings: `kernelCmdline` declares a KernelCmdline child, and `reboot` a HostReboot fed
+ * by it, which every other tuning child waits for (pools, guests and the rest are applied to the
+ * kernel the host runs after the boot, and no guest is started on a host that is about to go
+ * down). Nothing reboots unless `reboot` is given with policy `whenRequired`.
  */
 import * as pulumi from "@pulumi/pulumi";
 import { BlockElevator, BlockElevatorArgs } from "./blockElevator";
 import { ConnectionInput } from "./connectionInput";
 import { HostFacts } from "./hostFacts";
+import { HostReboot, HostRebootArgs } from "./hostReboot";
 import { HugepagePool, HugepagePoolArgs } from "./hugepagePool";
+import { KernelCmdline, KernelCmdlineArgs } from "./kernelCmdline";
 import { autoPinShortfalls, GuestPlan, hugepageShortfalls, overlappingPins, remoteVfs } from "./kvmHostChecks";
 import { NumaPinnedGuest, NumaPinnedGuestArgs } from "./numaPinnedGuest";
 import { SriovNic, SriovNicArgs } from "./sriovNic";
@@ -29,6 +36,15 @@ export interface KvmHostArgs {
     vhostNetworks?: Array<OnHost<VhostNetworkArgs> & { name: string }>;
     /** Guests by domain name (a plain string: it names the child resource). */
     guests?: Array<OnHost<NumaPinnedGuestArgs> & { name: string }>;
+    /** The kernel command line arguments kvmtune owns on this host (a KernelCmdline child). */
+    kernelCmdline?: OnHost<KernelCmdlineArgs>;
+    /**
+     * Reboot the host when kernelCmdline's arguments wait for a boot (a HostReboot child, fed by the
+     * KernelCmdline's rebootRequired, args and retired). Needs kernelCmdline. Left out: no reboot.
+     */
+    reboot?: Pick<HostRebootArgs, "policy" | "guests" | "timeoutSeconds" | "guestShutdownTimeoutSeconds">;
+    /** Resources the HostReboot waits for: other hosts' reboots (fleet/rollingReboots.ts). */
+    rebootAfter?: pulumi.Resource[];
 }
 
 /** What the host ended up with, as the stack output shows it. */
@@ -62,6 +78,7 @@ function crossCheck(hostName: string, args: KvmHostArgs): void {
             seen.add(`${kind} ${key}`);
         }
     }
+    if (args.reboot && !args.kernelCmdline) problems.push("reboot is given without kernelCmdline: a reboot applies boot-time settings, and there are none to apply");
     if (problems.length > 0) throw new Error(`KvmHost ${hostName}: the tuning contradicts itself:\n  ${problems.join("\n  ")}`);
 }
 
@@ -72,6 +89,9 @@ export class KvmHost extends pulumi.ComponentResource {
     public readonly sriovNics: Record<string, SriovNic> = {};
     public readonly vhostNetworks: Record<string, VhostNetwork> = {};
     public readonly guests: Record<string, NumaPinnedGuest> = {};
+    public readonly kernelCmdline?: KernelCmdline;
+    /** The host's HostReboot, when `reboot` is given: the fleet chains these (fleet/rollingReboots.ts). */
+    public readonly reboot?: HostReboot;
     /** Per child, what it applied (read back from the host). */
     public readonly applied: pulumi.Output<KvmHostApplied>;
 
@@ -87,20 +107,34 @@ export class KvmHost extends pulumi.ComponentResource {
             for (const w of remoteVfs(guestPlans, nics)) pulumi.log.warn(w, this);
         });
 
+        if (args.kernelCmdline) {
+            this.kernelCmdline = new KernelCmdline(`${name}-cmdline`, { ...args.kernelCmdline, connection }, child);
+            if (args.reboot) {
+                const cmdline = this.kernelCmdline;
+                this.reboot = new HostReboot(
+                    `${name}-reboot`,
+                    { ...args.reboot, connection, required: cmdline.rebootRequired, expect: cmdline.args, expectGone: cmdline.retired },
+                    { ...child, dependsOn: [cmdline, ...(args.rebootAfter ?? [])] },
+                );
+            }
+        }
+        // The rest of the tuning goes to the kernel that runs after a reboot, if there is one.
+        const afterBoot: pulumi.CustomResourceOptions = this.reboot ? { ...child, dependsOn: [this.reboot] } : child;
         for (const p of args.hugepagePools ?? []) {
-            this.hugepagePools[p.pageSize] = new HugepagePool(`${name}-hugepages-${p.pageSize}`, { ...p, connection }, child);
+            this.hugepagePools[p.pageSize] = new HugepagePool(`${name}-hugepages-${p.pageSize}`, { ...p, connection }, afterBoot);
         }
         for (const e of args.elevators ?? []) {
-            this.elevators[e.device] = new BlockElevator(`${name}-elevator-${namePart(e.device)}`, { ...e, connection }, child);
+            this.elevators[e.device] = new BlockElevator(`${name}-elevator-${namePart(e.device)}`, { ...e, connection }, afterBoot);
         }
         for (const n of args.sriovNics ?? []) {
-            this.sriovNics[n.pf] = new SriovNic(`${name}-sriov-${namePart(n.pf)}`, { ...n, connection }, child);
+            this.sriovNics[n.pf] = new SriovNic(`${name}-sriov-${namePart(n.pf)}`, { ...n, connection }, afterBoot);
         }
         for (const n of args.vhostNetworks ?? []) {
-            this.vhostNetworks[n.name] = new VhostNetwork(`${name}-net-${n.name}`, { ...n, connection }, child);
+            this.vhostNetworks[n.name] = new VhostNetwork(`${name}-net-${n.name}`, { ...n, connection }, afterBoot);
         }
         // Guests start after everything they draw on: pools for their memory, networks and VFs.
         const guestDeps: pulumi.Resource[] = [
+            ...(this.reboot ? [this.reboot] : []),
             ...Object.values(this.hugepagePools),
             ...Object.values(this.sriovNics),
             ...Object.values(this.vhostNetworks),

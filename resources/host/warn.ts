@@ -6,3 +6,12 @@
 export function warnUser(message: string): void {
     console.warn(`warning: kvmtune: ${message}`);
 }
+
+/**
+ * Progress of a long provider step (a host rebooting). On stderr like warnings: `pulumi.log.info`
+ * in the dynamic provider host has no engine to talk to and falls back to console.log
+ * (@pulumi/pulumi/log/index.js), and stderr is what the engine is known here to show.
+ */
+export function progressUser(message: string): void {
+    console.error(`info: kvmtune: ${message}`);
+}

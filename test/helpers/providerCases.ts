@@ -52,6 +52,19 @@ export const PROVIDER_CASES: Record<string, ProviderCase> = {
         // A total or pages per node.
         alsoTakes: { hugepages1G: ["number"] },
     },
+    hostReboot: {
+        module: "hostReboot",
+        valid: [
+            // required false first: the state-only update test changes the connection of valid[0],
+            // which must not be a reboot.
+            { policy: "whenRequired", guests: "shutdown", guestShutdownTimeoutSeconds: 60, timeoutSeconds: 900, expect: ["intel_iommu=on", "iommu=pt"], expectGone: ["isolcpus=2-3"], required: false },
+            { policy: "never", required: true },
+        ],
+        freeText: {
+            ...OWNER_AND_CONNECTION,
+            rebootReason: "check's own words for the preview, from the checked arguments; never sent to a host",
+        },
+    },
     blockElevator: {
         module: "blockElevator",
         valid: [

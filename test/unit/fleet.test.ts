@@ -3,7 +3,7 @@
  * declared, tuning items judged by the resources' own schemas, and the lab tuning valid.
  */
 import * as assert from "assert";
-import { planFleet } from "../../fleet/config";
+import { maxDownOf, planFleet } from "../../fleet/config";
 import { labTuning } from "../../fleet/labTuning";
 import { throwawayKey } from "../helpers/fixtures";
 
@@ -69,5 +69,40 @@ describe("fleet config", () => {
 
     it("accepts the lab tuning on a lab-shaped host", () => {
         assert.deepStrictEqual(problems({ hosts: [host({ port: 2201 })], tuning: labTuning }), []);
+    });
+});
+
+describe("fleet config: kernel command line and rolling reboots", () => {
+    it("checks a host's kernelCmdline with KernelCmdline's own schema, at its config path", () => {
+        const got = problems({ hosts: [host({ tuning: { kernelCmdline: { iommu: "yes" } } })] });
+        assert.ok(got.some((l) => /^kvmtune:hosts\[0\]\.tuning\.kernelCmdline\.iommu: got "yes"; /.test(l)), got.join("\n"));
+        const extra = problems({ hosts: [host()], tuning: { kernelCmdline: { extra: ["root=/dev/sdb"] } } });
+        assert.ok(extra.some((l) => /^kvmtune:tuning\.kernelCmdline\.extra\[0\]: got "root=\/dev\/sdb"; .*kvmtune does not own root/.test(l)), extra.join("\n"));
+    });
+
+    it("gives kvmtune:reboots to hosts that have a kernelCmdline, defaults filled in; none without it", () => {
+        const raw = {
+            hosts: [host({ tuning: { kernelCmdline: { iommu: "pt" } } }), host({ name: "kvm2", tuning: { elevators: [{ device: "sda", scheduler: "none" }] } })],
+            reboots: { policy: "whenRequired", maxDown: 2 },
+        };
+        const plan = planFleet(raw);
+        assert.deepStrictEqual(plan[0].reboot, { policy: "whenRequired", guests: "refuse", timeoutSeconds: 600, guestShutdownTimeoutSeconds: 120 });
+        assert.strictEqual(plan[1].reboot, undefined);
+        assert.strictEqual(maxDownOf(raw), 2);
+        // Without kvmtune:reboots nothing reboots, kernelCmdline or not.
+        assert.strictEqual(planFleet({ hosts: raw.hosts }).some((h) => h.reboot), false);
+        assert.strictEqual(maxDownOf({ hosts: raw.hosts }), 1);
+    });
+
+    it("names the config path, value and what is allowed for bad reboots", () => {
+        const got = problems({ hosts: [host()], reboots: { policy: "sometimes", maxDown: 0, timeoutSeconds: 5 } });
+        assert.ok(got.some((l) => /^kvmtune:reboots\.policy: got "sometimes"; .*"never".*"whenRequired"/.test(l)), got.join("\n"));
+        assert.ok(got.some((l) => /^kvmtune:reboots\.maxDown: got 0; must be at least 1 host at a time/.test(l)), got.join("\n"));
+        assert.ok(got.some((l) => /^kvmtune:reboots\.timeoutSeconds: got 5; must be at least 60 s/.test(l)), got.join("\n"));
+    });
+
+    it("keeps the lab tuning free of boot-time settings: npm start never reboots a lab host", () => {
+        assert.strictEqual((labTuning as Record<string, unknown>).kernelCmdline, undefined);
+        assert.strictEqual(planFleet({ hosts: [host()], tuning: labTuning }).some((h) => h.reboot), false);
     });
 });

@@ -154,4 +154,22 @@ describe("KvmHost as a program declares it", function () {
         );
         assert.strictEqual(declared.length, before, "a child was declared before the checks");
     });
+
+    it("declares a KernelCmdline child, and a HostReboot fed by it only when reboot is given", async () => {
+        const urnOf = (r: pulumi.Resource) => new Promise<string>((resolve) => r.urn.apply(resolve));
+        const plain = new KvmHost("cmd1", { connection: connection(), kernelCmdline: { iommu: "pt" } });
+        assert.ok(plain.kernelCmdline, "no KernelCmdline child");
+        assert.strictEqual(plain.reboot, undefined, "a HostReboot without reboot: nothing reboots by default");
+        const rebooting = new KvmHost("cmd2", { connection: connection(), kernelCmdline: { iommu: "pt" }, reboot: { policy: "whenRequired", guests: "shutdown" } });
+        await Promise.all([plain.kernelCmdline!, rebooting.kernelCmdline!, rebooting.reboot!].map(urnOf));
+        const names = declared.filter((d) => /^cmd[12]-/.test(d.name)).map((d) => `${d.type.replace("pulumi-nodejs:dynamic/kvmtune:", "")} ${d.name}`).sort();
+        assert.deepStrictEqual(names, ["HostFacts cmd1-facts", "HostFacts cmd2-facts", "HostReboot cmd2-reboot", "KernelCmdline cmd1-cmdline", "KernelCmdline cmd2-cmdline"]);
+        const reboot = declared.find((d) => d.name === "cmd2-reboot")!;
+        assert.strictEqual(reboot.inputs.policy, "whenRequired");
+        assert.strictEqual(reboot.inputs.guests, "shutdown");
+    });
+
+    it("refuses reboot without kernelCmdline", () => {
+        assert.throws(() => new KvmHost("cmd3", { connection: connection(), reboot: { policy: "whenRequired" } }), /KvmHost cmd3: the tuning contradicts itself:\n  reboot is given without kernelCmdline/);
+    });
 });
