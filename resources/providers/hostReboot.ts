@@ -144,9 +144,13 @@ export const provider = {
     },
 
     async diff(_id: string, olds: Record<string, unknown>, news: Record<string, unknown>): Promise<pulumi.dynamic.DiffResult> {
-        // Every input's own change is state only (an update that reboots nothing unless due).
-        const inputs = diffProps(hostRebootSchema, POLICY, olds, news);
-        if (!rebootAsked(olds, news)) return { ...inputs, deleteBeforeReplace: false };
+        // Every input's own change is state only (an update that reboots nothing unless due). A
+        // `required` that went false is no change: it follows KernelCmdline (true until the refresh
+        // after a boot), and an update for it alone would show after every reboot.
+        if (!rebootAsked(olds, news)) {
+            const required = news.required === false && olds.required !== undefined ? olds.required : news.required;
+            return { ...diffProps(hostRebootSchema, POLICY, olds, { ...news, required }), deleteBeforeReplace: false };
+        }
         // An update, never a replace: the host is the same host after its boot.
         return { changes: true, replaces: [], deleteBeforeReplace: false, detailedDiff: { required: { kind: "update", inputDiff: true } } } as pulumi.dynamic.DiffResult;
     },

@@ -45,6 +45,8 @@ describe("HostReboot inputs and preview", () => {
         // After kvmtune's own reboot KernelCmdline still says rebootRequired until a refresh.
         const after = { ...olds, required: true, rebootPending: false };
         assert.strictEqual((await provider.diff("id", after, { ...olds, required: true })).changes, false);
+        // The refresh after the boot: KernelCmdline's rebootRequired goes false. Nothing to update.
+        assert.strictEqual((await provider.diff("id", after, { ...olds, required: false })).changes, false);
         // New arguments to expect: the host has not been asked about them yet.
         assert.strictEqual((await provider.diff("id", after, { ...olds, required: true, expect: ["intel_iommu=on", "iommu=pt"] })).changes, true);
     });
