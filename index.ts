@@ -8,7 +8,7 @@
 import * as pulumi from "@pulumi/pulumi";
 import { maxDownOf, planFleet } from "./fleet/config";
 import { labInventoryPath, readLabInventory } from "./fleet/labInventory";
-import { labTuning } from "./fleet/labTuning";
+import { labReboots, labTuning } from "./fleet/labTuning";
 import { RollingReboots } from "./fleet/rollingReboots";
 import { AppliedView, topologyFromApplied } from "./fleet/topology";
 import { HostDetail, HostEntry, hostSummary, writeHostDetail } from "./fleet/summary";
@@ -27,7 +27,7 @@ const lab = configured
 if (!configured && !lab) {
     throw new Error(`no hosts: set kvmtune:hosts in the stack config, or boot the lab (npm run lab -- up) so ${labInventoryPath()} exists`);
 }
-const fleetConfig = { hosts: configured ?? lab, tuning: tuning ?? (configured ? undefined : labTuning), reboots: config.getObject<unknown>("reboots") };
+const fleetConfig = { hosts: configured ?? lab, tuning: tuning ?? (configured ? undefined : labTuning), reboots: config.getObject<unknown>("reboots") ?? (configured ? undefined : labReboots) };
 const fleet = planFleet(fleetConfig);
 // Hosts reboot for their kernelCmdline only under kvmtune:reboots, at most maxDown at a time.
 const rolling = new RollingReboots(maxDownOf(fleetConfig));

@@ -2,12 +2,17 @@
  * The tuning the `lab` stack declares on every lab host when the stack config names no hosts:
  * a small but complete tuned KVM host (huge pages on both nodes, a database disk's elevator,
  * SR-IOV VFs, a vhost network and a guest pinned to node 1 that is also handed a VF of node 1's PF
- * through vfio-pci), sized for the lab's nodes of 3 and 2 GiB.
+ * through vfio-pci), sized for the lab's nodes of 4 and 2 GiB; and on the kernel command line the
+ * IOMMU in pass-through mode and node 1's CPUs isolated for demo-db, which `npm start` applies by
+ * rebooting the lab hosts one at a time (labReboots).
  */
-import type { TuningLists } from "./tuning";
+import type { RebootsConfig } from "./config";
+import type { Tuning } from "./tuning";
 
-/** Lists only: the lab tuning has no kernelCmdline, so `npm start` never reboots a lab host. */
-export const labTuning: TuningLists = {
+export const labTuning: Tuning = {
+    // iommu=pt: translation only for devices handed to guests (demo-db's VF). CPUs 2-3 (node 1,
+    // demo-db's) isolated: no other task, timer tick or RCU callback, and no IRQ, runs there.
+    kernelCmdline: { iommu: "pt", isolatedCpus: "2-3" },
     hugepagePools: [{ pageSize: "2M", nodes: { "0": 64, "1": 64 }, mount: "/dev/hugepages" }],
     elevators: [{ device: "vdb", scheduler: "mq-deadline", tunables: { read_expire: 100 } }],
     // The first igb PF (node 0): 4 VFs, VF 0 with a fixed MAC, VLAN 100 and trust on.
@@ -39,3 +44,10 @@ export const labTuning: TuningLists = {
         },
     ],
 };
+
+/**
+ * How the lab stack reboots a host whose kernel command line changed: one host at a time, and
+ * refused while a guest runs (demo-db boots no OS, so it would not answer a shutdown request). On
+ * a fresh lab nothing runs yet: every other resource of a host waits for its reboot (KvmHost).
+ */
+export const labReboots: RebootsConfig = { policy: "whenRequired", maxDown: 1, guests: "refuse", timeoutSeconds: 900, guestShutdownTimeoutSeconds: 120 };

@@ -10,15 +10,18 @@ import * as fs from "fs";
 import * as os from "os";
 import * as path from "path";
 import type { Stack } from "@pulumi/pulumi/automation";
-import { labTuning } from "../../fleet/labTuning";
+import { labReboots, labTuning } from "../../fleet/labTuning";
 import { localStack } from "../../tools/pulumiEngine";
 import { cpuCellColours, screenshotSvg, svgSize } from "../helpers/chromium";
 import { decodePng } from "../helpers/png";
-import { assertDemoDbHasVf, hostState, HostState } from "../helpers/labTuningState";
+import { assertDemoDbHasVf, assertLabCmdlineInEffect, hostState, HostState } from "../helpers/labTuningState";
 import { loadInventory, repoRoot, sshOk } from "../lab/labHosts";
 
-/** Children per host: the component, its facts, and one resource per tuning item. */
-const perHost = 2 + Object.values(labTuning).reduce((n, items) => n + (items?.length ?? 0), 0);
+/**
+ * Children per host: the component, its facts, one resource per tuning item, and for the kernel
+ * command line its KernelCmdline and (kvmtune:reboots is set) its HostReboot.
+ */
+const perHost = 2 + Object.values(labTuning).reduce((n, items) => n + (Array.isArray(items) ? items.length : 2), 0);
 
 describe("the kvmtune program through the Pulumi CLI", function () {
     this.timeout(20 * 60_000);
@@ -49,6 +52,8 @@ describe("the kvmtune program through the Pulumi CLI", function () {
         });
         // The lab tuning as a user would put it in stack config (a JSON object value).
         config["kvmtune:tuning"] = { value: JSON.stringify(labTuning) };
+        // As the lab stack reboots: one host at a time, for the lab's kernel command line.
+        config["kvmtune:reboots"] = { value: JSON.stringify(labReboots) };
         config["kvmtune:topologyDir"] = { value: topologyDir };
         stack = await localStack({ stackName: "e2e", workDir: repoRoot, passphrase: "kvmtune-e2e-test", backendDir });
         await stack.setAllConfig(config, true);
@@ -99,6 +104,8 @@ describe("the kvmtune program through the Pulumi CLI", function () {
             // The first PF's VFs, and VF 0's settings as the kernel reports them; demo-db's VF of node 1's PF.
             assert.strictEqual(now.numVfs, 4);
             await assertDemoDbHasVf(h);
+            // The IOMMU in pass-through mode and CPUs 2-3 isolated: in effect (rebooted for when they were not).
+            await assertLabCmdlineInEffect(h);
             assert.match(await sshOk(h, "ip link show enp33s0"), /vf 0\b.*link\/ether 52:54:00:00:00:10.*vlan 100.*trust on/);
 
             // The vhost network: active with its bridge, and demo-db on it with the in-kernel backend.

@@ -56,6 +56,7 @@ export async function assertLabTuned(h: LabHost): Promise<void> {
     assert.match(await sshOk(h, "virsh -c qemu:///system net-info tuned"), /Active:\s+yes[\s\S]*Autostart:\s+yes[\s\S]*Bridge:\s+kvmt-tuned/, `${h.name}: the vhost network`);
     assert.strictEqual((await sshOk(h, "virsh -c qemu:///system domstate demo-db")).trim(), "running", `${h.name}: demo-db`);
     await assertDemoDbHasVf(h);
+    await assertLabCmdlineInEffect(h);
     assert.match(await sshOk(h, `head -n 1 ${ELEVATOR_RULE}`), /^# Managed by kvmtune for BlockElevator /, `${h.name}: vdb's udev rule`);
 }
 
@@ -72,6 +73,20 @@ export async function assertDemoDbHasVf(h: LabHost): Promise<void> {
     assert.match(await sshOk(h, `ls -l /proc/${pid}/fd`), new RegExp(`/dev/vfio/${group}\\b`), `${h.name}: demo-db's QEMU holds no /dev/vfio/${group}`);
     assert.match(await sshOk(h, "virsh -c qemu:///system dumpxml demo-db"), /<interface type='hostdev' managed='yes'>/, `${h.name}: demo-db has no hostdev interface`);
     assert.match(await sshOk(h, "ip link show enp65s0"), /vf 0\b.*link\/ether 52:54:00:00:01:10.*vlan 200/, `${h.name}: VF 0's MAC and VLAN on enp65s0`);
+}
+
+/** The lab tuning's kernel arguments (fleet/labTuning.ts kernelCmdline), as KernelCmdline writes them. */
+export const LAB_CMDLINE = ["intel_iommu=on", "iommu=pt", "isolcpus=2-3", "nohz_full=2-3", "rcu_nocbs=2-3", "irqaffinity=0-1"];
+
+/**
+ * The running kernel has the lab's arguments (the host was rebooted for them): in /proc/cmdline,
+ * CPUs 2-3 isolated as the kernel reports it, and IOMMU groups present.
+ */
+export async function assertLabCmdlineInEffect(h: LabHost): Promise<void> {
+    const running = (await sshOk(h, "cat /proc/cmdline")).trim().split(/\s+/);
+    for (const a of LAB_CMDLINE) assert.ok(running.includes(a), `${h.name}: ${a} is not in /proc/cmdline: ${running.join(" ")}`);
+    assert.strictEqual((await sshOk(h, "cat /sys/devices/system/cpu/isolated")).trim(), "2-3", `${h.name}: isolated CPUs`);
+    assert.ok(Number((await sshOk(h, "ls /sys/kernel/iommu_groups | wc -l")).trim()) > 0, `${h.name}: no IOMMU group`);
 }
 
 /** The udev rule that keeps vdb's scheduler across reboots. */

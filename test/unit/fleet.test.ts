@@ -4,7 +4,7 @@
  */
 import * as assert from "assert";
 import { maxDownOf, planFleet } from "../../fleet/config";
-import { labTuning } from "../../fleet/labTuning";
+import { labReboots, labTuning } from "../../fleet/labTuning";
 import { throwawayKey } from "../helpers/fixtures";
 
 const key = throwawayKey();
@@ -101,8 +101,10 @@ describe("fleet config: kernel command line and rolling reboots", () => {
         assert.ok(got.some((l) => /^kvmtune:reboots\.timeoutSeconds: got 5; must be at least 60 s/.test(l)), got.join("\n"));
     });
 
-    it("keeps the lab tuning free of boot-time settings: npm start never reboots a lab host", () => {
-        assert.strictEqual((labTuning as Record<string, unknown>).kernelCmdline, undefined);
+    it("reboots a lab host for the lab's kernel command line only with kvmtune:reboots (the lab stack's labReboots)", () => {
         assert.strictEqual(planFleet({ hosts: [host()], tuning: labTuning }).some((h) => h.reboot), false);
+        const planned = planFleet({ hosts: [host(), host({ name: "kvm2", port: 2202 })], tuning: labTuning, reboots: labReboots });
+        assert.deepStrictEqual(planned.map((h) => h.reboot?.policy), ["whenRequired", "whenRequired"]);
+        assert.strictEqual(maxDownOf({ hosts: [host()], tuning: labTuning, reboots: labReboots }), 1);
     });
 });
