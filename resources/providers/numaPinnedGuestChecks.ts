@@ -51,7 +51,9 @@ export interface VfFacts {
 /**
  * Resolves the vCPU pins: explicit ones as given; `auto` keeps the previous choice when it is still
  * free and on the nodes, else picks distinct CPUs of the nodes, preferring CPUs the guest's own
- * emulator and I/O threads do not use. Throws when the nodes do not have enough free CPUs.
+ * emulator and I/O threads do not use and, among those, CPUs the kernel isolated (no timer ticks,
+ * RCU callbacks or stray kernel threads there: what isolation was asked for). Throws when the
+ * nodes do not have enough free CPUs.
  */
 export function resolvePins(i: NumaPinnedGuestInputs, host: HostView, previous?: number[][]): number[][] {
     if (i.cpuPins !== "auto") return i.cpuPins;
@@ -63,7 +65,9 @@ export function resolvePins(i: NumaPinnedGuestInputs, host: HostView, previous?:
         return previous;
     }
     const ours = new Set([...(i.emulatorPin ?? []), ...(i.iothreadPins ?? []).flat()]);
-    const pick = [...free.filter((c) => !ours.has(c)), ...free.filter((c) => ours.has(c))];
+    const isolated = new Set(host.facts.isolatedCpus);
+    const isolatedFirst = (cpus: number[]) => [...cpus.filter((c) => isolated.has(c)), ...cpus.filter((c) => !isolated.has(c))];
+    const pick = [...isolatedFirst(free.filter((c) => !ours.has(c))), ...isolatedFirst(free.filter((c) => ours.has(c)))];
     if (pick.length < i.vcpus) {
         throw new Error(
             `cpuPins: auto needs ${i.vcpus} CPUs of node(s) ${formatCpuList(nodes)} that no other guest's vCPUs hold; ` +

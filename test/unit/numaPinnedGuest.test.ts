@@ -225,6 +225,26 @@ describe("NumaPinnedGuest auto pins", () => {
     it("keeps an earlier choice that is still free", () => {
         assert.deepStrictEqual(resolvePins(auto, host(), [[2], [3]]), [[2], [3]]);
     });
+    describe("on a host with isolated CPUs", () => {
+        /** Node 1 with CPUs 4-7, of which the kernel isolated 6-7 (isolcpus=6-7). */
+        const isolatedHost = (over: Partial<HostView> = {}) =>
+            host({ facts: { ...facts, cpusOnline: [0, 1, 2, 3, 4, 5, 6, 7], isolatedCpus: [6, 7], numaNodes: [facts.numaNodes[0], { ...facts.numaNodes[1], cpus: [4, 5, 6, 7] }] }, ...over });
+        const onNode1 = (vcpus: number, more: Record<string, unknown> = {}) => parse({ ...base, vcpus, cpuPins: "auto", emulatorPin: undefined, hugepages: undefined, ...more });
+
+        it("picks the node's isolated CPUs first, then the rest of the node", () => {
+            assert.deepStrictEqual(resolvePins(onNode1(2), isolatedHost()), [[6], [7]]);
+            assert.deepStrictEqual(resolvePins(onNode1(3), isolatedHost()), [[6], [7], [4]]);
+        });
+        it("skips isolated CPUs other guests' vCPUs hold", () => {
+            assert.deepStrictEqual(resolvePins(onNode1(2), isolatedHost({ others: [{ name: "o", uuid: "u", vcpuCpus: [6] }] })), [[7], [4]]);
+        });
+        it("still leaves the guest's own emulator CPU for last", () => {
+            assert.deepStrictEqual(resolvePins(onNode1(2, { emulatorPin: [6] }), isolatedHost()), [[7], [4]]);
+        });
+        it("keeps an earlier choice that is still free, isolated or not", () => {
+            assert.deepStrictEqual(resolvePins(onNode1(2), isolatedHost(), [[4], [5]]), [[4], [5]]);
+        });
+    });
 });
 
 describe("NumaPinnedGuest spec, XML and read-back", () => {
