@@ -125,6 +125,15 @@ export function checkAgainstHost(
         const clash = sorted(pins.flat().filter((c) => o.vcpuCpus.includes(c)));
         if (clash.length) problems.push(`cpuPins: CPU ${formatCpuList(clash)} already pinned to vCPUs of guest ${o.name} (${o.uuid}); a CPU serves one guest's vCPUs`);
     }
+    // QEMU's emulator and I/O threads take CPU time in bursts (device emulation, disk completions):
+    // on another guest's vCPU CPU they preempt that guest's vCPUs, the latency pinning is there to avoid.
+    const threadPins: Array<[string, number[]]> = [["emulatorPin", i.emulatorPin ?? []], ...(i.iothreadPins ?? []).map((set, n): [string, number[]] => [`iothreadPins.${n}`, set])];
+    for (const [field, set] of threadPins) {
+        for (const o of host.others) {
+            const clash = set.filter((c) => o.vcpuCpus.includes(c));
+            if (clash.length) problems.push(`${field}: CPU ${formatCpuList(clash)} already pinned to vCPUs of guest ${o.name} (${o.uuid}); pin this guest's threads off other guests' vCPU CPUs`);
+        }
+    }
     for (const c of i.emulatorPin ?? []) if (!online.has(c)) problems.push(`emulatorPin: CPU ${c} does not exist on ${facts.hostname} (online: ${formatCpuList(facts.cpusOnline)})`);
     // libvirt 9.0 preallocates huge page memory in a QEMU thread-context bound to the memory's
     // nodes; inside an emulator cgroup with none of those nodes' CPUs, QEMU then dies with

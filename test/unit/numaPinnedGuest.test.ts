@@ -173,6 +173,15 @@ describe("NumaPinnedGuest checks against the host", () => {
         const h = host({ others: [{ name: "other", uuid: "u-1", vcpuCpus: [3] }] });
         assert.match(problems({}, h), /CPU 3 already pinned to vCPUs of guest other \(u-1\)/);
     });
+    it("refuses emulator and I/O thread pins on another guest's vCPU CPUs, naming the field, the CPUs and the guest", () => {
+        const h = host({ others: [{ name: "web", uuid: "u-2", vcpuCpus: [0, 1] }] });
+        const p = problems({ emulatorPin: [1, 2], iothreads: 2, iothreadPins: [[3], [0]] }, h);
+        assert.match(p, /^emulatorPin: CPU 1 already pinned to vCPUs of guest web \(u-2\)/m);
+        assert.match(p, /^iothreadPins\.1: CPU 0 already pinned to vCPUs of guest web \(u-2\)/m);
+        assert.doesNotMatch(p, /iothreadPins\.0/);
+        // The guest's own vCPU CPUs are not another guest's.
+        assert.strictEqual(problems({ emulatorPin: [2, 3], iothreads: 1, iothreadPins: [[3]] }, h), "");
+    });
     it("refuses too few free huge pages on the node, counting pages the guest gives back", () => {
         assert.match(problems({ memoryMiB: 128 }), /needs 64 free 2M pages on node\(s\) 1, lab2 has 48 \(node 1: 48 free of 48\)/);
         assert.strictEqual(problems({ memoryMiB: 128 }, host(), { willStart: true, pagesHeld: 32 }), "");
