@@ -77,6 +77,37 @@ export function resolvePins(i: NumaPinnedGuestInputs, host: HostView, previous?:
     return pick.slice(0, i.vcpus).map((c) => [c]);
 }
 
+/** Where QEMU's emulator threads run: `cpus` null leaves them unpinned; `reason` says why kvmtune chose the CPUs (null: the inputs did). */
+export interface EmulatorPlacement {
+    cpus: number[] | null;
+    reason: string | null;
+}
+
+/**
+ * The emulator's CPUs: `emulatorPin` as given; left out, unpinned, except for a huge page guest
+ * whose bound node(s) have only isolated CPUs. QEMU preallocates huge pages from a thread bound to
+ * those nodes, which fails unless the emulator may run there (see checkAgainstHost), and libvirt's
+ * QEMU driver leaves isolated CPUs (/sys/devices/system/cpu/isolated) out of an unpinned emulator's
+ * affinity. The only node CPUs that then take no other guest's time are this guest's own vCPU CPUs:
+ * the emulator shares them.
+ */
+export function resolveEmulatorPin(i: NumaPinnedGuestInputs, vcpuPins: number[][], facts: Pick<HostFactsData, "numaNodes" | "isolatedCpus">): EmulatorPlacement {
+    if (i.emulatorPin) return { cpus: i.emulatorPin, reason: null };
+    const nodes = nodesOf(i);
+    if (!i.hugepages || !nodes) return { cpus: null, reason: null };
+    const onNodes = sorted(facts.numaNodes.filter((n) => nodes.includes(n.id)).flatMap((n) => n.cpus));
+    const isolated = new Set(facts.isolatedCpus);
+    if (onNodes.length === 0 || !onNodes.every((c) => isolated.has(c))) return { cpus: null, reason: null };
+    const ownOnNodes = sorted(vcpuPins.flat().filter((c) => onNodes.includes(c)));
+    if (ownOnNodes.length === 0) return { cpus: null, reason: null }; // vCPUs off the nodes: refused by checkAgainstHost
+    return {
+        cpus: ownOnNodes,
+        reason:
+            `the emulator shares the guest's vCPU CPUs ${formatCpuList(ownOnNodes)}: every CPU of node(s) ${formatCpuList(nodes)} (${formatCpuList(onNodes)}) is isolated, ` +
+            `libvirt keeps an unpinned emulator off isolated CPUs, and QEMU preallocates the huge pages from a thread on the bound node(s); set emulatorPin to choose other CPUs`,
+    };
+}
+
 /** Who holds which of these CPUs, by guest name: "held by guest web (2-3)", or "none held by other guests". */
 function holdersOn(others: OtherGuest[], cpus: number[]): string {
     const held = others.map((o) => ({ name: o.name, cpus: o.vcpuCpus.filter((c) => cpus.includes(c)) })).filter((o) => o.cpus.length > 0);

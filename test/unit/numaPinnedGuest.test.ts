@@ -12,6 +12,7 @@ import {
     numaPinnedGuestSchema,
     pendingRestartOf,
     provider,
+    resolveEmulatorPin,
     resolvePins,
     wantedSpec,
 } from "../../resources/providers/numaPinnedGuest";
@@ -253,6 +254,29 @@ describe("NumaPinnedGuest auto pins", () => {
         it("keeps an earlier choice that is still free, isolated or not", () => {
             assert.deepStrictEqual(resolvePins(onNode1(2), isolatedHost(), [[4], [5]]), [[4], [5]]);
         });
+    });
+});
+
+describe("NumaPinnedGuest emulator on a node whose CPUs are all isolated", () => {
+    /** The lab's shape after KernelCmdline isolatedCpus "2-3": every CPU of node 1 isolated. */
+    const node1Isolated = { ...facts, isolatedCpus: [2, 3] };
+    const guest = (more: Record<string, unknown> = {}) => parse({ ...base, cpuPins: "auto", emulatorPin: undefined, ...more });
+
+    it("a huge page guest without emulatorPin gets its emulator on its own vCPU CPUs, and the reason", () => {
+        const i = guest();
+        const pins = resolvePins(i, host({ facts: node1Isolated }));
+        const emulator = resolveEmulatorPin(i, pins, node1Isolated);
+        assert.deepStrictEqual(emulator.cpus, [2, 3]);
+        assert.match(emulator.reason ?? "", /^the emulator shares the guest's vCPU CPUs 2-3: every CPU of node\(s\) 1 \(2-3\) is isolated/);
+        assert.deepStrictEqual(parseDomainXml(buildDomainXml(wantedSpec(i, pins, [], [], emulator.cpus), "o")).spec.emulatorPin, [2, 3]);
+    });
+    it("leaves the emulator unpinned when the node keeps a CPU that is not isolated, or the guest has no huge pages", () => {
+        assert.deepStrictEqual(resolveEmulatorPin(guest(), [[2], [3]], { ...facts, isolatedCpus: [3] }), { cpus: null, reason: null });
+        assert.deepStrictEqual(resolveEmulatorPin(guest(), [[2], [3]], facts), { cpus: null, reason: null });
+        assert.deepStrictEqual(resolveEmulatorPin(guest({ hugepages: undefined }), [[2], [3]], node1Isolated), { cpus: null, reason: null });
+    });
+    it("keeps an emulatorPin the inputs give, with no reason", () => {
+        assert.deepStrictEqual(resolveEmulatorPin(guest({ emulatorPin: [0, 2] }), [[2], [3]], node1Isolated), { cpus: [0, 2], reason: null });
     });
 });
 
