@@ -102,6 +102,10 @@ export class NumaPinnedGuest extends pulumi.dynamic.Resource {
     public readonly state!: pulumi.Output<string>;
     /** The CPU set of each vCPU, `auto` resolved. */
     public readonly resolvedCpuPins!: pulumi.Output<number[][]>;
+    /** The emulator's CPUs as applied: `emulatorPin`, or chosen by kvmtune (see emulatorPinReason); null: unpinned. */
+    public readonly resolvedEmulatorPin!: pulumi.Output<number[] | null>;
+    /** Why kvmtune chose the emulator's CPUs when `emulatorPin` was left out (a huge page guest on a node whose CPUs are all isolated); null otherwise. */
+    public readonly emulatorPinReason!: pulumi.Output<string | null>;
     /** Parts of the definition the running guest does not have yet (it needs a restart). */
     public readonly pendingRestart!: pulumi.Output<string[]>;
     /** The domain carries this resource's ownership mark. */
@@ -125,6 +129,8 @@ export class NumaPinnedGuest extends pulumi.dynamic.Resource {
                 uuid: undefined,
                 state: undefined,
                 resolvedCpuPins: undefined,
+                resolvedEmulatorPin: undefined,
+                emulatorPinReason: undefined,
                 pendingRestart: undefined,
                 owned: undefined,
                 adopted: undefined,

@@ -65,6 +65,11 @@ export interface HostFactsData {
     kernel: string;
     cmdline: string;
     cpusOnline: number[];
+    /**
+     * CPUs the running kernel isolated at boot (`/sys/devices/system/cpu/isolated`: `isolcpus=`,
+     * e.g. from KernelCmdline's isolatedCpus). Empty when none are, or the kernel has no such file.
+     */
+    isolatedCpus: number[];
     /** Sizes the kernel supports, smallest first. */
     hugepageSizes: PageSize[];
     /**
@@ -99,6 +104,7 @@ export const FACTS_SCRIPT = buildDumpScript({
         "/proc/cmdline",
         "/proc/meminfo",
         "/sys/devices/system/cpu/online",
+        "/sys/devices/system/cpu/isolated",
         `${NODE}/node*/cpulist`,
         `${NODE}/node*/meminfo`,
         `${NODE}/node*/hugepages/hugepages-*/nr_hugepages`,
@@ -281,6 +287,8 @@ export function parseFacts(dump: Dump): HostFactsData {
         kernel: osrelease.trim(),
         cmdline: (f.get("/proc/cmdline") ?? "").trim(),
         cpusOnline: parseCpuList(f.get("/sys/devices/system/cpu/online") ?? ""),
+        // Missing on kernels without the file (and in older recorded dumps): nothing isolated.
+        isolatedCpus: parseCpuList(f.get("/sys/devices/system/cpu/isolated") ?? ""),
         hugepageSizes,
         defaultHugepageSize: defaultHugepageSizeOf(f.get("/proc/meminfo") ?? ""),
         numaNodes: [...nodes.values()].sort((a, b) => a.id - b.id),

@@ -32,15 +32,15 @@ import { found, gone, stateOf } from "../state";
 import { containsUnknown, inputsFrom } from "../validate";
 import { NumaPinnedGuestInputs, numaPinnedGuestSchema, POLICY } from "./numaPinnedGuestSchema";
 import { takenDefaults, wantedSpec } from "./numaPinnedGuestSpec";
-import { checkAgainstHost, networkNames, pageSizeOf, pagesFor, resolvePins, resolveVfs, viewHost } from "./numaPinnedGuestChecks";
+import { checkAgainstHost, EmulatorPlacement, networkNames, pageSizeOf, pagesFor, resolveEmulatorPin, resolvePins, resolveVfs, viewHost } from "./numaPinnedGuestChecks";
 import { inputsFromHost, isRunning, movesMemoryLive, observedSpec, pendingRestartOf, same, withModeAwarePlan } from "./numaPinnedGuestRead";
 
 /** Re-exported: callers and tests name them from here. */
 export { numaPinnedGuestSchema, POLICY } from "./numaPinnedGuestSchema";
 export type { NumaPinnedGuestInputs } from "./numaPinnedGuestSchema";
 export { nodesOf, wantedSpec } from "./numaPinnedGuestSpec";
-export { checkAgainstHost, pageSizeOf, pagesFor, resolvePins } from "./numaPinnedGuestChecks";
-export type { HostView, OtherGuest } from "./numaPinnedGuestChecks";
+export { checkAgainstHost, pageSizeOf, pagesFor, resolveEmulatorPin, resolvePins } from "./numaPinnedGuestChecks";
+export type { EmulatorPlacement, HostView, OtherGuest } from "./numaPinnedGuestChecks";
 export { inputsFromHost, movesMemoryLive, observedSpec, pendingRestartOf } from "./numaPinnedGuestRead";
 
 // ---------------------------------------------------------------------------------------------
@@ -67,21 +67,34 @@ async function observe(remote: Remote, ref: string): Promise<Observed | null> {
     return { read, config, live, running, spec: observedSpec(config.spec, live.spec, running) };
 }
 
-function outputs(i: NumaPinnedGuestInputs, owner: string, o: Observed, resolvedCpuPins: number[][], adopted: boolean, vfAddresses: Array<string | null>, interfaceDefaults: Array<GuestDefaults | null>) {
+/** What an apply resolved from the inputs and the host, kept in state so later reads compare against the same choices. */
+interface Resolved {
+    cpuPins: number[][];
+    emulator: EmulatorPlacement;
+    /** Per interface: the VF's PCI address (null for other interfaces). */
+    vfs: Array<string | null>;
+    /** Per interface: what it took from its network's guest defaults (null: nothing). */
+    taken: Array<GuestDefaults | null>;
+}
+
+function outputs(i: NumaPinnedGuestInputs, owner: string, o: Observed, resolved: Resolved, adopted: boolean) {
     return stateOf({
         ...i,
         owner,
         uuid: o.config.uuid,
         state: o.read.state,
-        resolvedCpuPins,
+        resolvedCpuPins: resolved.cpuPins,
+        /** The emulator's CPUs as applied: emulatorPin, or chosen by kvmtune (emulatorPinReason says why); null: unpinned. */
+        resolvedEmulatorPin: resolved.emulator.cpus,
+        emulatorPinReason: resolved.emulator.reason,
         pendingRestart: o.running ? pendingRestartOf(o.config.spec, o.live.spec) : [],
         /** The domain carries this resource's ownership mark (false for an imported, not yet updated guest). */
         owned: o.config.owner === owner,
         adopted,
         /** Each hostdev interface's VF as resolved when last applied (null for other interfaces). */
-        vfAddresses,
+        vfAddresses: resolved.vfs,
         /** What each network interface took from its network's guest defaults when last applied (null: nothing). */
-        interfaceDefaults,
+        interfaceDefaults: resolved.taken,
     });
 }
 
@@ -163,7 +176,7 @@ async function adopt(remote: Remote, i: NumaPinnedGuestInputs, owner: string): P
                 `. Declare the guest as it is to adopt it, then change it.`,
         );
     }
-    return { id: o.config.uuid, outs: outputs(i, owner, o, pins, true, vfs, taken) };
+    return { id: o.config.uuid, outs: outputs(i, owner, o, { cpuPins: pins, emulator: { cpus: wanted.emulatorPin, reason: null }, vfs, taken }, true) };
 }
 
 export const provider = {
@@ -191,7 +204,7 @@ export const provider = {
         if (i.adopt) return adopt(remote, i, owner);
         // Reading the other guests, choosing CPUs and defining is one guarded step: a guest defined
         // meanwhile (a parallel create) makes it read and choose again (../libvirt/guestCpus.ts).
-        const { host, existing, before, pins, taken, wanted } = await defineWithCpusChosen(remote, async () => {
+        const { host, existing, before, resolved, wanted } = await defineWithCpusChosen(remote, async () => {
             const host = await viewHost(remote, i);
             const existing = host.domains.find((d) => d.spec.name === i.name);
             if (existing && existing.owner !== owner) {
@@ -207,9 +220,9 @@ export const provider = {
             const pins = resolvePins(i, others);
             const problems = checkAgainstHost(i, pins, others, { willStart: i.running && !before?.running, pagesHeld: pagesHeldBy(before, i.hugepages, pageSizeOf(i.hugepages, host.facts)) });
             if (problems.length) throw new Error(`NumaPinnedGuest ${i.name} on ${host.facts.hostname}: ${problems.join("; ")}`);
-            const taken = takenDefaults(i, host.netDefaults ?? new Map());
-            const wanted = wantedSpec(i, pins, host.vfs, taken);
-            return { xml: buildDomainXml(wanted, owner, existing?.uuid), result: { host, existing, before, pins, taken, wanted } };
+            const resolved: Resolved = { cpuPins: pins, emulator: resolveEmulatorPin(i, pins, host.facts), vfs: host.vfs, taken: takenDefaults(i, host.netDefaults ?? new Map()) };
+            const wanted = wantedSpec(i, pins, resolved.vfs, resolved.taken, resolved.emulator.cpus);
+            return { xml: buildDomainXml(wanted, owner, existing?.uuid), result: { host, existing, before, resolved, wanted } };
         });
         try {
             await setAutostart(remote, i.name, i.autostart, before?.read.autostart ?? false);
@@ -225,7 +238,7 @@ export const provider = {
         const o = (await observe(remote, i.name))!;
         const wrong = mismatches(wanted, o);
         if (wrong.length) throw new Error(`NumaPinnedGuest ${i.name} on ${host.facts.hostname}: libvirt did not take the definition: ${wrong.join("; ")}`);
-        return { id: o.config.uuid, outs: outputs(i, owner, o, pins, false, host.vfs, taken) };
+        return { id: o.config.uuid, outs: outputs(i, owner, o, resolved, false) };
     },
 
     async read(id: string, props: Record<string, unknown>): Promise<pulumi.dynamic.ReadResult> {
@@ -248,9 +261,13 @@ export const provider = {
         });
         // What the interfaces took from their networks when last applied (a network's defaults may have changed since).
         const taken = Array.isArray(props.interfaceDefaults) ? (props.interfaceDefaults as Array<GuestDefaults | null>) : [];
-        const wanted = wantedSpec(i, pins, vfs, taken);
+        // An emulator pin kvmtune chose (emulatorPin left out) is compared as chosen; state from before that choice existed: unpinned.
+        const emulator: EmulatorPlacement = i.emulatorPin
+            ? { cpus: i.emulatorPin, reason: null }
+            : { cpus: importing || !Array.isArray(props.resolvedEmulatorPin) ? null : (props.resolvedEmulatorPin as number[]), reason: typeof props.emulatorPinReason === "string" ? props.emulatorPinReason : null };
+        const wanted = wantedSpec(i, pins, vfs, taken, emulator.cpus);
         const live = inputsFromHost(i, wanted, o.spec, o.read.autostart, o.running);
-        const outs = outputs(live, owner, o, pins, importing || props.adopted === true, vfs, taken);
+        const outs = outputs(live, owner, o, { cpuPins: pins, emulator, vfs, taken }, importing || props.adopted === true);
         return found(id, outs, importing ? stateOf({ ...live, owner }) : undefined);
     },
 
@@ -273,11 +290,11 @@ export const provider = {
         }
         const previous = Array.isArray(olds.resolvedCpuPins) ? (olds.resolvedCpuPins as number[][]) : undefined;
         // As in create: the other guests are read, pins chosen and the definition written as one guarded step.
-        const { host, pins, taken, wanted, restart, willStart } = await defineWithCpusChosen(remote, async () => {
+        const { host, resolved, wanted, restart, willStart } = await defineWithCpusChosen(remote, async () => {
             const host = await viewHost(remote, i, o.config.uuid);
             const pins = resolvePins(i, host, previous);
-            const taken = takenDefaults(i, host.netDefaults ?? new Map());
-            const wanted = wantedSpec(i, pins, host.vfs, taken);
+            const resolved: Resolved = { cpuPins: pins, emulator: resolveEmulatorPin(i, pins, host.facts), vfs: host.vfs, taken: takenDefaults(i, host.netDefaults ?? new Map()) };
+            const wanted = wantedSpec(i, pins, resolved.vfs, resolved.taken, resolved.emulator.cpus);
             const restartParts = pendingRestartOf(wanted, o.live.spec);
             const restart = o.running && i.running && restartParts.length > 0 && i.restartPolicy === "restart";
             const willStart = i.running && (!o.running || restart);
@@ -285,7 +302,7 @@ export const provider = {
             if (problems.length) throw new Error(`NumaPinnedGuest ${i.name} on ${host.facts.hostname}: ${problems.join("; ")}`);
             // 1. The persistent definition: everything, pins included.
             const changed = !same(projectLive(o.config.spec, wanted), wanted) || o.config.owner !== owner;
-            return { xml: changed ? buildDomainXml(wanted, owner, o.config.uuid) : null, result: { host, pins, taken, wanted, restart, willStart } };
+            return { xml: changed ? buildDomainXml(wanted, owner, o.config.uuid) : null, result: { host, resolved, wanted, restart, willStart } };
         });
         // 2. The running guest: pins and nodeset live; the rest by a restart, or reported.
         if (o.running && i.running && !restart) await applyLivePins(remote, i.name, wanted, o.live.spec, host.facts.cpusOnline);
@@ -296,7 +313,7 @@ export const provider = {
         const after = (await observe(remote, i.name))!;
         const wrong = mismatches(wanted, after);
         if (wrong.length) throw new Error(`NumaPinnedGuest ${i.name} on ${host.facts.hostname}: the guest did not take the change: ${wrong.join("; ")}`);
-        return { outs: outputs(i, owner, after, pins, olds.adopted === true, host.vfs, taken) };
+        return { outs: outputs(i, owner, after, resolved, olds.adopted === true) };
     },
 
     async delete(id: string, props: Record<string, unknown>): Promise<void> {

@@ -51,7 +51,9 @@ export interface VfFacts {
 /**
  * Resolves the vCPU pins: explicit ones as given; `auto` keeps the previous choice when it is still
  * free and on the nodes, else picks distinct CPUs of the nodes, preferring CPUs the guest's own
- * emulator and I/O threads do not use. Throws when the nodes do not have enough free CPUs.
+ * emulator and I/O threads do not use and, among those, CPUs the kernel isolated (no timer ticks,
+ * RCU callbacks or stray kernel threads there: what isolation was asked for). Throws when the
+ * nodes do not have enough free CPUs.
  */
 export function resolvePins(i: NumaPinnedGuestInputs, host: HostView, previous?: number[][]): number[][] {
     if (i.cpuPins !== "auto") return i.cpuPins;
@@ -63,7 +65,9 @@ export function resolvePins(i: NumaPinnedGuestInputs, host: HostView, previous?:
         return previous;
     }
     const ours = new Set([...(i.emulatorPin ?? []), ...(i.iothreadPins ?? []).flat()]);
-    const pick = [...free.filter((c) => !ours.has(c)), ...free.filter((c) => ours.has(c))];
+    const isolated = new Set(host.facts.isolatedCpus);
+    const isolatedFirst = (cpus: number[]) => [...cpus.filter((c) => isolated.has(c)), ...cpus.filter((c) => !isolated.has(c))];
+    const pick = [...isolatedFirst(free.filter((c) => !ours.has(c))), ...isolatedFirst(free.filter((c) => ours.has(c)))];
     if (pick.length < i.vcpus) {
         throw new Error(
             `cpuPins: auto needs ${i.vcpus} CPUs of node(s) ${formatCpuList(nodes)} that no other guest's vCPUs hold; ` +
@@ -71,6 +75,37 @@ export function resolvePins(i: NumaPinnedGuestInputs, host: HostView, previous?:
         );
     }
     return pick.slice(0, i.vcpus).map((c) => [c]);
+}
+
+/** Where QEMU's emulator threads run: `cpus` null leaves them unpinned; `reason` says why kvmtune chose the CPUs (null: the inputs did). */
+export interface EmulatorPlacement {
+    cpus: number[] | null;
+    reason: string | null;
+}
+
+/**
+ * The emulator's CPUs: `emulatorPin` as given; left out, unpinned, except for a huge page guest
+ * whose bound node(s) have only isolated CPUs. QEMU preallocates huge pages from a thread bound to
+ * those nodes, which fails unless the emulator may run there (see checkAgainstHost), and libvirt's
+ * QEMU driver leaves isolated CPUs (/sys/devices/system/cpu/isolated) out of an unpinned emulator's
+ * affinity. The only node CPUs that then take no other guest's time are this guest's own vCPU CPUs:
+ * the emulator shares them.
+ */
+export function resolveEmulatorPin(i: NumaPinnedGuestInputs, vcpuPins: number[][], facts: Pick<HostFactsData, "numaNodes" | "isolatedCpus">): EmulatorPlacement {
+    if (i.emulatorPin) return { cpus: i.emulatorPin, reason: null };
+    const nodes = nodesOf(i);
+    if (!i.hugepages || !nodes) return { cpus: null, reason: null };
+    const onNodes = sorted(facts.numaNodes.filter((n) => nodes.includes(n.id)).flatMap((n) => n.cpus));
+    const isolated = new Set(facts.isolatedCpus);
+    if (onNodes.length === 0 || !onNodes.every((c) => isolated.has(c))) return { cpus: null, reason: null };
+    const ownOnNodes = sorted(vcpuPins.flat().filter((c) => onNodes.includes(c)));
+    if (ownOnNodes.length === 0) return { cpus: null, reason: null }; // vCPUs off the nodes: refused by checkAgainstHost
+    return {
+        cpus: ownOnNodes,
+        reason:
+            `the emulator shares the guest's vCPU CPUs ${formatCpuList(ownOnNodes)}: every CPU of node(s) ${formatCpuList(nodes)} (${formatCpuList(onNodes)}) is isolated, ` +
+            `libvirt keeps an unpinned emulator off isolated CPUs, and QEMU preallocates the huge pages from a thread on the bound node(s); set emulatorPin to choose other CPUs`,
+    };
 }
 
 /** Who holds which of these CPUs, by guest name: "held by guest web (2-3)", or "none held by other guests". */
@@ -120,6 +155,15 @@ export function checkAgainstHost(
     for (const o of host.others) {
         const clash = sorted(pins.flat().filter((c) => o.vcpuCpus.includes(c)));
         if (clash.length) problems.push(`cpuPins: CPU ${formatCpuList(clash)} already pinned to vCPUs of guest ${o.name} (${o.uuid}); a CPU serves one guest's vCPUs`);
+    }
+    // QEMU's emulator and I/O threads take CPU time in bursts (device emulation, disk completions):
+    // on another guest's vCPU CPU they preempt that guest's vCPUs, the latency pinning is there to avoid.
+    const threadPins: Array<[string, number[]]> = [["emulatorPin", i.emulatorPin ?? []], ...(i.iothreadPins ?? []).map((set, n): [string, number[]] => [`iothreadPins.${n}`, set])];
+    for (const [field, set] of threadPins) {
+        for (const o of host.others) {
+            const clash = set.filter((c) => o.vcpuCpus.includes(c));
+            if (clash.length) problems.push(`${field}: CPU ${formatCpuList(clash)} already pinned to vCPUs of guest ${o.name} (${o.uuid}); pin this guest's threads off other guests' vCPU CPUs`);
+        }
     }
     for (const c of i.emulatorPin ?? []) if (!online.has(c)) problems.push(`emulatorPin: CPU ${c} does not exist on ${facts.hostname} (online: ${formatCpuList(facts.cpusOnline)})`);
     // libvirt 9.0 preallocates huge page memory in a QEMU thread-context bound to the memory's

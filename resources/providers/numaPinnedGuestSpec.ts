@@ -37,8 +37,17 @@ export function takenDefaults(i: NumaPinnedGuestInputs, networks: ReadonlyMap<st
     return i.interfaces.map((f) => ("network" in f ? defaultsFor(f, i.vcpus, networks) : null));
 }
 
-/** The spec the inputs ask for, with `auto` pins, VF names and network defaults resolved. */
-export function wantedSpec(i: NumaPinnedGuestInputs, vcpuPins: number[][], vfs: Array<string | null> = [], taken: Array<GuestDefaults | null> = []): GuestSpec {
+/**
+ * The spec the inputs ask for, with `auto` pins, VF names and network defaults resolved, and the
+ * emulator's CPUs as chosen (resolveEmulatorPin; by default `emulatorPin` as given, else unpinned).
+ */
+export function wantedSpec(
+    i: NumaPinnedGuestInputs,
+    vcpuPins: number[][],
+    vfs: Array<string | null> = [],
+    taken: Array<GuestDefaults | null> = [],
+    emulatorPin: number[] | null = i.emulatorPin ?? null,
+): GuestSpec {
     const nodes = nodesOf(i);
     return {
         name: i.name,
@@ -47,7 +56,7 @@ export function wantedSpec(i: NumaPinnedGuestInputs, vcpuPins: number[][], vfs: 
         cpuMode: i.cpuMode,
         numa: nodes ? { nodeset: nodes, mode: i.memoryMode } : null,
         vcpuPins,
-        emulatorPin: i.emulatorPin ?? null,
+        emulatorPin,
         iothreads: i.iothreads,
         iothreadPins: Array.from({ length: i.iothreads }, (_x, n) => i.iothreadPins?.[n] ?? []),
         hugepages: i.hugepages ?? null,

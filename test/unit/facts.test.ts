@@ -55,6 +55,9 @@ describe("host facts", function () {
         assert.ok(facts.numaNodes.length >= 1, "no NUMA node read");
         const cpusInNodes = facts.numaNodes.flatMap((n) => n.cpus).sort((a, b) => a - b);
         assert.deepStrictEqual(cpusInNodes, facts.cpusOnline);
+        const isolatedFile = "/sys/devices/system/cpu/isolated";
+        const isolated = fs.existsSync(isolatedFile) ? parseCpuList(fs.readFileSync(isolatedFile, "utf8")) : [];
+        assert.deepStrictEqual(facts.isolatedCpus, isolated);
         // Per-node memory as the kernel reports it, read here with fs rather than the script.
         // (Not os.totalmem(): memory hot-plugged into a VM shows in /proc/meminfo but not per node.)
         for (const node of facts.numaNodes) {
@@ -81,6 +84,7 @@ describe("host facts", function () {
             F("/proc/sys/kernel/osrelease", "6.1.0-28-amd64"),
             F("/proc/cmdline", "BOOT_IMAGE=/boot/vmlinuz root=UUID=x hugepagesz=1G hugepages=1"),
             F("/sys/devices/system/cpu/online", "0-3"),
+            F("/sys/devices/system/cpu/isolated", "2-3"),
             F(`${n}/node0/cpulist`, "0-1"),
             F(`${n}/node1/cpulist`, "2-3"),
             F(`${n}/node0/meminfo`, "Node 0 MemTotal:        1531920 kB\nNode 0 MemFree:  1000 kB"),
@@ -123,6 +127,7 @@ describe("host facts", function () {
         ].join("");
         const facts = parseFacts(parseDump(text));
         assert.deepStrictEqual(facts.hugepageSizes, ["2M", "1G"]);
+        assert.deepStrictEqual(facts.isolatedCpus, [2, 3]);
         assert.deepStrictEqual(facts.numaNodes.map((x) => [x.id, x.cpus, x.memoryMiB]), [[0, [0, 1], 1496], [1, [2, 3], 1512]]);
         assert.deepStrictEqual(facts.numaNodes[1].hugepages["2M"], { total: 64, free: 32, surplus: 0 });
         assert.deepStrictEqual(facts.blockDevices.map((b) => b.name), ["nvme0n1", "vdb"], "empty loop devices and hidden NVMe paths are not disks");
@@ -139,6 +144,14 @@ describe("host facts", function () {
         ]);
         assert.deepStrictEqual(facts.vhostNet, { device: true, moduleLoaded: true });
         assert.deepStrictEqual(facts.libvirt, { version: "9.0.0", active: true });
+    });
+
+    it("reads no isolated CPUs from an empty or missing isolated file", () => {
+        const F = (path: string, body: string) => `\x1eF\x1f${path}\n${body}\n`;
+        const host = [F("/proc/sys/kernel/osrelease", "6.1.0-28-amd64"), F("/sys/devices/system/cpu/online", "0-3")].join("");
+        // A kernel booted without isolcpus= has the file, empty; an old kernel (or a recorded dump) has none.
+        assert.deepStrictEqual(parseFacts(parseDump(host + F("/sys/devices/system/cpu/isolated", ""))).isolatedCpus, []);
+        assert.deepStrictEqual(parseFacts(parseDump(host)).isolatedCpus, []);
     });
 
     it("says what is wrong when the script returned nothing usable", () => {

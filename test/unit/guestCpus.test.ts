@@ -134,3 +134,43 @@ describe("NumaPinnedGuest creates side by side on one host (loopback sshd, virsh
         assert.strictEqual(new Set(held.flatMap((d) => d.cpus)).size, 2, JSON.stringify(held));
     });
 });
+
+describe("NumaPinnedGuest create on a node whose CPUs are all isolated (loopback sshd, virsh stood in)", function () {
+    this.timeout(120_000);
+    const key = throwawayKey();
+    const dirs: string[] = [];
+    let host: FakeSshHost;
+    let etc: string;
+
+    before(async () => {
+        const [run, bin, sys] = ["run", "bin", "sys"].map((d) => fs.mkdtempSync(path.join(os.tmpdir(), `kvmtune-isolated-${d}-`)));
+        etc = fs.mkdtempSync(path.join(os.tmpdir(), "kvmtune-isolated-etc-"));
+        dirs.push(run, bin, sys, etc);
+        installFakeVirsh(bin);
+        // The kernel's isolated CPUs as after isolcpus= of all of node 0, laid over the real file.
+        const node0 = (await gatherFacts(new LocalRemote())).numaNodes.find((n) => n.id === 0)!;
+        const isolated = path.join(sys, "isolated");
+        fs.writeFileSync(isolated, `${node0.cpus.join(",")}\n`);
+        const binds: Array<[string, string]> = [[run, "/run"], [isolated, "/sys/devices/system/cpu/isolated"]];
+        host = await startFakeSshHost({ clientKey: key, remote: new LocalRemote({ etc, binds, pathFirst: bin }) });
+    });
+    after(async () => {
+        closeAll();
+        await host.close();
+        for (const d of dirs) fs.rmSync(d, { recursive: true, force: true });
+    });
+
+    it("a huge page guest without emulatorPin gets its emulator on its own vCPU CPU, and says why", async () => {
+        const connection = { host: "127.0.0.1", port: host.port, user: "root", privateKey: key.privateKey, hostKey: host.hostKey };
+        const checked = await guests.check({}, {
+            connection, name: "iso", vcpus: 1, memoryMiB: 64, numaNode: 0, cpuPins: "auto", hugepages: "2M", running: false, autostart: false, owner: "NumaPinnedGuest iso (kvmtune/test)",
+        });
+        assert.deepStrictEqual(checked.failures ?? [], []);
+        const outs = (await guests.create(checked.inputs!)).outs as { resolvedCpuPins: number[][]; resolvedEmulatorPin: number[] | null; emulatorPinReason: string | null };
+        assert.deepStrictEqual(outs.resolvedEmulatorPin, outs.resolvedCpuPins[0]);
+        assert.match(outs.emulatorPinReason ?? "", /the emulator shares the guest's vCPU CPUs .*every CPU of node\(s\) 0 .* is isolated/);
+        // As libvirt was given it: the emulator pinned to the vCPU's CPU.
+        const [xml] = definedDomains(etc);
+        assert.match(xml, new RegExp(`<emulatorpin cpuset=['"]${outs.resolvedCpuPins[0][0]}['"]`));
+    });
+});

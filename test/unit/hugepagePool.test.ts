@@ -15,6 +15,7 @@ const host: HostFactsData = {
     kernel: "6.1.0",
     cmdline: "",
     cpusOnline: [0, 1, 2, 3],
+    isolatedCpus: [],
     hugepageSizes: ["2M"],
     defaultHugepageSize: "2M",
     numaNodes: [

@@ -14,6 +14,7 @@ const host: HostFactsData = {
     kernel: "6.1.0-13-amd64",
     cmdline: "",
     cpusOnline: [0, 1, 2, 3],
+    isolatedCpus: [],
     hugepageSizes: ["2M", "1G"],
     defaultHugepageSize: "2M",
     numaNodes: [

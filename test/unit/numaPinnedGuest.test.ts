@@ -12,6 +12,7 @@ import {
     numaPinnedGuestSchema,
     pendingRestartOf,
     provider,
+    resolveEmulatorPin,
     resolvePins,
     wantedSpec,
 } from "../../resources/providers/numaPinnedGuest";
@@ -25,6 +26,7 @@ const facts: HostFactsData = {
     kernel: "6.1.0",
     cmdline: "",
     cpusOnline: [0, 1, 2, 3],
+    isolatedCpus: [],
     hugepageSizes: ["2M", "1G"],
     defaultHugepageSize: "2M",
     numaNodes: [
@@ -172,6 +174,15 @@ describe("NumaPinnedGuest checks against the host", () => {
         const h = host({ others: [{ name: "other", uuid: "u-1", vcpuCpus: [3] }] });
         assert.match(problems({}, h), /CPU 3 already pinned to vCPUs of guest other \(u-1\)/);
     });
+    it("refuses emulator and I/O thread pins on another guest's vCPU CPUs, naming the field, the CPUs and the guest", () => {
+        const h = host({ others: [{ name: "web", uuid: "u-2", vcpuCpus: [0, 1] }] });
+        const p = problems({ emulatorPin: [1, 2], iothreads: 2, iothreadPins: [[3], [0]] }, h);
+        assert.match(p, /^emulatorPin: CPU 1 already pinned to vCPUs of guest web \(u-2\)/m);
+        assert.match(p, /^iothreadPins\.1: CPU 0 already pinned to vCPUs of guest web \(u-2\)/m);
+        assert.doesNotMatch(p, /iothreadPins\.0/);
+        // The guest's own vCPU CPUs are not another guest's.
+        assert.strictEqual(problems({ emulatorPin: [2, 3], iothreads: 1, iothreadPins: [[3]] }, h), "");
+    });
     it("refuses too few free huge pages on the node, counting pages the guest gives back", () => {
         assert.match(problems({ memoryMiB: 128 }), /needs 64 free 2M pages on node\(s\) 1, lab2 has 48 \(node 1: 48 free of 48\)/);
         assert.strictEqual(problems({ memoryMiB: 128 }, host(), { willStart: true, pagesHeld: 32 }), "");
@@ -223,6 +234,49 @@ describe("NumaPinnedGuest auto pins", () => {
     });
     it("keeps an earlier choice that is still free", () => {
         assert.deepStrictEqual(resolvePins(auto, host(), [[2], [3]]), [[2], [3]]);
+    });
+    describe("on a host with isolated CPUs", () => {
+        /** Node 1 with CPUs 4-7, of which the kernel isolated 6-7 (isolcpus=6-7). */
+        const isolatedHost = (over: Partial<HostView> = {}) =>
+            host({ facts: { ...facts, cpusOnline: [0, 1, 2, 3, 4, 5, 6, 7], isolatedCpus: [6, 7], numaNodes: [facts.numaNodes[0], { ...facts.numaNodes[1], cpus: [4, 5, 6, 7] }] }, ...over });
+        const onNode1 = (vcpus: number, more: Record<string, unknown> = {}) => parse({ ...base, vcpus, cpuPins: "auto", emulatorPin: undefined, hugepages: undefined, ...more });
+
+        it("picks the node's isolated CPUs first, then the rest of the node", () => {
+            assert.deepStrictEqual(resolvePins(onNode1(2), isolatedHost()), [[6], [7]]);
+            assert.deepStrictEqual(resolvePins(onNode1(3), isolatedHost()), [[6], [7], [4]]);
+        });
+        it("skips isolated CPUs other guests' vCPUs hold", () => {
+            assert.deepStrictEqual(resolvePins(onNode1(2), isolatedHost({ others: [{ name: "o", uuid: "u", vcpuCpus: [6] }] })), [[7], [4]]);
+        });
+        it("still leaves the guest's own emulator CPU for last", () => {
+            assert.deepStrictEqual(resolvePins(onNode1(2, { emulatorPin: [6] }), isolatedHost()), [[7], [4]]);
+        });
+        it("keeps an earlier choice that is still free, isolated or not", () => {
+            assert.deepStrictEqual(resolvePins(onNode1(2), isolatedHost(), [[4], [5]]), [[4], [5]]);
+        });
+    });
+});
+
+describe("NumaPinnedGuest emulator on a node whose CPUs are all isolated", () => {
+    /** The lab's shape after KernelCmdline isolatedCpus "2-3": every CPU of node 1 isolated. */
+    const node1Isolated = { ...facts, isolatedCpus: [2, 3] };
+    const guest = (more: Record<string, unknown> = {}) => parse({ ...base, cpuPins: "auto", emulatorPin: undefined, ...more });
+
+    it("a huge page guest without emulatorPin gets its emulator on its own vCPU CPUs, and the reason", () => {
+        const i = guest();
+        const pins = resolvePins(i, host({ facts: node1Isolated }));
+        const emulator = resolveEmulatorPin(i, pins, node1Isolated);
+        assert.deepStrictEqual(emulator.cpus, [2, 3]);
+        assert.match(emulator.reason ?? "", /^the emulator shares the guest's vCPU CPUs 2-3: every CPU of node\(s\) 1 \(2-3\) is isolated/);
+        assert.deepStrictEqual(parseDomainXml(buildDomainXml(wantedSpec(i, pins, [], [], emulator.cpus), "o")).spec.emulatorPin, [2, 3]);
+    });
+    it("leaves the emulator unpinned when the node keeps a CPU that is not isolated, or the guest has no huge pages", () => {
+        assert.deepStrictEqual(resolveEmulatorPin(guest(), [[2], [3]], { ...facts, isolatedCpus: [3] }), { cpus: null, reason: null });
+        assert.deepStrictEqual(resolveEmulatorPin(guest(), [[2], [3]], facts), { cpus: null, reason: null });
+        assert.deepStrictEqual(resolveEmulatorPin(guest({ hugepages: undefined }), [[2], [3]], node1Isolated), { cpus: null, reason: null });
+    });
+    it("keeps an emulatorPin the inputs give, with no reason", () => {
+        assert.deepStrictEqual(resolveEmulatorPin(guest({ emulatorPin: [0, 2] }), [[2], [3]], node1Isolated), { cpus: [0, 2], reason: null });
     });
 });
 

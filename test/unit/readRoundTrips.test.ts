@@ -133,13 +133,44 @@ describe("every provider's read is at most one round trip", function () {
         virsh.answer("dumpxml --inactive", GUEST_UUID, xml);
         virsh.answer("domstate", GUEST_UUID, "running\n");
         // What state holds after an apply: the inputs and the outputs.
-        const state: Record<string, unknown> = { ...inputs, uuid: GUEST_UUID, state: "running", resolvedCpuPins: [[2], [3]], pendingRestart: [], owned: true, adopted: false, vfAddresses: vfs, interfaceDefaults: [null, null] };
+        const state: Record<string, unknown> = {
+            ...inputs,
+            uuid: GUEST_UUID,
+            state: "running",
+            resolvedCpuPins: [[2], [3]],
+            resolvedEmulatorPin: inputs.emulatorPin,
+            emulatorPinReason: null,
+            pendingRestart: [],
+            owned: true,
+            adopted: false,
+            vfAddresses: vfs,
+            interfaceDefaults: [null, null],
+        };
         const r = (await provider.read(GUEST_UUID, state)) as ReadResult;
         assert.strictEqual(r.id, GUEST_UUID);
         assert.strictEqual(r.inputs, undefined, "a refresh, not an import");
         const { connection: _c, ...props } = r.props;
         const { connection: _i, ...expected } = state;
         assert.deepStrictEqual(props, expected);
+    });
+
+    it("NumaPinnedGuest's refresh compares an emulator pin kvmtune chose (emulatorPin left out) as chosen: no drift", async () => {
+        const provider = providerOf("numaPinnedGuest");
+        const { emulatorPin: _e, ...declared } = PROVIDER_CASES.numaPinnedGuest.valid[0];
+        const inputs = (await provider.check({}, { ...declared, connection: connection() })).inputs!;
+        // As create leaves a huge page guest on a node whose CPUs are all isolated: the emulator on the vCPUs' CPUs.
+        const chosen = [2, 3];
+        const reason = "the emulator shares the guest's vCPU CPUs 2-3: every CPU of node(s) 1 (2-3) is isolated, ...";
+        const vfs = [null, "0000:01:10.1"];
+        const xml = buildDomainXml(wantedSpec(numaPinnedGuestSchema.parse(withoutOwner(inputs)), [[2], [3]], vfs, [null, null], chosen), String(inputs.owner), GUEST_UUID);
+        virsh.answer("dominfo", GUEST_UUID, `Id: 1\nName: g1\nUUID: ${GUEST_UUID}\nState: running\nPersistent: yes\nAutostart: enable\n`);
+        virsh.answer("dumpxml", GUEST_UUID, xml);
+        virsh.answer("dumpxml --inactive", GUEST_UUID, xml);
+        virsh.answer("domstate", GUEST_UUID, "running\n");
+        const state = { ...inputs, uuid: GUEST_UUID, state: "running", resolvedCpuPins: [[2], [3]], resolvedEmulatorPin: chosen, emulatorPinReason: reason, pendingRestart: [], owned: true, adopted: false, vfAddresses: vfs, interfaceDefaults: [null, null] };
+        const r = (await provider.read(GUEST_UUID, state)) as ReadResult;
+        assert.strictEqual(r.props.emulatorPin, undefined, "the chosen pin is not drift of emulatorPin");
+        assert.deepStrictEqual([r.props.resolvedEmulatorPin, r.props.emulatorPinReason], [chosen, reason]);
     });
 
     it("VhostNetwork's read of a network virsh has returns it, and says what the host lacks as drift", async () => {

@@ -59,7 +59,7 @@ describe("resource classes", function () {
             [network, declared(network, ["uuid", "bridgeName", "vhostNetAvailable", "guestDefaults", "active", "autostart", "owned", "drift"])],
             [nic, declared(nic, ["pfName", "pfPciAddress", "numaNode", "totalVfs", "vfDevices", "original", "bootUnit", "drift"])],
             [pooled, declared(pooled, ["pfName", "pfPciAddress", "numaNode", "totalVfs", "vfDevices", "original", "networkName", "bootUnit", "drift"])],
-            [guest, declared(guest, ["uuid", "state", "resolvedCpuPins", "pendingRestart", "owned", "adopted", "vfAddresses", "interfaceDefaults"])],
+            [guest, declared(guest, ["uuid", "state", "resolvedCpuPins", "resolvedEmulatorPin", "emulatorPinReason", "pendingRestart", "owned", "adopted", "vfAddresses", "interfaceDefaults"])],
             [cmdline, declared(cmdline, ["args", "bootloader", "bootCmdline", "running", "rebootRequired", "notInEffect", "retired", "original", "drift"])],
         ];
         for (const [resource, outputs] of cases) {

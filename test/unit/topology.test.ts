@@ -18,6 +18,7 @@ const facts: HostFactsData = {
     kernel: "6.1.0",
     cmdline: "",
     cpusOnline: [0, 1, 2, 3],
+    isolatedCpus: [],
     hugepageSizes: ["2M", "1G"],
     defaultHugepageSize: "2M",
     numaNodes: [
