@@ -12,6 +12,7 @@ import * as path from "path";
 import type { Stack } from "@pulumi/pulumi/automation";
 import { labReboots, labTuning } from "../../fleet/labTuning";
 import { localStack } from "../../tools/pulumiEngine";
+import { withLabWatchdog } from "../helpers/labConnection";
 import { cpuCellColours, screenshotSvg, svgSize } from "../helpers/chromium";
 import { decodePng } from "../helpers/png";
 import { assertDemoDbHasVf, assertLabCmdlineInEffect, hostState, HostState } from "../helpers/labTuningState";
@@ -69,7 +70,9 @@ describe("the kvmtune program through the Pulumi CLI", function () {
     });
 
     it("up converges every host to the lab tuning, as the hosts themselves tell", async () => {
-        const result = await stack.up({ onOutput: () => undefined });
+        // The lab's kernel command line reboots the hosts that lack it, one at a time.
+        const boots = await Promise.all(inventory.hosts.map(async (h) => (await sshOk(h, "cat /proc/sys/kernel/random/boot_id")).trim()));
+        const result = await withLabWatchdog(inventory.hosts, boots, () => stack.up({ onOutput: () => undefined }));
         assert.strictEqual(result.summary.result, "succeeded");
         assert.strictEqual(result.summary.resourceChanges?.create, inventory.hosts.length * perHost + 1);
         // `up` prints one line per host; the full detail is the JSON file the line's entry names.

@@ -11,7 +11,7 @@ import * as os from "os";
 import * as path from "path";
 import type { Stack } from "@pulumi/pulumi/automation";
 import { localStack } from "../../tools/pulumiEngine";
-import { waitForLabHost } from "../helpers/labConnection";
+import { waitForLabHost, withLabWatchdog } from "../helpers/labConnection";
 import { LabHost, loadInventory, repoRoot, sshOk } from "../lab/labHosts";
 
 /** Arguments of no effect: what matters is whether each host's running kernel has them. */
@@ -19,7 +19,7 @@ const FIRST = "kvmtune.roll=1";
 const SECOND = "kvmtune.roll2=1";
 /** An ssh.service drop-in that holds sshd back at the next boot for longer than the timeout, then removes itself. */
 const DELAY = "/etc/systemd/system/ssh.service.d/zz-kvmtune-e2e-delay.conf";
-const DELAY_SECONDS = 150;
+const DELAY_SECONDS = 100;
 
 describe("rolling reboots through the Pulumi CLI: one host at a time, and a host that does not come back stops the roll", function () {
     this.timeout(40 * 60_000);
@@ -70,7 +70,7 @@ describe("rolling reboots through the Pulumi CLI: one host at a time, and a host
 
     it("reboots both hosts one after the other: the second boots only after the first is back and checked", async () => {
         const before = await Promise.all(inventory.hosts.map(bootId));
-        const result = await stack.up({ onOutput: () => undefined });
+        const result = await withLabWatchdog(inventory.hosts, before, () => stack.up({ onOutput: () => undefined }));
         assert.strictEqual(result.summary.result, "succeeded");
         for (const [i, h] of inventory.hosts.entries()) {
             assert.notStrictEqual(await bootId(h), before[i], `${h.name} did not reboot`);
@@ -89,7 +89,7 @@ describe("rolling reboots through the Pulumi CLI: one host at a time, and a host
         const [firstBoot, secondBoot] = [await bootId(first), await bootId(second)];
         await stack.setConfig("kvmtune:tuning", { value: JSON.stringify({ kernelCmdline: { extra: [FIRST, SECOND] } }) });
         await stack.setConfig("kvmtune:reboots", reboots(60));
-        await assert.rejects(stack.up({ onOutput: () => undefined }), new RegExp(`127\\.0\\.0\\.1:${first.port} did not come back within 60 s \\(timeoutSeconds\\)`));
+        await assert.rejects(withLabWatchdog([first, second], [firstBoot, secondBoot], () => stack.up({ onOutput: () => undefined })), new RegExp(`127\\.0\\.0\\.1:${first.port} did not come back within 60 s \\(timeoutSeconds\\)`));
         // The second host got its boot configuration, and no reboot.
         assert.strictEqual(await bootId(second), secondBoot, `${second.name} was rebooted after ${first.name} failed`);
         assert.ok(await inBootConfig(second, SECOND), `${second.name}'s boot configuration lacks ${SECOND}`);

@@ -1,5 +1,5 @@
 /** Connections to lab hosts, as the library's inputs, from the lab inventory. */
-import { execFile } from "child_process";
+import { ChildProcess, execFile, spawn } from "child_process";
 import * as fs from "fs";
 import * as path from "path";
 import { promisify } from "util";
@@ -36,4 +36,32 @@ export async function rebootLabHost(h: LabHost): Promise<void> {
 /** Waits until a lab host answers SSH with a boot id other than `oldBootId` (it rebooted). */
 export async function waitForLabHost(h: LabHost, oldBootId: string): Promise<void> {
     await labScript("host.sh", ["wait", h.name, oldBootId]);
+}
+
+/**
+ * Runs `fn` (an `up` that reboots lab hosts through HostReboot) with a stand-in for a BMC watchdog
+ * on each host: a TCG guest now and then hangs on its way down or up, its vCPU never waking from
+ * HLT (RCU stalls on the console; seen in CI on a reboot with nothing but `kvmtune.roll=1` added).
+ * A real server does not do that, and kvmtune cannot power-cycle a host; the lab's own
+ * `host.sh wait NAME BOOT_ID` can: it returns once the host answers with a new boot id and
+ * power-cycles it when its console shows the kernel stuck. Its own timeout is set past any test,
+ * so a host that does not reboot in `fn` is never power-cycled; every watchdog stops when `fn` settles.
+ */
+export async function withLabWatchdog<T>(hosts: LabHost[], bootIds: string[], fn: () => Promise<T>): Promise<T> {
+    const file = path.resolve(__dirname, "..", "..", "..", "lab", "host.sh");
+    const env = { ...process.env, KVMTUNE_LAB_STATE: process.env.KVMTUNE_LAB_STATE ?? path.dirname(inventoryPath()), KVMTUNE_LAB_BOOT_TIMEOUT: "7200" };
+    const watchdogs: ChildProcess[] = hosts.map((h, i) => spawn("bash", [file, "wait", h.name, bootIds[i]], { env, detached: true, stdio: "ignore" }));
+    try {
+        return await fn();
+    } finally {
+        for (const w of watchdogs) {
+            if (w.exitCode === null && w.pid) {
+                try {
+                    process.kill(-w.pid, "SIGTERM");
+                } catch {
+                    // already gone
+                }
+            }
+        }
+    }
 }

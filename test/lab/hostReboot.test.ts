@@ -13,7 +13,7 @@ import * as assert from "assert";
 import type { PulumiFn } from "@pulumi/pulumi/automation";
 import { HostReboot, KernelCmdline } from "../../resources";
 import { inlineStack, InlineStack, resourcesOf } from "../helpers/inlineStack";
-import { labConnection } from "../helpers/labConnection";
+import { labConnection, withLabWatchdog } from "../helpers/labConnection";
 import { sshOk, suiteHost } from "./labHosts";
 
 const V = "virsh -c qemu:///system";
@@ -85,7 +85,7 @@ describe("HostReboot on a lab host: a kernel argument written, the host rebooted
     it("with the guest stopped, reboots the host; the new kernel has CPU 3 isolated; nothing waits any more", async () => {
         await ssh(`${V} destroy ${GUEST} >/dev/null`);
         const boot = await bootId();
-        await s.up(program({ isolatedCpus: "3", guests: "shutdown" }));
+        await withLabWatchdog([h], [boot], () => s.up(program({ isolatedCpus: "3", guests: "shutdown" })));
         assert.notStrictEqual(await bootId(), boot, "the host did not reboot");
         const now = await cmdline();
         for (const a of [...ISOLATION, MARK]) assert.ok(now.includes(a), `${a} is not in /proc/cmdline: ${now.join(" ")}`);
@@ -104,7 +104,7 @@ describe("HostReboot on a lab host: a kernel argument written, the host rebooted
 
     it("taking the isolation off reboots again, and the new kernel has it no more", async () => {
         const boot = await bootId();
-        await s.up(program({ guests: "shutdown" }));
+        await withLabWatchdog([h], [boot], () => s.up(program({ guests: "shutdown" })));
         assert.notStrictEqual(await bootId(), boot, "the host did not reboot");
         const now = await cmdline();
         for (const a of ISOLATION) assert.ok(!now.includes(a), `${a} is still in /proc/cmdline: ${now.join(" ")}`);

@@ -13,6 +13,7 @@ import { spawn } from "child_process";
 import * as fs from "fs";
 import * as os from "os";
 import * as path from "path";
+import { withLabWatchdog } from "../helpers/labConnection";
 import { assertLabTuned, ELEVATOR_RULE, hostState } from "../helpers/labTuningState";
 import { loadInventory, repoRoot, sshOk, suiteHost } from "./labHosts";
 
@@ -51,6 +52,11 @@ describe("npm start converges the lab from the hosts' truth", function () {
         });
     }
     const npmStart = () => run("npm", ["start"]);
+    /** npm start when it may reboot the hosts (the lab's kernel command line), under the lab's watchdog. */
+    const npmStartRebooting = async () => {
+        const boots = await Promise.all(inventory.hosts.map(async (h) => (await sshOk(h, "cat /proc/sys/kernel/random/boot_id")).trim()));
+        return withLabWatchdog(inventory.hosts, boots, npmStart);
+    };
     /**
      * The update's summary lines ("+ 2 created", "~ 3 updated", "15 unchanged"), from the last
      * "Resources:" block (`up --yes` prints the preview's block first, then the update's).
@@ -77,7 +83,7 @@ describe("npm start converges the lab from the hosts' truth", function () {
     });
 
     it("converges every host to the lab tuning", async () => {
-        const { out } = await npmStart();
+        const { out } = await npmStartRebooting();
         assert.match(out, new RegExp(`stack '${STACK}' is up`));
         for (const h of inventory.hosts) await assertLabTuned(h);
     });
@@ -124,7 +130,7 @@ describe("npm start converges the lab from the hosts' truth", function () {
             const bare = await hostState(h);
             assert.deepStrictEqual([bare.pages, bare.vdb, bare.numVfs, bare.domains], [[0, 0], "none", 0, ""], `${h.name} is not bare after the reset`);
         }
-        const { out } = await npmStart();
+        const { out } = await npmStartRebooting();
         assert.match(out, new RegExp(`stack '${STACK}' is up`));
         for (const h of inventory.hosts) await assertLabTuned(h);
     });
