@@ -12,11 +12,11 @@ import * as path from "path";
 import type { Stack } from "@pulumi/pulumi/automation";
 import { labReboots, labTuning } from "../../fleet/labTuning";
 import { localStack } from "../../tools/pulumiEngine";
-import { withLabWatchdog } from "../helpers/labConnection";
+import { labHostsConfig, withLabWatchdog } from "../helpers/labConnection";
 import { cpuCellColours, screenshotSvg, svgSize } from "../helpers/chromium";
 import { decodePng } from "../helpers/png";
 import { assertDemoDbHasVf, assertLabCmdlineInEffect, hostState, HostState } from "../helpers/labTuningState";
-import { loadInventory, repoRoot, sshOk } from "../lab/labHosts";
+import { labBootId, loadInventory, repoRoot, sshOk } from "../lab/labHosts";
 
 /**
  * Children per host: the component, its facts, one resource per tuning item, and for the kernel
@@ -40,17 +40,8 @@ describe("the kvmtune program through the Pulumi CLI", function () {
     );
 
     before(async () => {
-        const config: Record<string, { value: string; secret?: boolean }> = {};
-        inventory.hosts.forEach((h, i) => {
-            const at = `kvmtune:hosts[${i}]`;
-            config[`${at}.name`] = { value: h.name };
-            config[`${at}.host`] = { value: h.host };
-            config[`${at}.port`] = { value: String(h.port) };
-            config[`${at}.user`] = { value: h.user };
-            config[`${at}.hostKey`] = { value: h.hostKey };
-            // The key as a secret in stack config: encrypted in Pulumi.e2e.yaml and in state.
-            config[`${at}.privateKey`] = { value: fs.readFileSync(h.privateKeyPath, "utf8"), secret: true };
-        });
+        // The key is a secret in stack config: encrypted in Pulumi.e2e.yaml and in state.
+        const config = labHostsConfig(inventory.hosts);
         // The lab tuning as a user would put it in stack config (a JSON object value).
         config["kvmtune:tuning"] = { value: JSON.stringify(labTuning) };
         // As the lab stack reboots: one host at a time, for the lab's kernel command line.
@@ -71,7 +62,7 @@ describe("the kvmtune program through the Pulumi CLI", function () {
 
     it("up converges every host to the lab tuning, as the hosts themselves tell", async () => {
         // The lab's kernel command line reboots the hosts that lack it, one at a time.
-        const boots = await Promise.all(inventory.hosts.map(async (h) => (await sshOk(h, "cat /proc/sys/kernel/random/boot_id")).trim()));
+        const boots = await Promise.all(inventory.hosts.map(labBootId));
         const result = await withLabWatchdog(inventory.hosts, boots, () => stack.up({ onOutput: () => undefined }));
         assert.strictEqual(result.summary.result, "succeeded");
         assert.strictEqual(result.summary.resourceChanges?.create, inventory.hosts.length * perHost + 1);

@@ -11,8 +11,8 @@ import * as os from "os";
 import * as path from "path";
 import type { Stack } from "@pulumi/pulumi/automation";
 import { localStack } from "../../tools/pulumiEngine";
-import { waitForLabHost, withLabWatchdog } from "../helpers/labConnection";
-import { LabHost, loadInventory, repoRoot, sshOk } from "../lab/labHosts";
+import { labHostsConfig, waitForLabHost, withLabWatchdog } from "../helpers/labConnection";
+import { labBootId, LabHost, loadInventory, repoRoot, sshOk } from "../lab/labHosts";
 
 /** Arguments of no effect: what matters is whether each host's running kernel has them. */
 const FIRST = "kvmtune.roll=1";
@@ -29,7 +29,6 @@ describe("rolling reboots through the Pulumi CLI: one host at a time, and a host
     const backendDir = fs.mkdtempSync(path.join(os.tmpdir(), "kvmtune-e2e-roll-"));
     const topologyDir = fs.mkdtempSync(path.join(os.tmpdir(), "kvmtune-e2e-roll-topology-"));
     const ssh = (h: LabHost, cmd: string) => sshOk(h, cmd, { timeoutMs: 600_000 });
-    const bootId = async (h: LabHost) => (await ssh(h, "cat /proc/sys/kernel/random/boot_id")).trim();
     const bootTime = async (h: LabHost) => Number((await ssh(h, "awk '/^btime/ {print $2}' /proc/stat")).trim());
     const cmdline = async (h: LabHost) => (await ssh(h, "cat /proc/cmdline")).trim().split(/\s+/);
     const inBootConfig = async (h: LabHost, arg: string) => Number((await ssh(h, `grep -c -- ' ${arg.replace(/\./g, "\\.")}' /boot/grub/grub.cfg || true`)).trim()) > 0;
@@ -42,16 +41,7 @@ describe("rolling reboots through the Pulumi CLI: one host at a time, and a host
 
     before(async () => {
         assert.ok(second, "the rolling reboot test needs two lab hosts");
-        const config: Record<string, { value: string; secret?: boolean }> = {};
-        inventory.hosts.forEach((h, i) => {
-            const at = `kvmtune:hosts[${i}]`;
-            config[`${at}.name`] = { value: h.name };
-            config[`${at}.host`] = { value: h.host };
-            config[`${at}.port`] = { value: String(h.port) };
-            config[`${at}.user`] = { value: h.user };
-            config[`${at}.hostKey`] = { value: h.hostKey };
-            config[`${at}.privateKey`] = { value: fs.readFileSync(h.privateKeyPath, "utf8"), secret: true };
-        });
+        const config = labHostsConfig(inventory.hosts);
         config["kvmtune:tuning"] = { value: JSON.stringify({ kernelCmdline: { extra: [FIRST] } }) };
         config["kvmtune:reboots"] = reboots(900);
         config["kvmtune:topologyDir"] = { value: topologyDir };
@@ -69,11 +59,11 @@ describe("rolling reboots through the Pulumi CLI: one host at a time, and a host
     });
 
     it("reboots both hosts one after the other: the second boots only after the first is back and checked", async () => {
-        const before = await Promise.all(inventory.hosts.map(bootId));
+        const before = await Promise.all(inventory.hosts.map(labBootId));
         const result = await withLabWatchdog(inventory.hosts, before, () => stack.up({ onOutput: () => undefined }));
         assert.strictEqual(result.summary.result, "succeeded");
         for (const [i, h] of inventory.hosts.entries()) {
-            assert.notStrictEqual(await bootId(h), before[i], `${h.name} did not reboot`);
+            assert.notStrictEqual(await labBootId(h), before[i], `${h.name} did not reboot`);
             assert.ok((await cmdline(h)).includes(FIRST), `${FIRST} is not in ${h.name}'s /proc/cmdline`);
         }
         const firstBack = Date.parse(String((await rebootOutputs(first.name)).rebooted));
@@ -86,12 +76,12 @@ describe("rolling reboots through the Pulumi CLI: one host at a time, and a host
     it("a host that does not come back within timeoutSeconds fails the up, and the host after it is not rebooted", async () => {
         // The first host's sshd starts DELAY_SECONDS late at its next boot (TimeoutStartSec so systemd waits for it).
         await ssh(first, `mkdir -p ${path.dirname(DELAY)} && printf '[Service]\\nTimeoutStartSec=600\\nExecStartPre=/bin/sh -c "sleep ${DELAY_SECONDS}; rm -f ${DELAY}"\\n' > ${DELAY} && systemctl daemon-reload`);
-        const [firstBoot, secondBoot] = [await bootId(first), await bootId(second)];
+        const [firstBoot, secondBoot] = [await labBootId(first), await labBootId(second)];
         await stack.setConfig("kvmtune:tuning", { value: JSON.stringify({ kernelCmdline: { extra: [FIRST, SECOND] } }) });
         await stack.setConfig("kvmtune:reboots", reboots(60));
         await assert.rejects(withLabWatchdog([first, second], [firstBoot, secondBoot], () => stack.up({ onOutput: () => undefined })), new RegExp(`127\\.0\\.0\\.1:${first.port} did not come back within 60 s \\(timeoutSeconds\\)`));
         // The second host got its boot configuration, and no reboot.
-        assert.strictEqual(await bootId(second), secondBoot, `${second.name} was rebooted after ${first.name} failed`);
+        assert.strictEqual(await labBootId(second), secondBoot, `${second.name} was rebooted after ${first.name} failed`);
         assert.ok(await inBootConfig(second, SECOND), `${second.name}'s boot configuration lacks ${SECOND}`);
         assert.ok(!(await cmdline(second)).includes(SECOND));
         // The first host answers again once its sshd starts, with the new argument and no delay left.
@@ -101,11 +91,11 @@ describe("rolling reboots through the Pulumi CLI: one host at a time, and a host
     });
 
     it("destroy takes the arguments off both boot configurations and reboots nothing", async () => {
-        const boots = await Promise.all(inventory.hosts.map(bootId));
+        const boots = await Promise.all(inventory.hosts.map(labBootId));
         await stack.destroy({ onOutput: () => undefined });
         for (const [i, h] of inventory.hosts.entries()) {
             assert.ok(!(await inBootConfig(h, FIRST)) && !(await inBootConfig(h, SECOND)), `${h.name}'s boot configuration still has kvmtune's arguments`);
-            assert.strictEqual(await bootId(h), boots[i], `destroy rebooted ${h.name}`);
+            assert.strictEqual(await labBootId(h), boots[i], `destroy rebooted ${h.name}`);
         }
     });
 });

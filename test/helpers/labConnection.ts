@@ -19,13 +19,35 @@ export function labConnection(h: LabHost, overrides: Partial<Connection> = {}): 
 }
 
 /**
+ * The lab hosts as the root program's stack config wants them (`kvmtune:hosts[i].*`), the private
+ * key as a secret: encrypted in the stack's config file and in state.
+ */
+export function labHostsConfig(hosts: LabHost[]): Record<string, { value: string; secret?: boolean }> {
+    const config: Record<string, { value: string; secret?: boolean }> = {};
+    hosts.forEach((h, i) => {
+        const at = `kvmtune:hosts[${i}]`;
+        config[`${at}.name`] = { value: h.name };
+        config[`${at}.host`] = { value: h.host };
+        config[`${at}.port`] = { value: String(h.port) };
+        config[`${at}.user`] = { value: h.user };
+        config[`${at}.hostKey`] = { value: h.hostKey };
+        config[`${at}.privateKey`] = { value: fs.readFileSync(h.privateKeyPath, "utf8"), secret: true };
+    });
+    return config;
+}
+
+/**
  * The lab's own commands run with the lab's state: the folder of the inventory in use, so a git
  * worktree can act on the hosts of the lab another checkout started (KVMTUNE_LAB_INVENTORY there).
  */
+function labScriptPath(script: "lab.sh" | "host.sh"): string {
+    return path.resolve(__dirname, "..", "..", "..", "lab", script);
+}
+function labEnv(extra: Record<string, string> = {}): NodeJS.ProcessEnv {
+    return { ...process.env, KVMTUNE_LAB_STATE: process.env.KVMTUNE_LAB_STATE ?? path.dirname(inventoryPath()), ...extra };
+}
 function labScript(script: "lab.sh" | "host.sh", args: string[]): Promise<unknown> {
-    const file = path.resolve(__dirname, "..", "..", "..", "lab", script);
-    const env = { ...process.env, KVMTUNE_LAB_STATE: process.env.KVMTUNE_LAB_STATE ?? path.dirname(inventoryPath()) };
-    return promisify(execFile)("bash", [file, ...args], { timeout: 15 * 60_000, env });
+    return promisify(execFile)("bash", [labScriptPath(script), ...args], { timeout: 15 * 60_000, env: labEnv() });
 }
 
 /** Reboots a lab host through the guest and waits until SSH answers again (the lab's own command). */
@@ -48,9 +70,8 @@ export async function waitForLabHost(h: LabHost, oldBootId: string): Promise<voi
  * so a host that does not reboot in `fn` is never power-cycled; every watchdog stops when `fn` settles.
  */
 export async function withLabWatchdog<T>(hosts: LabHost[], bootIds: string[], fn: () => Promise<T>): Promise<T> {
-    const file = path.resolve(__dirname, "..", "..", "..", "lab", "host.sh");
-    const env = { ...process.env, KVMTUNE_LAB_STATE: process.env.KVMTUNE_LAB_STATE ?? path.dirname(inventoryPath()), KVMTUNE_LAB_BOOT_TIMEOUT: "7200" };
-    const watchdogs: ChildProcess[] = hosts.map((h, i) => spawn("bash", [file, "wait", h.name, bootIds[i]], { env, detached: true, stdio: "ignore" }));
+    const env = labEnv({ KVMTUNE_LAB_BOOT_TIMEOUT: "7200" });
+    const watchdogs: ChildProcess[] = hosts.map((h, i) => spawn("bash", [labScriptPath("host.sh"), "wait", h.name, bootIds[i]], { env, detached: true, stdio: "ignore" }));
     try {
         return await fn();
     } finally {

@@ -16,7 +16,7 @@ import type { PulumiFn } from "@pulumi/pulumi/automation";
 import { BlockElevator, HugepagePool, NumaPinnedGuest, SriovNic } from "../../resources";
 import { inlineStack, InlineStack, resourcesOf } from "../helpers/inlineStack";
 import { labConnection, waitForLabHost } from "../helpers/labConnection";
-import { sshOk, sshRun, suiteHost } from "./labHosts";
+import { labBootId, sshOk, sshRun, suiteHost } from "./labHosts";
 
 const V = "virsh -c qemu:///system";
 const GUEST = "kvmtune-faults-g1";
@@ -59,7 +59,7 @@ describe("Faults on a lab host (F8 connection cut, F9 reboot, F10 refusals)", fu
         const out = await ssh("for n in /sys/devices/system/node/node*; do echo ${n##*node} $(cat $n/hugepages/hugepages-2048kB/nr_hugepages); done");
         return Object.fromEntries(out.trim().split("\n").map((l) => [l.split(" ")[0], Number(l.split(" ")[1])]));
     }
-    const bootId = async () => (await ssh("cat /proc/sys/kernel/random/boot_id")).trim();
+    const bootId = () => labBootId(h);
     const domains = async () => (await ssh(`${V} list --all --name`)).split("\n").map((l) => l.trim()).filter(Boolean);
     /** Temp files of the atomic writer and files kvmtune wrote that are empty or end mid-line. */
     async function halfWritten(): Promise<string[]> {

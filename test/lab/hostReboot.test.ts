@@ -14,7 +14,7 @@ import type { PulumiFn } from "@pulumi/pulumi/automation";
 import { HostReboot, KernelCmdline } from "../../resources";
 import { inlineStack, InlineStack, resourcesOf } from "../helpers/inlineStack";
 import { labConnection, withLabWatchdog } from "../helpers/labConnection";
-import { sshOk, suiteHost } from "./labHosts";
+import { labBootId, sshOk, suiteHost } from "./labHosts";
 
 const V = "virsh -c qemu:///system";
 const GUEST = "kvmtune-lab-reboot";
@@ -28,7 +28,7 @@ describe("HostReboot on a lab host: a kernel argument written, the host rebooted
     const connection = labConnection(h);
     let s: InlineStack;
     const ssh = (cmd: string) => sshOk(h, cmd, { timeoutMs: 600_000 });
-    const bootId = async () => (await ssh("cat /proc/sys/kernel/random/boot_id")).trim();
+    const bootId = () => labBootId(h);
     const cmdline = async () => (await ssh("cat /proc/cmdline")).trim().split(/\s+/);
 
     const program =

@@ -200,3 +200,8 @@ export async function sshOk(host: LabHost, command: string, opts: SshOptions = {
   }
   return r.stdout;
 }
+
+/** The host's boot id (/proc/sys/kernel/random/boot_id): a new one after every boot. */
+export async function labBootId(host: LabHost): Promise<string> {
+  return (await sshOk(host, "cat /proc/sys/kernel/random/boot_id", { timeoutMs: 600_000 })).trim();
+}

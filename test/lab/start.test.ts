@@ -15,7 +15,7 @@ import * as os from "os";
 import * as path from "path";
 import { withLabWatchdog } from "../helpers/labConnection";
 import { assertLabTuned, ELEVATOR_RULE, hostState } from "../helpers/labTuningState";
-import { loadInventory, repoRoot, sshOk, suiteHost } from "./labHosts";
+import { labBootId, loadInventory, repoRoot, sshOk, suiteHost } from "./labHosts";
 
 const STACK = "lab-start";
 
@@ -54,8 +54,7 @@ describe("npm start converges the lab from the hosts' truth", function () {
     const npmStart = () => run("npm", ["start"]);
     /** npm start when it may reboot the hosts (the lab's kernel command line), under the lab's watchdog. */
     const npmStartRebooting = async () => {
-        const boots = await Promise.all(inventory.hosts.map(async (h) => (await sshOk(h, "cat /proc/sys/kernel/random/boot_id")).trim()));
-        return withLabWatchdog(inventory.hosts, boots, npmStart);
+        return withLabWatchdog(inventory.hosts, await Promise.all(inventory.hosts.map(labBootId)), npmStart);
     };
     /**
      * The update's summary lines ("+ 2 created", "~ 3 updated", "15 unchanged"), from the last
