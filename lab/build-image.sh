@@ -1,25 +1,35 @@
 #!/usr/bin/env bash
-# Builds the lab's base disk image once and caches it under ~/.cache/kvmtune/lab/<key>/base.img,
-# key = hash of this script and lab/image/ (the image's whole definition). Steps:
-#   mmdebstrap bookworm with lab/image/packages.txt (one apt run) ->
-#   copy lab/image/rootfs/ over it -> users, units, fstab -> an MBR disk with one ext4 partition
-#   made straight from the tree (mke2fs -d) -> one boot with -kernel/-initrd that runs grub-install
-#   and update-grub from inside and powers off. Hosts then boot through Debian's GRUB on their disk.
+# build-image.sh [FLAVOR]: builds one flavor's base disk image (default bookworm) once and caches it
+# under ~/.cache/kvmtune/lab/images/<key>/base.img, key = FLAVOR-hash of its definition (lib.sh image_key:
+# this script, lab/image/'s shared files and lab/image/flavors/FLAVOR/). Every flavor takes the same
+# steps; flavor.env says what differs (suite, units to enable and disable):
+#   mmdebstrap SUITE with the shared and the flavor's packages.txt (one apt run) ->
+#   copy lab/image/rootfs/ then the flavor's rootfs/ over it -> users, units, fstab -> an MBR disk
+#   with one ext4 partition made straight from the tree (mke2fs -d) -> one boot with -kernel/-initrd
+#   that runs grub-install, update-grub and the flavor's firstboot.d steps from inside and powers
+#   off. Hosts then boot through Debian's GRUB on their disk.
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 need_root
 
-KEY="$(image_key)"
-OUT="$CACHE_ROOT/$KEY"
+FLAVOR="${1:-$DEFAULT_FLAVOR}"
+check_flavor "$FLAVOR"
+FLAVOR_DIR="$FLAVORS_DIR/$FLAVOR"
+KEY="$(image_key "$FLAVOR")"
+OUT="$IMAGES/$KEY"
 if [ -f "$OUT/base.img" ]; then
   log "image $KEY is cached ($OUT)"
   exit 0
 fi
 
 DISK_SIZE_MIB=8192
-SUITE=bookworm
+SUITE="" ENABLE_UNITS="" DISABLE_UNITS=""
+# shellcheck source=/dev/null
+source "$FLAVOR_DIR/flavor.env"
+[ -n "$SUITE" ] || die "$FLAVOR_DIR/flavor.env sets no SUITE"
+# The machine's own Debian mirror (read from its apt sources) serves every suite a flavor uses.
 MIRROR="$(debian_mirror)"
 DEBCACHE="$CACHE_ROOT/debs"            # downloaded .debs, kept between builds
-WORK="$CACHE_ROOT/build-$KEY.$$"
+WORK="$IMAGES/build-$KEY.$$"     # beside the images, out of reach of the old prune (lib.sh IMAGES)
 ROOTFS="$WORK/rootfs"
 DISK="$WORK/base.img"
 mkdir -p "$WORK" "$DEBCACHE/apt/partial"
@@ -37,7 +47,7 @@ trap cleanup EXIT
 t0=$(date +%s)
 step() { log "image $KEY: $* (+$(($(date +%s) - t0)) s)"; }
 
-mapfile -t PKGS < <(grep -v '^\s*#' "$LAB_DIR/image/packages.txt" | grep -v '^\s*$')
+mapfile -t PKGS < <(cat "$LAB_DIR/image/packages.txt" "$FLAVOR_DIR/packages.txt" | grep -v '^\s*#' | grep -v '^\s*$')
 step "mmdebstrap $SUITE with ${#PKGS[@]} packages"
 # One apt run installs everything (unsafe-io: the tree goes into an image file anyway). Downloaded
 # .debs stay in $DEBCACHE. The initramfs is made once, at the end: packages installed after the
@@ -65,17 +75,34 @@ if [ -n "$(in_root dpkg --audit)" ]; then in_root dpkg --configure -a >>"$WORK/m
 in_root getent passwd libvirt-qemu >/dev/null || die "libvirt-qemu user missing after install"
 
 step "configure"
-tar -C "$LAB_DIR/image/rootfs" --owner=root --group=root -cf - . | tar -C "$ROOTFS" -xf -
+for d in "$LAB_DIR/image/rootfs" "$FLAVOR_DIR/rootfs"; do
+  [ -d "$d" ] && tar -C "$d" --owner=root --group=root -cf - . | tar -C "$ROOTFS" -xf -
+done
 chmod 755 "$ROOTFS"/usr/local/sbin/kvmtune-*
+[ -d "$ROOTFS/usr/local/lib/kvmtune/firstboot.d" ] && chmod 755 "$ROOTFS"/usr/local/lib/kvmtune/firstboot.d/*
 chmod 440 "$ROOTFS/etc/sudoers.d/tuner"
+# NetworkManager ignores a connection file that others can read.
+[ -d "$ROOTFS/etc/NetworkManager/system-connections" ] && chmod 600 "$ROOTFS"/etc/NetworkManager/system-connections/*
 in_root visudo -cf /etc/sudoers.d/tuner >/dev/null
 in_root useradd --create-home --shell /bin/bash --groups sudo,libvirt,kvm tuner
 in_root usermod -p '*' root
 in_root usermod -p '*' tuner
-in_root systemctl enable kvmtune-identity.service kvmtune-mgmt-net.service >/dev/null 2>&1
+# Disabled before enabling: disabling a service also disables the units its Also= names, which a
+# flavor may want enabled (trixie: libvirtd's sockets without libvirtd.service). A unit the flavor
+# names but the image lacks is an error: an enable that did not happen is the kind of silent
+# difference between flavors the lab must not have.
 for u in apt-daily.timer apt-daily-upgrade.timer e2scrub_all.timer e2scrub_reap.service fstrim.timer \
-         systemd-networkd.service systemd-networkd-wait-online.service libvirt-guests.service; do
+         libvirt-guests.service $DISABLE_UNITS; do
   in_root systemctl disable "$u" >/dev/null 2>&1 || true
+done
+for u in kvmtune-identity.service $ENABLE_UNITS; do
+  in_root systemctl enable "$u" >>"$WORK/units.log" 2>&1 || { cat "$WORK/units.log" >&2; die "cannot enable $u"; }
+done
+for u in kvmtune-identity.service $ENABLE_UNITS; do
+  [ "$(in_root systemctl is-enabled "$u" 2>/dev/null)" = enabled ] || die "$u is not enabled in the image"
+done
+for u in $DISABLE_UNITS; do
+  case "$(in_root systemctl is-enabled "$u" 2>/dev/null)" in enabled|static|alias) die "$u is still enabled in the image" ;; esac
 done
 rm -f "$ROOTFS/etc/libvirt/qemu/networks/autostart/default.xml"
 UUID="$(cat /proc/sys/kernel/random/uuid)"
@@ -111,10 +138,11 @@ grep -q KVMTUNE-FIRSTBOOT-OK "$WORK/firstboot.log" \
   || { tail -n 30 "$WORK/firstboot.log" >&2; die "grub-install/update-grub failed in the first boot"; }
 dd if="$DISK" bs=512 count=1 status=none | grep -aq GRUB || die "no GRUB in the disk's MBR"
 
-mkdir -p "$OUT"
+# users/: the hosts on this image record themselves there (lib.sh prune_images).
+mkdir -p "$OUT/users"
 cp "$WORK/firstboot.log" "$WORK/apt.log" "$OUT/" 2>/dev/null || true
-printf 'key=%s\nkernel=%s\nroot_uuid=%s\nbuilt=%s\nbuild_seconds=%s\n' \
-  "$KEY" "$KVER" "$UUID" "$(date -u +%FT%TZ)" "$(($(date +%s) - t0))" >"$OUT/image.env"
+printf 'key=%s\nflavor=%s\nsuite=%s\nkernel=%s\nroot_uuid=%s\nbuilt=%s\nbuild_seconds=%s\n' \
+  "$KEY" "$FLAVOR" "$SUITE" "$KVER" "$UUID" "$(date -u +%FT%TZ)" "$(($(date +%s) - t0))" >"$OUT/image.env"
 chmod 444 "$DISK"
 mv "$DISK" "$OUT/base.img"
 step "done: $OUT/base.img"

@@ -11,6 +11,7 @@ cmd="${1:-}"; NAME="${2:-}"; OLD_BOOT_ID="${3:-}"
 [ -n "$cmd" ] && [ -n "$NAME" ] || die "usage: host.sh prepare|start|stop|fresh|wait NAME"
 IDX="$(host_index "$NAME")"
 PORT="$(host_port "$IDX")"
+FLAVOR="$(host_flavor "$IDX")"
 DIR="$(host_dir "$NAME")"
 DATA_DISK_SIZE=1G
 
@@ -21,8 +22,8 @@ client_key() {
 
 prepare() {
   local base key
-  key="$(image_key)"; base="$CACHE_ROOT/$key/base.img"
-  [ -f "$base" ] || die "no image $key yet (run: lab/build-image.sh)"
+  key="$(image_key "$FLAVOR")"; base="$IMAGES/$key/base.img"
+  [ -f "$base" ] || die "no image $key yet (run: lab/build-image.sh $FLAVOR)"
   mkdir -p "$DIR/fw"
   client_key
   # The host's SSH identity is made here, once, and kept across reset: clients pin its fingerprint.
@@ -43,6 +44,7 @@ prepare() {
     qemu-img create -q -f qcow2 -F raw -b "$base" "$DIR/root.qcow2"
     printf '%s\n' "$key" >"$DIR/image-key"
   fi
+  mark_image_user "$key" "$DIR"
   local d
   for d in vdb scsi nvme; do [ -f "$DIR/$d.img" ] || truncate -s "$DATA_DISK_SIZE" "$DIR/$d.img"; done
 }
@@ -83,6 +85,7 @@ start() {
   # The virtual IOMMU (first device; split irqchip for its interrupt remapping) gives VFs IOMMU
   # groups, so a guest can be handed one through vfio-pci. Debian's kernel turns it on by itself;
   # the image carries no tuning arguments, kvmtune sets them.
+  # One machine for every flavor: only the disk image differs.
   "$QEMU" -name "$NAME,debug-threads=on" \
     -machine q35,kernel-irqchip=split -accel tcg,thread=multi -cpu max \
     -smp 4,sockets=2,cores=2,threads=1 -m 6G \

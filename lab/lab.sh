@@ -1,15 +1,18 @@
 #!/usr/bin/env bash
 # kvmtune lab: real KVM test hosts as VMs on this machine.  npm run lab -- <command>
-#   up [--hosts N]   deps, image (cached), boot lab1..labN (default 2), wait for SSH, write inventory
+#   up [--hosts N]   deps, images (cached), boot lab1..labN (default 2), wait for SSH, write inventory
+#   up NAME...       the same for the hosts named only (others are left as they are)
 #   down             stop the VMs this lab started (by their pid files)
-#   status           what runs, where
+#   status           what runs, where, on which flavor
 #   reset [NAME...]  fresh copy-on-write overlays and data disks (of those hosts; default all); running hosts restart on them
 #   reboot NAME      reboot through the guest, wait until SSH answers again
 #   ssh NAME [cmd]   root shell or command on a host
+# Environment: KVMTUNE_LAB_FLAVORS=2:trixie (host 2 on the Debian 13 flavor; default all bookworm),
+#   KVMTUNE_LAB_PORT_BASE (default 2200: labN on 2200+N), KVMTUNE_LAB_STATE (default REPO/.lab).
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 HOST_SH="$LAB_DIR/host.sh"
 
-usage() { sed -n '2,8s/^# \{0,1\}//p' "${BASH_SOURCE[0]}"; exit "${1:-0}"; }
+usage() { sed -n '2,11s/^# \{0,1\}//p' "${BASH_SOURCE[0]}"; exit "${1:-0}"; }
 
 running_hosts() { local h; for h in $(known_hosts_list); do [ -n "$(host_pid "$h")" ] && echo "$h"; done; return 0; }
 
@@ -25,8 +28,8 @@ write_client_files() {
       fp="$(ssh-keygen -lf "$(host_dir "$h")/ssh_host_ed25519_key.pub" | cut -d' ' -f2)"
       [ $first = 1 ] || printf ','
       first=0
-      printf '\n    {"name":"%s","host":"127.0.0.1","port":%d,"user":"root","privateKeyPath":"%s","hostKey":"%s","sudoUser":"tuner"}' \
-        "$h" "$(host_port "$i")" "$SSH_KEY" "$fp"
+      printf '\n    {"name":"%s","host":"127.0.0.1","port":%d,"user":"root","privateKeyPath":"%s","hostKey":"%s","sudoUser":"tuner","flavor":"%s"}' \
+        "$h" "$(host_port "$i")" "$SSH_KEY" "$fp" "$(host_image_flavor "$h")"
     done
     printf '\n  ]\n}\n'
   } >"$tmp"
@@ -49,27 +52,31 @@ each_parallel() { # ACTION HOST...
 }
 
 cmd_up() {
-  local n=2
+  local n=2 only=0 h i f
+  local -a want=() flavors=()
   while [ $# -gt 0 ]; do
     case "$1" in
       --hosts) n="${2:-}"; shift 2 ;;
       --hosts=*) n="${1#*=}"; shift ;;
+      lab*) host_index "$1" >/dev/null; want+=("$1"); only=1; shift ;;
       *) die "up: unknown argument $1" ;;
     esac
   done
   [[ "$n" =~ ^[0-9]+$ ]] && [ "$n" -ge 1 ] && [ "$n" -le 20 ] || die "--hosts wants 1..20"
+  [ $only = 1 ] || for ((i = 1; i <= n; i++)); do want+=("$(host_name "$i")"); done
   need_root
   local t0; t0=$(date +%s)
   "$LAB_DIR/deps.sh"
-  "$LAB_DIR/build-image.sh"
-  local key h i; key="$(image_key)"
-  local -a want=()
-  for ((i = 1; i <= n; i++)); do want+=("$(host_name "$i")"); done
-  # Hosts beyond N stop; hosts on an older image stop and get a fresh overlay on the new one.
+  for h in "${want[@]}"; do f="$(host_flavor "$(host_index "$h")")"; [[ " ${flavors[*]} " == *" $f "* ]] || flavors+=("$f"); done
+  for f in "${flavors[@]}"; do "$LAB_DIR/build-image.sh" "$f"; done
+  # Hosts beyond N stop (not when hosts are named); hosts on an older image stop and get a fresh
+  # overlay on the new one.
   for h in $(running_hosts); do
-    [ "$(host_index "$h")" -le "$n" ] || { "$HOST_SH" stop "$h"; continue; }
-    if [ "$(cat "$(host_dir "$h")/image-key" 2>/dev/null)" != "$key" ]; then
-      log "$h runs on an older image: restarting it on image $key"; "$HOST_SH" stop "$h"
+    i="$(host_index "$h")"
+    [ $only = 1 ] || [ "$i" -le "$n" ] || { "$HOST_SH" stop "$h"; continue; }
+    [[ " ${want[*]} " == *" $h "* ]] || continue
+    if [ "$(cat "$(host_dir "$h")/image-key" 2>/dev/null)" != "$(image_key "$(host_flavor "$i")")" ]; then
+      log "$h runs on an older image: restarting it on image $(image_key "$(host_flavor "$i")")"; "$HOST_SH" stop "$h"
     fi
   done
   for h in "${want[@]}"; do "$HOST_SH" start "$h"; done
@@ -89,16 +96,21 @@ cmd_down() {
 }
 
 cmd_status() {
-  local h pid i any=0
-  printf '%-6s %-8s %-8s %-16s %s\n' NAME STATE PID SSH IMAGE
+  local h pid i any=0 f want
+  printf '%-6s %-8s %-8s %-16s %-9s %s\n' NAME STATE PID SSH FLAVOR IMAGE
   for h in $(known_hosts_list); do
     any=1; pid="$(host_pid "$h")"; i="$(host_index "$h")"
-    printf '%-6s %-8s %-8s %-16s %s\n' "$h" "$([ -n "$pid" ] && echo running || echo stopped)" "${pid:--}" \
-      "127.0.0.1:$(host_port "$i")" "$(cat "$(host_dir "$h")/image-key" 2>/dev/null || echo -)"
+    # The flavor its disk is on; KVMTUNE_LAB_FLAVORS's choice too, when `up`/`reset` has not applied it yet.
+    f="$(host_image_flavor "$h")"; want="$(host_flavor "$i")"
+    [ "${f:-$want}" = "$want" ] || f="$f(wants:$want)"
+    printf '%-6s %-8s %-8s %-16s %-9s %s\n' "$h" "$([ -n "$pid" ] && echo running || echo stopped)" "${pid:--}" \
+      "127.0.0.1:$(host_port "$i")" "${f:-$want}" "$(cat "$(host_dir "$h")/image-key" 2>/dev/null || echo -)"
   done
   [ $any = 1 ] || echo "(no lab hosts; run: npm run lab -- up)"
-  printf 'image key for the current definition: %s (%s)\n' "$(image_key)" \
-    "$([ -f "$(image_dir)/base.img" ] && echo cached || echo not built)"
+  for f in $(lab_flavors); do
+    printf 'image key for the current %s definition: %s (%s)\n' "$f" "$(image_key "$f")" \
+      "$([ -f "$(image_dir "$f")/base.img" ] && echo cached || echo not built)"
+  done
   [ -f "$INVENTORY" ] && printf 'inventory: %s\n' "$INVENTORY"
   return 0
 }

@@ -5,6 +5,10 @@ LAB_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 REPO_ROOT="$(cd "$LAB_DIR/.." && pwd)"
 STATE="${KVMTUNE_LAB_STATE:-$REPO_ROOT/.lab}"
 CACHE_ROOT="${XDG_CACHE_HOME:-$HOME/.cache}/kvmtune/lab"
+# Built images, one folder per key. Not CACHE_ROOT itself: the lab before flavors keeps its images
+# there and prunes every folder there that holds a base.img its own hosts do not use, so it removed
+# this lab's images (seen: another checkout's `up` deleted both flavors' images under running hosts).
+IMAGES="$CACHE_ROOT/images"
 SSH_KEY="$STATE/ssh/id_ed25519"
 KNOWN_HOSTS="$STATE/known_hosts"
 INVENTORY="$STATE/inventory.json"
@@ -17,21 +21,51 @@ die() { printf '[lab] error: %s\n' "$*" >&2; exit 1; }
 
 need_root() { [ "$(id -u)" = 0 ] || die "the lab needs root (debootstrap, chroot)"; }
 
-# The files that define the image. Their hash is the cache key: change one and the image is rebuilt.
-image_inputs() {
-  printf '%s\n' "$LAB_DIR/build-image.sh"
-  find "$LAB_DIR/image" -type f | LC_ALL=C sort
+# Image flavors: lab/image/flavors/NAME/ (flavor.env, packages.txt, rootfs/) on top of the files
+# every flavor shares (lab/image/packages.txt, lab/image/rootfs/). Every host is bookworm unless
+# KVMTUNE_LAB_FLAVORS names it: "2:trixie" (comma-separated INDEX:FLAVOR), so a new flavor is
+# opt-in and CI and other checkouts keep Debian 12 until its suites are proven.
+FLAVORS_DIR="$LAB_DIR/image/flavors"
+DEFAULT_FLAVOR=bookworm
+lab_flavors() { find "$FLAVORS_DIR" -mindepth 1 -maxdepth 1 -type d -printf '%f\n' | LC_ALL=C sort; }
+check_flavor() { [ -f "$FLAVORS_DIR/${1:-}/flavor.env" ] || die "no lab image flavor '${1:-}' (have: $(lab_flavors | tr '\n' ' '))"; }
+host_flavor() { # INDEX
+  local item flavor="$DEFAULT_FLAVOR" list="${KVMTUNE_LAB_FLAVORS:-}"
+  for item in ${list//,/ }; do
+    [[ "$item" =~ ^([0-9]+):([a-z0-9-]+)$ ]] || die "KVMTUNE_LAB_FLAVORS: '$item' is not INDEX:FLAVOR (e.g. 2:trixie)"
+    check_flavor "${BASH_REMATCH[2]}"
+    [ "${BASH_REMATCH[1]}" = "$1" ] && flavor="${BASH_REMATCH[2]}"
+  done
+  printf '%s\n' "$flavor"
 }
-image_key() {
-  image_inputs | while read -r f; do
-    printf '%s\n' "${f#"$LAB_DIR"/}"; sha256sum <"$f"
-  done | sha256sum | cut -c1-16
+
+# The files that define a flavor's image: the build script, the shared files and the flavor's own.
+# Their hash, with the flavor's name, is the cache key (FLAVOR-HASH): change one and that flavor's
+# image is rebuilt; another flavor's files do not touch it. lib.sh is left out on purpose: it holds
+# paths, ports and SSH helpers, nothing that ends up in the image.
+image_inputs() { # FLAVOR
+  printf '%s\n' "$LAB_DIR/build-image.sh" "$LAB_DIR/image/packages.txt"
+  find "$LAB_DIR/image/rootfs" "$FLAVORS_DIR/$1" -type f | LC_ALL=C sort
 }
-image_dir() { printf '%s/%s\n' "$CACHE_ROOT" "$(image_key)"; }
+image_key() { # [FLAVOR]
+  local flavor="${1:-$DEFAULT_FLAVOR}"; check_flavor "$flavor"
+  printf '%s-' "$flavor"
+  { printf 'flavor %s\n' "$flavor"
+    image_inputs "$flavor" | while read -r f; do printf '%s\n' "${f#"$LAB_DIR"/}"; sha256sum <"$f"; done
+  } | sha256sum | cut -c1-16
+}
+# The flavor of an image key (keys from before flavors are a bare hash: bookworm).
+key_flavor() { case "$1" in *-*) printf '%s\n' "${1%%-*}" ;; *) printf '%s\n' "$DEFAULT_FLAVOR" ;; esac; }
+# The flavor a host's disk is on (what it runs), which lags KVMTUNE_LAB_FLAVORS until `up` or `reset`.
+host_image_flavor() { local k; k="$(cat "$(host_dir "$1")/image-key" 2>/dev/null)" || return 0; key_flavor "$k"; }
+image_dir() { printf '%s/%s\n' "$IMAGES" "$(image_key "${1:-}")"; }
 
 host_name() { printf 'lab%d\n' "$1"; }
 host_index() { local n="${1#lab}"; [[ "$n" =~ ^[0-9]+$ ]] && [ "$n" -ge 1 ] && [ "$n" -le 99 ] || die "not a lab host name: $1"; printf '%d\n' "$n"; }
-host_port() { printf '%d\n' $((2200 + $1)); }
+# Host N listens on 127.0.0.1:(PORT_BASE+N); another base lets a second lab run beside the first.
+PORT_BASE="${KVMTUNE_LAB_PORT_BASE:-2200}"
+[[ "$PORT_BASE" =~ ^[0-9]+$ ]] && [ "$PORT_BASE" -ge 1024 ] && [ "$PORT_BASE" -le 65000 ] || die "KVMTUNE_LAB_PORT_BASE wants 1024..65000"
+host_port() { printf '%d\n' $((PORT_BASE + $1)); }
 host_dir() { printf '%s/hosts/%s\n' "$STATE" "$1"; }
 
 # The pid of a running lab VM, or nothing. Checks that the pid really is our qemu (pids get reused).
@@ -156,14 +190,30 @@ debian_mirror() {
   printf '%s\n' "${uri%/}"
 }
 
-# Cached images that no lab host uses and that the current definition does not name are removed
-# (each holds ~1.5 GB of allocated space). Downloaded packages ($CACHE_ROOT/debs) are kept.
+# The image cache is shared by every checkout and state folder on this machine, but a state folder
+# only knows its own hosts. So each host that takes an image records itself in the image's users/
+# (a file naming the host's folder), and an image is pruned only when it has such records and none
+# of them still points at a host on it, and the current definition does not name it. Images
+# without users/ (made by an older lab, perhaps another checkout's hosts run on them) are left
+# alone (and those in CACHE_ROOT itself, from before flavors, are not even looked at). Downloaded
+# packages ($CACHE_ROOT/debs) are kept.
+mark_image_user() { # KEY HOST_DIR
+  mkdir -p "$IMAGES/$1/users"
+  printf '%s\n' "$2" >"$IMAGES/$1/users/$(printf '%s' "$2" | sha256sum | cut -c1-16)"
+}
 prune_images() {
-  local d k cur; cur="$(image_key)"
-  for d in "$CACHE_ROOT"/*/; do
+  local d k u used f; local -a cur=()
+  for f in $(lab_flavors); do cur+=("$(image_key "$f")"); done
+  for d in "$IMAGES"/*/; do
     d="${d%/}"; k="$(basename "$d")"
-    [ -f "$d/base.img" ] && [ "$k" != "$cur" ] || continue
-    grep -qsx "$k" "$STATE"/hosts/*/image-key && continue
+    [ -f "$d/base.img" ] && [ -d "$d/users" ] || continue
+    [[ " ${cur[*]} " == *" $k "* ]] && continue
+    used=0
+    for u in "$d"/users/*; do
+      [ -f "$u" ] || continue
+      if [ "$(cat "$(cat "$u")/image-key" 2>/dev/null)" = "$k" ]; then used=1; else rm -f "$u"; fi
+    done
+    [ $used = 1 ] && continue
     rm -rf "$d"; log "removed unused image $k"
   done
   return 0

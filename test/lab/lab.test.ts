@@ -11,6 +11,24 @@ try {
   inventoryError = e;
 }
 
+/**
+ * What each lab image flavor is (lab/image/flavors/NAME/), as this self-test checks it: the first is
+ * Debian 12 as kvmtune was first proven on; the second is Debian 13 run as RHEL-family and Ubuntu
+ * KVM hosts are, with NetworkManager, tuned, a socket-activated libvirtd and SELinux.
+ */
+interface Flavor {
+  debian: number;
+  /** libvirtd kept running, or started by its sockets and gone when idle (--timeout 120, as Debian 13 ships it). */
+  libvirt: "running" | "socket-activated";
+  networkManager: boolean;
+  tunedProfile?: string;
+  selinux?: "Permissive" | "Enforcing";
+}
+const FLAVORS: Record<string, Flavor> = {
+  bookworm: { debian: 12, libvirt: "running", networkManager: false },
+  trixie: { debian: 13, libvirt: "socket-activated", networkManager: true, tunedProfile: "virtual-host", selinux: "Permissive" },
+};
+
 const HP = "hugepages/hugepages-2048kB";
 const nodeHp = (n: number, f: string) => `/sys/devices/system/node/node${n}/${HP}/${f}`;
 
@@ -31,14 +49,21 @@ describe("lab self-test", function () {
     return;
   }
   for (const host of inventory.hosts) {
-    describe(`${host.name} (${host.host}:${host.port})`, function () {
+    const flavor = FLAVORS[host.flavor];
+    describe(`${host.name} (${host.host}:${host.port}, ${host.flavor})`, function () {
+      if (flavor === undefined) {
+        it("runs a lab image flavor the self-test knows", function () {
+          assert.fail(`${host.name}: unknown flavor ${host.flavor} (known: ${Object.keys(FLAVORS).join(", ")})`);
+        });
+        return;
+      }
       it("answers SSH as root with its pinned host key", async function () {
         assert.equal((await sshOk(host, "id -u")).trim(), "0");
         assert.equal((await sshOk(host, "hostname")).trim(), host.name);
       });
 
-      it("runs Debian 12 with Debian's kernel and systemd", async function () {
-        assert.match(await sshOk(host, "cat /etc/debian_version"), /^12\./);
+      it(`runs Debian ${flavor.debian} with Debian's kernel and systemd`, async function () {
+        assert.match(await sshOk(host, "cat /etc/debian_version"), new RegExp(`^${flavor.debian}\\.`));
         assert.match(await sshOk(host, "uname -v"), /Debian/);
         assert.equal((await sshOk(host, "ps -o comm= -p 1")).trim(), "systemd");
       });
@@ -178,9 +203,47 @@ describe("lab self-test", function () {
         }
       });
 
-      it("runs libvirtd", async function () {
-        assert.equal((await sshRun(host, "systemctl is-active libvirtd")).stdout.trim(), "active");
-        await sshOk(host, "virsh -c qemu:///system version >/dev/null");
+      if (flavor.libvirt === "running") {
+        it("runs libvirtd", async function () {
+          assert.equal((await sshRun(host, "systemctl is-active libvirtd")).stdout.trim(), "active");
+          await sshOk(host, "virsh -c qemu:///system version >/dev/null");
+        });
+      } else {
+        // Debian packages no modular daemons (virtqemud ...): libvirtd lives as they do on RHEL.
+        it("starts libvirtd through its sockets (not at boot), with the shipped idle timeout", async function () {
+          assert.equal((await sshRun(host, "systemctl is-enabled libvirtd.service")).stdout.trim(), "disabled");
+          const sockets = ["libvirtd.socket", "libvirtd-ro.socket", "libvirtd-admin.socket"];
+          assert.deepEqual((await sshRun(host, `systemctl is-enabled ${sockets.join(" ")}`)).stdout.trim().split("\n"), sockets.map(() => "enabled"));
+          assert.equal((await sshRun(host, "systemctl is-active libvirtd.socket")).stdout.trim(), "active");
+          await sshOk(host, "virsh -c qemu:///system version >/dev/null");
+          assert.equal((await sshRun(host, "systemctl is-active libvirtd.service")).stdout.trim(), "active");
+          assert.match(await sshOk(host, "ps -o args= -C libvirtd"), /--timeout 120/);
+        });
+      }
+
+      it("has the network, tuning and security daemons of its flavor", async function () {
+        const active = async (unit: string) => (await sshRun(host, `systemctl is-active ${unit}`)).stdout.trim() === "active";
+        assert.equal(await active("NetworkManager"), flavor.networkManager, "NetworkManager active");
+        if (flavor.networkManager) {
+          // Every NIC the lab gives a host is managed and connected: the virtio management NIC and each igb PF.
+          const nics = await sshOk(host, 'for d in /sys/class/net/*; do case "$(basename "$(readlink $d/device/driver 2>/dev/null)")" in virtio_net|igb) echo ${d##*/};; esac; done');
+          const devs = await sshOk(host, "nmcli -t -f DEVICE,STATE,CONNECTION device");
+          for (const nic of nics.trim().split("\n")) {
+            assert.match(devs, new RegExp(`^${nic}:connected:lab-(mgmt|pf)$`, "m"), `${nic} in:\n${devs}`);
+          }
+        }
+        assert.equal(await active("tuned"), flavor.tunedProfile !== undefined, "tuned active");
+        if (flavor.tunedProfile) {
+          assert.match(await sshOk(host, "tuned-adm active"), new RegExp(`Current active profile: ${flavor.tunedProfile}$`, "m"));
+        }
+        const enforce = (await sshRun(host, "getenforce")).stdout.trim();
+        assert.equal(enforce || "Disabled", flavor.selinux ?? "Disabled", "getenforce");
+        if (flavor.selinux) {
+          assert.match(await sshOk(host, "cat /proc/cmdline"), /selinux=1/);
+          // The files the lab writes at boot carry their policy labels (restorecon -n lists what it would change).
+          const wrong = await sshOk(host, "restorecon -n -v -R /etc/ssh /root/.ssh /home/tuner/.ssh /etc/hostname /etc/hosts");
+          assert.equal(wrong.trim(), "", wrong);
+        }
       });
 
       it("starts a nested KVM guest pinned to node 1 whose huge pages come from node 1 only", async function () {

@@ -10,6 +10,8 @@ import type { LabInventoryHost } from "../../fleet/labInventory";
 /** A host of the inventory (the shape the program reads too), with its sudo user checked present. */
 export interface LabHost extends LabInventoryHost {
   sudoUser: string;
+  /** The lab image flavor the host runs (lab/image/flavors/): "bookworm" unless the inventory says. */
+  flavor: string;
 }
 
 export interface LabInventory {
@@ -97,6 +99,8 @@ export function loadInventory(file: string = inventoryPath()): LabInventory {
       privateKeyPath: str("privateKeyPath"),
       hostKey,
       sudoUser: str("sudoUser"),
+      // Inventories from before flavors name none: their hosts are all the first flavor.
+      flavor: o?.flavor === undefined ? "bookworm" : str("flavor"),
     };
   });
   if (hosts.length === 0) fail(file, `lists no hosts: start them with "npm run lab -- up"`);

@@ -17,7 +17,7 @@ describe("lab host.sh prepare and wait (fake ssh, no VM)", function () {
     let root: string;
     let state: string;
     let fakeQemu: ChildProcess | undefined;
-    const env = () => ({ ...process.env, KVMTUNE_LAB_STATE: state, XDG_CACHE_HOME: path.join(root, "cache"), PATH: `${path.join(root, "bin")}:${process.env.PATH}`, KVMTUNE_LAB_BOOT_TIMEOUT: "4" });
+    const env = () => ({ ...process.env, KVMTUNE_LAB_STATE: state, XDG_CACHE_HOME: path.join(root, "cache"), PATH: `${path.join(root, "bin")}:${process.env.PATH}`, KVMTUNE_LAB_BOOT_TIMEOUT: "4", KVMTUNE_LAB_PORT_BASE: "2200", KVMTUNE_LAB_FLAVORS: "" });
     const hostSh = (...args: string[]) => spawnSync("bash", [HOST_SH, ...args], { env: env(), encoding: "utf8" });
     /** A fake ssh: prints `stderr` and exits 255, as SSH does when it cannot get in. */
     const fakeSsh = (stderr: string) => fs.writeFileSync(path.join(root, "bin", "ssh"), `#!/bin/sh\nprintf '%s\\n' ${JSON.stringify(stderr)} >&2\nexit 255\n`, { mode: 0o755 });
@@ -30,9 +30,9 @@ describe("lab host.sh prepare and wait (fake ssh, no VM)", function () {
         fs.writeFileSync(path.join(root, "bin", "qemu-img"), '#!/bin/sh\nfor a in "$@"; do last=$a; done\n: > "$last"\n', { mode: 0o755 });
         // The image prepare copies on write from: it must exist.
         const key = spawnSync("bash", ["-c", `source ${JSON.stringify(path.resolve(__dirname, "../../../lab/lib.sh"))}; image_key`], { env: env(), encoding: "utf8" }).stdout.trim();
-        assert.match(key, /^[0-9a-f]{16}$/);
-        fs.mkdirSync(path.join(root, "cache", "kvmtune", "lab", key), { recursive: true });
-        fs.writeFileSync(path.join(root, "cache", "kvmtune", "lab", key, "base.img"), "");
+        assert.match(key, /^bookworm-[0-9a-f]{16}$/);
+        fs.mkdirSync(path.join(root, "cache", "kvmtune", "lab", "images", key), { recursive: true });
+        fs.writeFileSync(path.join(root, "cache", "kvmtune", "lab", "images", key, "base.img"), "");
     });
     afterEach(() => {
         fakeQemu?.kill("SIGKILL");
