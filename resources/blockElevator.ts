@@ -6,7 +6,7 @@
  */
 import * as pulumi from "@pulumi/pulumi";
 import { ConnectionInput, secretConnection } from "./connectionInput";
-import { lazyProvider } from "./lazyProvider";
+import { KvmtuneResource } from "./lazyProvider";
 import { ownerLabel } from "./owner";
 
 export type SchedulerName = "mq-deadline" | "bfq" | "kyber" | "none";
@@ -33,7 +33,7 @@ export interface BlockElevatorArgs {
 
 const LEGACY: Record<string, SchedulerName> = { deadline: "mq-deadline", cfq: "bfq", noop: "none" };
 
-export class BlockElevator extends pulumi.dynamic.Resource {
+export class BlockElevator extends KvmtuneResource {
     /** The disk's kernel name, resolved on the host from `device`. */
     public readonly kernelName!: pulumi.Output<string>;
     public readonly activeScheduler!: pulumi.Output<string>;
@@ -49,7 +49,8 @@ export class BlockElevator extends pulumi.dynamic.Resource {
 
     constructor(name: string, args: BlockElevatorArgs, opts?: pulumi.CustomResourceOptions) {
         super(
-            lazyProvider("kvmtune/providers/blockElevator"),
+            "kvmtune/providers/blockElevator",
+            "BlockElevator",
             name,
             {
                 ...args,
@@ -66,8 +67,6 @@ export class BlockElevator extends pulumi.dynamic.Resource {
                 drift: undefined,
             },
             opts,
-            "kvmtune",
-            "BlockElevator",
         );
         // On the resource, so the CLI shows it under this elevator rather than the stack.
         pulumi.output(args.scheduler).apply((s) => {

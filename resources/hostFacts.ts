@@ -5,14 +5,15 @@
  */
 import * as pulumi from "@pulumi/pulumi";
 import type { BlockDeviceFacts, HostFactsData, NicFacts, NumaNodeFacts } from "./host/facts";
+import type { Platform } from "./host/platform";
 import { ConnectionInput, secretConnection } from "./connectionInput";
-import { lazyProvider } from "./lazyProvider";
+import { KvmtuneResource } from "./lazyProvider";
 
 export interface HostFactsArgs {
     connection: ConnectionInput;
 }
 
-export class HostFacts extends pulumi.dynamic.Resource {
+export class HostFacts extends KvmtuneResource {
     /** Everything read, in one object. */
     public readonly facts!: pulumi.Output<HostFactsData>;
     public readonly hostname!: pulumi.Output<string>;
@@ -23,26 +24,30 @@ export class HostFacts extends pulumi.dynamic.Resource {
     public readonly nics!: pulumi.Output<NicFacts[]>;
     public readonly vhostNet!: pulumi.Output<boolean>;
     public readonly libvirtVersion!: pulumi.Output<string | null>;
+    /** How the host is run: bootloader tool, libvirt daemon layout, NetworkManager, tuned, SELinux. */
+    public readonly platform!: pulumi.Output<Platform>;
 
     constructor(name: string, args: HostFactsArgs, opts?: pulumi.CustomResourceOptions) {
         super(
-            lazyProvider("kvmtune/providers/hostFacts"),
+            "kvmtune/providers/hostFacts",
+            "HostFacts",
             name,
             {
                 connection: secretConnection(args.connection),
                 facts: undefined,
-                hostname: undefined,
-                kernel: undefined,
-                numaNodes: undefined,
-                hugepageSizes: undefined,
-                blockDevices: undefined,
-                nics: undefined,
-                vhostNet: undefined,
-                libvirtVersion: undefined,
             },
             opts,
-            "kvmtune",
-            "HostFacts",
         );
+        // Read from `facts` here rather than stored beside it: state holds the facts once (issue 17).
+        // A state written before that still has them beside `facts`; they are not read.
+        this.hostname = this.facts.apply((f) => f.hostname);
+        this.kernel = this.facts.apply((f) => f.kernel);
+        this.numaNodes = this.facts.apply((f) => f.numaNodes);
+        this.hugepageSizes = this.facts.apply((f) => f.hugepageSizes);
+        this.blockDevices = this.facts.apply((f) => f.blockDevices);
+        this.nics = this.facts.apply((f) => f.nics);
+        this.vhostNet = this.facts.apply((f) => f.vhostNet.device);
+        this.libvirtVersion = this.facts.apply((f) => f.libvirt.version);
+        this.platform = this.facts.apply((f) => f.platform);
     }
 }

@@ -7,7 +7,7 @@
  */
 import * as pulumi from "@pulumi/pulumi";
 import { ConnectionInput, secretConnection } from "./connectionInput";
-import { lazyProvider } from "./lazyProvider";
+import { KvmtuneResource } from "./lazyProvider";
 
 export interface HostRebootArgs {
     connection: ConnectionInput;
@@ -27,7 +27,7 @@ export interface HostRebootArgs {
     required?: pulumi.Input<boolean>;
 }
 
-export class HostReboot extends pulumi.dynamic.Resource {
+export class HostReboot extends KvmtuneResource {
     /** /proc/sys/kernel/random/boot_id at the last look: it changes with every boot. */
     public readonly lastBootId!: pulumi.Output<string>;
     /** When kvmtune last rebooted the host (ISO time), or null. */
@@ -41,7 +41,8 @@ export class HostReboot extends pulumi.dynamic.Resource {
 
     constructor(name: string, args: HostRebootArgs, opts?: pulumi.CustomResourceOptions) {
         super(
-            lazyProvider("kvmtune/providers/hostReboot"),
+            "kvmtune/providers/hostReboot",
+            "HostReboot",
             name,
             {
                 ...args,
@@ -53,8 +54,6 @@ export class HostReboot extends pulumi.dynamic.Resource {
                 guestsRestarted: undefined,
             },
             opts,
-            "kvmtune",
-            "HostReboot",
         );
     }
 }

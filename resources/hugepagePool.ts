@@ -8,7 +8,7 @@
  */
 import * as pulumi from "@pulumi/pulumi";
 import { ConnectionInput, secretConnection } from "./connectionInput";
-import { lazyProvider } from "./lazyProvider";
+import { KvmtuneResource } from "./lazyProvider";
 import { ownerLabel } from "./owner";
 
 export interface HugepagePoolArgs {
@@ -33,7 +33,7 @@ export interface HugepagePoolCounts {
     surplus: number;
 }
 
-export class HugepagePool extends pulumi.dynamic.Resource {
+export class HugepagePool extends KvmtuneResource {
     public readonly pageSize!: pulumi.Output<"2M" | "1G">;
     /** Per node, as read from the host after the last change. */
     public readonly pools!: pulumi.Output<Record<string, HugepagePoolCounts>>;
@@ -48,7 +48,8 @@ export class HugepagePool extends pulumi.dynamic.Resource {
 
     constructor(name: string, args: HugepagePoolArgs, opts?: pulumi.CustomResourceOptions) {
         super(
-            lazyProvider("kvmtune/providers/hugepagePool"),
+            "kvmtune/providers/hugepagePool",
+            "HugepagePool",
             name,
             {
                 ...args,
@@ -63,8 +64,6 @@ export class HugepagePool extends pulumi.dynamic.Resource {
                 drift: undefined,
             },
             opts,
-            "kvmtune",
-            "HugepagePool",
         );
     }
 }

@@ -10,6 +10,7 @@ export type {
     NicFacts,
     HugepagePool as HugepagePoolFacts,
 } from "./host/facts";
+export type { Platform, SelinuxMode, LibvirtLayout, TunedKnob, TunedSetting } from "./host/platform";
 export { HugepagePool, HugepagePoolArgs, HugepagePoolCounts } from "./hugepagePool";
 export { KernelCmdline, KernelCmdlineArgs, KernelCmdlineRunning } from "./kernelCmdline";
 export { HostReboot, HostRebootArgs } from "./hostReboot";

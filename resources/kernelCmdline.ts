@@ -9,7 +9,7 @@
  */
 import * as pulumi from "@pulumi/pulumi";
 import { ConnectionInput, secretConnection } from "./connectionInput";
-import { lazyProvider } from "./lazyProvider";
+import { KvmtuneResource } from "./lazyProvider";
 import { ownerLabel } from "./owner";
 
 export interface KernelCmdlineArgs {
@@ -41,7 +41,7 @@ export interface KernelCmdlineRunning {
     hugepages1G: Record<string, number>;
 }
 
-export class KernelCmdline extends pulumi.dynamic.Resource {
+export class KernelCmdline extends KvmtuneResource {
     /** The arguments kvmtune owns on the host, as written to the boot configuration. */
     public readonly args!: pulumi.Output<string[]>;
     /** `update-grub` or `grubby`: how this host's boot configuration is kept. */
@@ -63,7 +63,8 @@ export class KernelCmdline extends pulumi.dynamic.Resource {
 
     constructor(name: string, args: KernelCmdlineArgs, opts?: pulumi.CustomResourceOptions) {
         super(
-            lazyProvider("kvmtune/providers/kernelCmdline"),
+            "kvmtune/providers/kernelCmdline",
+            "KernelCmdline",
             name,
             {
                 ...args,
@@ -80,8 +81,6 @@ export class KernelCmdline extends pulumi.dynamic.Resource {
                 drift: undefined,
             },
             opts,
-            "kvmtune",
-            "KernelCmdline",
         );
     }
 }

@@ -7,7 +7,8 @@
  * Boot-time settings: `kernelCmdline` declares a KernelCmdline child, and `reboot` a HostReboot fed
  * by it, which every other tuning child waits for (pools, guests and the rest are applied to the
  * kernel the host runs after the boot, and no guest is started on a host that is about to go
- * down). Nothing reboots unless `reboot` is given with policy `whenRequired`.
+ * down). Nothing reboots unless `reboot` is given with policy `whenRequired`. A 1G pool that
+ * persists puts its count on that KernelCmdline (`hugepages1G`): the command line has one owner.
  */
 import * as pulumi from "@pulumi/pulumi";
 import { BlockElevator, BlockElevatorArgs } from "./blockElevator";
@@ -26,7 +27,11 @@ type OnHost<T> = Omit<T, "connection">;
 
 export interface KvmHostArgs {
     connection: ConnectionInput;
-    /** One pool per page size. */
+    /**
+     * One pool per page size. A 1G pool that persists (the default) is reserved at boot: KvmHost
+     * gives its nodes or total to the host's KernelCmdline as `hugepages1G` (declaring one if
+     * `kernelCmdline` is left out), and the pool waits for it.
+     */
     hugepagePools?: Array<OnHost<HugepagePoolArgs> & { pageSize: "2M" | "1G" }>;
     /** One elevator per disk; `device` names the child resource, so it is a plain string. */
     elevators?: Array<OnHost<BlockElevatorArgs> & { device: string }>;
@@ -61,6 +66,18 @@ function namePart(s: string): string {
     return (s.split("/").pop() ?? s).replace(/[^A-Za-z0-9_.-]/g, "-");
 }
 
+/** The 1G pool kept across boots, whose count goes on the kernel command line. */
+function persistedGigPool(args: KvmHostArgs): (OnHost<HugepagePoolArgs> & { pageSize: "2M" | "1G" }) | undefined {
+    return (args.hugepagePools ?? []).find((p) => p.pageSize === "1G" && p.persist !== false);
+}
+
+/** The KernelCmdline child's arguments: the declared ones, plus a persisted 1G pool's count. */
+function cmdlineArgsOf(args: KvmHostArgs): OnHost<KernelCmdlineArgs> | undefined {
+    const gig = persistedGigPool(args);
+    if (!gig) return args.kernelCmdline;
+    return { ...args.kernelCmdline, hugepages1G: gig.nodes ?? gig.total };
+}
+
 /** Throws one error listing every problem, before any child is declared. */
 function crossCheck(hostName: string, args: KvmHostArgs): void {
     const guests: GuestPlan[] = (args.guests ?? []).map((g) => ({ ...g }));
@@ -78,7 +95,12 @@ function crossCheck(hostName: string, args: KvmHostArgs): void {
             seen.add(`${kind} ${key}`);
         }
     }
-    if (args.reboot && !args.kernelCmdline) problems.push("reboot is given without kernelCmdline: a reboot applies boot-time settings, and there are none to apply");
+    if (args.reboot && !cmdlineArgsOf(args)) {
+        problems.push("reboot is given without kernelCmdline or a 1G hugepage pool that persists: a reboot applies boot-time settings, and there are none to apply");
+    }
+    if (args.kernelCmdline?.hugepages1G !== undefined && persistedGigPool(args)) {
+        problems.push("kernelCmdline.hugepages1G is set and so is a 1G hugepage pool that persists: give the count once, in hugepagePools (KvmHost puts it on the kernel command line)");
+    }
     if (problems.length > 0) throw new Error(`KvmHost ${hostName}: the tuning contradicts itself:\n  ${problems.join("\n  ")}`);
 }
 
@@ -92,13 +114,14 @@ export class KvmHost extends pulumi.ComponentResource {
     public readonly kernelCmdline?: KernelCmdline;
     /** The host's HostReboot, when `reboot` is given: the fleet chains these (fleet/rollingReboots.ts). */
     public readonly reboot?: HostReboot;
-    /** Per child, what it applied (read back from the host). */
+    /** Per child, what it applied (read back from the host). Built from the children's outputs; not stored in state. */
     public readonly applied: pulumi.Output<KvmHostApplied>;
 
     constructor(name: string, args: KvmHostArgs, opts?: pulumi.ComponentResourceOptions) {
         super("kvmtune:index:KvmHost", name, {}, opts);
         crossCheck(name, args);
         const child = { parent: this };
+        const gigPool = persistedGigPool(args);
         const connection = args.connection;
 
         this.facts = new HostFacts(`${name}-facts`, { connection }, child);
@@ -107,8 +130,9 @@ export class KvmHost extends pulumi.ComponentResource {
             for (const w of remoteVfs(guestPlans, nics)) pulumi.log.warn(w, this);
         });
 
-        if (args.kernelCmdline) {
-            this.kernelCmdline = new KernelCmdline(`${name}-cmdline`, { ...args.kernelCmdline, connection }, child);
+        const cmdlineArgs = cmdlineArgsOf(args);
+        if (cmdlineArgs) {
+            this.kernelCmdline = new KernelCmdline(`${name}-cmdline`, { ...cmdlineArgs, connection }, child);
             if (args.reboot) {
                 const cmdline = this.kernelCmdline;
                 this.reboot = new HostReboot(
@@ -121,7 +145,9 @@ export class KvmHost extends pulumi.ComponentResource {
         // The rest of the tuning goes to the kernel that runs after a reboot, if there is one.
         const afterBoot: pulumi.CustomResourceOptions = this.reboot ? { ...child, dependsOn: [this.reboot] } : child;
         for (const p of args.hugepagePools ?? []) {
-            this.hugepagePools[p.pageSize] = new HugepagePool(`${name}-hugepages-${p.pageSize}`, { ...p, connection }, afterBoot);
+            // A 1G pool that persists checks that the boot configuration holds its count: after KernelCmdline wrote it.
+            const afterCmdline = p === gigPool && !this.reboot ? { ...child, dependsOn: [this.kernelCmdline!] } : afterBoot;
+            this.hugepagePools[p.pageSize] = new HugepagePool(`${name}-hugepages-${p.pageSize}`, { ...p, connection }, afterCmdline);
         }
         for (const e of args.elevators ?? []) {
             this.elevators[e.device] = new BlockElevator(`${name}-elevator-${namePart(e.device)}`, { ...e, connection }, afterBoot);
@@ -176,6 +202,8 @@ export class KvmHost extends pulumi.ComponentResource {
                     Object.entries(guests).map(([k, [state, cpuPins, pendingRestart]]) => [k, { state, cpuPins, pendingRestart }]),
                 ),
             }));
-        this.registerOutputs({ applied: this.applied, hostname: this.facts.hostname });
+        // `applied` stays an Output of this object, not a stored output: it repeats the children's
+        // own outputs, which state already holds (about 4 KB per host in every checkpoint; issue 17).
+        this.registerOutputs({ hostname: this.facts.hostname });
     }
 }

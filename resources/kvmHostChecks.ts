@@ -53,7 +53,10 @@ export function guestNode(g: GuestPlan): number | null {
     return set && set.length === 1 ? set[0] : null;
 }
 
-/** Errors: a host CPU that the vCPUs of two guests (or two vCPUs' sets of different guests) hold. */
+/**
+ * Errors: a host CPU that the vCPUs of two guests (or two vCPUs' sets of different guests) hold,
+ * and an emulator or I/O thread pin on CPUs another guest's vCPUs hold.
+ */
 export function overlappingPins(guests: GuestPlan[]): string[] {
     const holder = new Map<number, string>();
     const problems: string[] = [];
@@ -65,6 +68,23 @@ export function overlappingPins(guests: GuestPlan[]): string[] {
             const other = holder.get(cpu);
             if (other !== undefined) problems.push(`CPU ${cpu} is pinned to the vCPUs of both guest ${other} and guest ${g.name}`);
             else holder.set(cpu, g.name);
+        }
+    }
+    // An emulator or I/O thread on another guest's vCPU CPUs steals that guest's time: the
+    // provider refuses it on the host (against running guests); here it is refused before any
+    // guest of this host is declared, against the guests declared beside it.
+    for (const g of guests) {
+        const threads: Array<[string, unknown]> = [["emulatorPin", g.emulatorPin]];
+        if (Array.isArray(g.iothreadPins)) g.iothreadPins.forEach((p, n) => threads.push([`iothreadPins.${n}`, p]));
+        for (const [field, pin] of threads) {
+            const clash = new Map<string, number[]>();
+            for (const cpu of cpusOf(pin) ?? []) {
+                const other = holder.get(cpu);
+                if (other !== undefined && other !== g.name) clash.set(other, [...(clash.get(other) ?? []), cpu]);
+            }
+            for (const [other, cpus] of clash) {
+                problems.push(`guest ${g.name} ${field}: CPU ${cpus.join(",")} ${cpus.length > 1 ? "are" : "is"} pinned to the vCPUs of guest ${other}; give the thread CPUs no other guest's vCPUs use`);
+            }
         }
     }
     return problems;

@@ -1,43 +1,48 @@
 /**
- * The provider object Pulumi serializes into every resource's state is a thin shim: each method
- * imports the real provider by package name and calls it.
+ * The provider every kvmtune resource stores in its state is a short text that imports the real
+ * provider by package name and calls it.
  *
  * Why: Pulumi runs delete and refresh with the provider copy stored in state. A shim that imports
- * `kvmtune/providers/<name>` keeps state small (under a kilobyte), captures no zod schema or SSH
- * client (which do not serialize), and makes delete/refresh run the installed kvmtune, not a stale
- * copy. The engine starts the provider host in the program's folder, where `kvmtune` resolves:
- * through node_modules for a user's program, through package self-reference in this repository.
+ * `kvmtune/providers/<name>` captures no zod schema or SSH client (which do not serialize), and
+ * makes delete/refresh run the installed kvmtune, not a stale copy. The engine starts the provider
+ * host in the program's folder, where `kvmtune` resolves: through node_modules for a user's
+ * program, through package self-reference in this repository.
+ *
+ * Why a text written here rather than `pulumi.dynamic.Resource`'s serialized closure: the dynamic
+ * provider host copies `__provider` from the inputs into the outputs, so the text is stored twice in
+ * every resource's state, and the closure serializer wraps each of the six methods in its own
+ * scope boilerplate: 2.4 KB per copy, 4.8 KB of every resource (more than half a BlockElevator's
+ * state; issue 17). The host only needs what `require-from-string` can load and whose
+ * `handler()` returns the provider (@pulumi/pulumi cmd/dynamic-provider getProvider); one generic
+ * method body says that in about 240 bytes.
  */
-import type * as pulumi from "@pulumi/pulumi";
+import * as pulumi from "@pulumi/pulumi";
 
-type Provider = Required<
-    Pick<pulumi.dynamic.ResourceProvider, "check" | "diff" | "create" | "read" | "update" | "delete">
->;
-
-/** One shim per provider module, shared by every resource of that type (see lazyProvider). */
-const shims = new Map<string, pulumi.dynamic.ResourceProvider>();
+/** The methods the dynamic provider host calls (cmd/dynamic-provider/index.js). */
+export const PROVIDER_METHODS = ["check", "diff", "create", "read", "update", "delete"] as const;
 
 /**
- * The shim for `moduleId`, the same object for every resource of a type: the SDK caches a
- * provider's serialized text by the provider object, so a shared shim is serialized once per type
- * instead of once per resource (800 times for a fleet of 100 hosts: CPU in the program on every
- * `up` and `preview`; issue 17). Each method is one arrow capturing only `moduleId`, which keeps
- * the text stored twice in every resource's state (inputs and outputs) about 15% smaller than
- * methods sharing a loader function.
+ * The module text stored as `__provider`: `exports.handler()` returns an object whose methods each
+ * import `moduleId` (once per process: Node caches the module) and call its `provider`'s method of
+ * the same name. Named exports of a CommonJS module may arrive as the namespace's properties or
+ * under `default`.
  */
-export function lazyProvider(moduleId: string): pulumi.dynamic.ResourceProvider {
-    let shim = shims.get(moduleId);
-    if (shim) return shim;
-    // Named exports of a CommonJS module may arrive as the namespace's properties or under default.
-    type M = { provider?: Provider; default?: { provider: Provider } };
-    shim = {
-        check: (olds, news) => import(moduleId).then((m: M) => (m.provider ?? m.default!.provider).check(olds, news)),
-        diff: (id, olds, news) => import(moduleId).then((m: M) => (m.provider ?? m.default!.provider).diff(id, olds, news)),
-        create: (inputs) => import(moduleId).then((m: M) => (m.provider ?? m.default!.provider).create(inputs)),
-        read: (id, props) => import(moduleId).then((m: M) => (m.provider ?? m.default!.provider).read(id, props)),
-        update: (id, olds, news) => import(moduleId).then((m: M) => (m.provider ?? m.default!.provider).update(id, olds, news)),
-        delete: (id, props) => import(moduleId).then((m: M) => (m.provider ?? m.default!.provider).delete(id, props)),
-    } satisfies Provider;
-    shims.set(moduleId, shim);
-    return shim;
+export function providerText(moduleId: string): string {
+    const id = JSON.stringify(moduleId);
+    return (
+        `exports.handler = () => Object.fromEntries(${JSON.stringify(PROVIDER_METHODS)}.map((k) => [k, (...a) => ` +
+        `import(${id}).then((m) => (m.provider ?? m.default.provider)[k](...a))]));\n`
+    );
+}
+
+/**
+ * The base of every kvmtune custom resource: what `pulumi.dynamic.Resource` does (the type
+ * `pulumi-nodejs:dynamic/kvmtune:<type>`, served by Pulumi's Node.js dynamic provider host), with
+ * `providerText(moduleId)` as the stored provider instead of a serialized closure.
+ */
+export abstract class KvmtuneResource extends pulumi.CustomResource {
+    constructor(moduleId: string, type: string, name: string, props: pulumi.Inputs, opts?: pulumi.CustomResourceOptions) {
+        if (props.__provider !== undefined) throw new Error("A dynamic resource must not define the __provider key");
+        super(`pulumi-nodejs:dynamic/kvmtune:${type}`, name, { ...props, __provider: providerText(moduleId) }, opts);
+    }
 }

@@ -10,7 +10,7 @@
  */
 import * as pulumi from "@pulumi/pulumi";
 import { ConnectionInput, secretConnection } from "./connectionInput";
-import { lazyProvider } from "./lazyProvider";
+import { KvmtuneResource } from "./lazyProvider";
 import { ownerLabel } from "./owner";
 
 /** A CPU set: one CPU, a list of CPUs, or a kernel CPU list such as `"2-3,6"`. */
@@ -95,7 +95,7 @@ export interface NumaPinnedGuestArgs {
     adopt?: pulumi.Input<string>;
 }
 
-export class NumaPinnedGuest extends pulumi.dynamic.Resource {
+export class NumaPinnedGuest extends KvmtuneResource {
     public readonly name!: pulumi.Output<string>;
     public readonly uuid!: pulumi.Output<string>;
     /** `virsh domstate`: running, shut off, ... */
@@ -119,7 +119,8 @@ export class NumaPinnedGuest extends pulumi.dynamic.Resource {
 
     constructor(name: string, args: NumaPinnedGuestArgs, opts?: pulumi.CustomResourceOptions) {
         super(
-            lazyProvider("kvmtune/providers/numaPinnedGuest"),
+            "kvmtune/providers/numaPinnedGuest",
+            "NumaPinnedGuest",
             name,
             {
                 ...args,
@@ -138,8 +139,6 @@ export class NumaPinnedGuest extends pulumi.dynamic.Resource {
                 interfaceDefaults: undefined,
             },
             opts,
-            "kvmtune",
-            "NumaPinnedGuest",
         );
     }
 }

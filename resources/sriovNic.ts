@@ -8,7 +8,7 @@
  */
 import * as pulumi from "@pulumi/pulumi";
 import { ConnectionInput, secretConnection } from "./connectionInput";
-import { lazyProvider } from "./lazyProvider";
+import { KvmtuneResource } from "./lazyProvider";
 import { ownerLabel } from "./owner";
 
 export interface SriovVfArgs {
@@ -66,7 +66,7 @@ export interface SriovVfSettings {
     maxTxRateMbps: number;
 }
 
-export class SriovNic extends pulumi.dynamic.Resource {
+export class SriovNic extends KvmtuneResource {
     /** The PF's interface name (resolved from a PCI address). */
     public readonly pfName!: pulumi.Output<string>;
     public readonly pfPciAddress!: pulumi.Output<string>;
@@ -87,7 +87,8 @@ export class SriovNic extends pulumi.dynamic.Resource {
 
     constructor(name: string, args: SriovNicArgs, opts?: pulumi.CustomResourceOptions) {
         super(
-            lazyProvider("kvmtune/providers/sriovNic"),
+            "kvmtune/providers/sriovNic",
+            "SriovNic",
             name,
             {
                 ...args,
@@ -108,8 +109,6 @@ export class SriovNic extends pulumi.dynamic.Resource {
                 drift: undefined,
             },
             opts,
-            "kvmtune",
-            "SriovNic",
         );
         // Without a network, still an Output (of undefined), so a program can read it either way.
         if (args.libvirtNetwork === undefined) this.networkName = pulumi.output(undefined);

@@ -10,7 +10,7 @@
  */
 import * as pulumi from "@pulumi/pulumi";
 import { ConnectionInput, secretConnection } from "./connectionInput";
-import { lazyProvider } from "./lazyProvider";
+import { KvmtuneResource } from "./lazyProvider";
 import { ownerLabel } from "./owner";
 
 export type RingSizeInput = 256 | 512 | 1024;
@@ -47,7 +47,7 @@ export interface VhostGuestDefaults {
     txQueueSize?: RingSizeInput;
 }
 
-export class VhostNetwork extends pulumi.dynamic.Resource {
+export class VhostNetwork extends KvmtuneResource {
     /** The libvirt network name: pass it to a guest's interface (`{ network: net.name }`) to order the guest after it. */
     public readonly name!: pulumi.Output<string>;
     public readonly uuid!: pulumi.Output<string>;
@@ -65,7 +65,8 @@ export class VhostNetwork extends pulumi.dynamic.Resource {
 
     constructor(name: string, args: VhostNetworkArgs, opts?: pulumi.CustomResourceOptions) {
         super(
-            lazyProvider("kvmtune/providers/vhostNetwork"),
+            "kvmtune/providers/vhostNetwork",
+            "VhostNetwork",
             name,
             {
                 ...args,
@@ -82,8 +83,6 @@ export class VhostNetwork extends pulumi.dynamic.Resource {
                 drift: undefined,
             },
             opts,
-            "kvmtune",
-            "VhostNetwork",
         );
     }
 }

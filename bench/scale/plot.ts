@@ -21,7 +21,7 @@ interface Run {
 }
 
 const FONT = "font-family='sans-serif'";
-const PALETTE = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e"];
+const PALETTE = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#17becf", "#7f7f7f"];
 
 interface Series {
     name: string;
@@ -78,8 +78,11 @@ export function scaleSvg(runs: Run[]): string {
         panel(380, "peak RSS (engine + program + provider)", "MiB", series((r) => r.peakRssMiB), { y: 1024, label: "goal 1 GiB" }, xs),
         panel(760, "state per resource", "bytes", series((r) => Math.round(r.stateBytes / (r.hosts * r.resourcesPerHost))), { y: 4096, label: "goal 4 KB" }, xs),
     ];
-    const legend = labels.map((label, i) => `<rect x='${60 + i * 260}' y='312' width='12' height='12' fill='${PALETTE[i % PALETTE.length]}'/><text x='${78 + i * 260}' y='322' font-size='12' ${FONT}>${label}</text>`);
-    return [`<svg xmlns='http://www.w3.org/2000/svg' width='1140' height='340' viewBox='0 0 1140 340'>`, `<rect width='1140' height='340' fill='white'/>`, ...parts, ...legend, `</svg>`, ""].join("\n");
+    // Three labels to a row, as many rows as it takes.
+    const at = (i: number) => ({ x: 60 + (i % 3) * 360, y: 312 + Math.floor(i / 3) * 20 });
+    const legend = labels.map((label, i) => `<rect x='${at(i).x}' y='${at(i).y}' width='12' height='12' fill='${PALETTE[i % PALETTE.length]}'/><text x='${at(i).x + 18}' y='${at(i).y + 10}' font-size='12' ${FONT}>${label}</text>`);
+    const height = 340 + Math.floor((labels.length - 1) / 3) * 20;
+    return [`<svg xmlns='http://www.w3.org/2000/svg' width='1140' height='${height}' viewBox='0 0 1140 ${height}'>`, `<rect width='1140' height='${height}' fill='white'/>`, ...parts, ...legend, `</svg>`, ""].join("\n");
 }
 
 if (require.main === module) {

@@ -30,13 +30,25 @@ export function resourcesPerHost(disks: number): number {
     return 1 + 1 + disks + 1;
 }
 
-export function writeProject(dir: string, main = path.join(repoRoot, "bin", "index.js")): void {
+export function writeProject(dir: string, main?: string, kvmtune = repoRoot): void {
     fs.mkdirSync(path.join(dir, "node_modules"), { recursive: true });
     fs.writeFileSync(path.join(dir, "Pulumi.yaml"), "name: kvmtune-scale\nruntime: nodejs\nmain: index.js\ndescription: kvmtune's fleet program on simulated hosts (bench/scale)\n");
     fs.writeFileSync(path.join(dir, "package.json"), JSON.stringify({ name: "kvmtune-scale-bench", private: true, dependencies: { kvmtune: "*" } }, null, 2));
-    fs.writeFileSync(path.join(dir, "index.js"), `module.exports = require(${JSON.stringify(main)});\n`);
-    fs.symlinkSync(repoRoot, path.join(dir, "node_modules", "kvmtune"));
+    useKvmtune(dir, kvmtune, main);
     fs.symlinkSync(path.join(repoRoot, "node_modules", "@pulumi"), path.join(dir, "node_modules", "@pulumi"));
+}
+
+/**
+ * Points the project at a kvmtune checkout (built: its bin/ present) and a program: what `npm
+ * install` of another kvmtune version does to a user's project. The provider host resolves
+ * `kvmtune/providers/...` through this link, so after a switch, delete and refresh of resources
+ * the older version stored run the stored provider text against this checkout.
+ */
+export function useKvmtune(dir: string, kvmtune: string, main = path.join(kvmtune, "bin", "index.js")): void {
+    const link = path.join(dir, "node_modules", "kvmtune");
+    fs.rmSync(link, { force: true });
+    fs.symlinkSync(kvmtune, link);
+    fs.writeFileSync(path.join(dir, "index.js"), `module.exports = require(${JSON.stringify(main)});\n`);
 }
 
 /**

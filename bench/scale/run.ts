@@ -14,15 +14,19 @@
  * Options: --hosts N (10) --disks D (elevators per host, 5) --parallel P (the engine's --parallel;
  * default: the CLI's own) --keep (leave the temp folder: state, sshd logs, engine logs) --out FILE
  * (append the JSON line, with --label L and the details, to FILE as well) --main FILE (the program's
- * compiled entry point instead of bin/index.js).
+ * compiled entry point instead of bin/index.js) --upgrade-from DIR (a built checkout of an older
+ * kvmtune: the fleet is first converged with it, untimed, then the project switches to this checkout
+ * and the timed `up` is the upgrade's; after the preview, `pulumi destroy` runs, so delete meets
+ * resources whose state the older version wrote; --expect-no-changes holds on the upgrade `up` too).
  */
 import { ChildProcess, execFileSync, spawn } from "node:child_process";
 import * as fs from "node:fs";
 import * as net from "node:net";
 import * as os from "node:os";
 import * as path from "node:path";
-import { BenchHost, repoRoot, resourcesPerHost, writeProject, writeStackConfig } from "./program";
+import { BenchHost, repoRoot, resourcesPerHost, useKvmtune, writeProject, writeStackConfig } from "./program";
 import { RssPeak, startRssSampler } from "./rss";
+import { breakdown } from "./stateBreakdown";
 import { SimHost, startSimHost } from "./simHost";
 
 export interface Result {
@@ -48,6 +52,8 @@ interface Options {
     label?: string;
     /** The program's compiled entry point (default bin/index.js): to measure an older program beside this one. */
     main?: string;
+    /** A built checkout of an older kvmtune to converge with first (see the header). */
+    upgradeFrom?: string;
 }
 
 function parseArgs(argv: string[]): Options {
@@ -66,7 +72,8 @@ function parseArgs(argv: string[]): Options {
         else if (a === "--out") o.out = argv[++i];
         else if (a === "--label") o.label = argv[++i];
         else if (a === "--main") o.main = path.resolve(argv[++i]);
-        else throw new Error(`unknown option ${a} (--hosts N --disks D --parallel P --keep --out FILE --label L --main FILE)`);
+        else if (a === "--upgrade-from") o.upgradeFrom = path.resolve(argv[++i]);
+        else throw new Error(`unknown option ${a} (--hosts N --disks D --parallel P --keep --out FILE --label L --main FILE --upgrade-from DIR)`);
     }
     if (o.disks > 20) throw new Error("--disks: at most 20 (vdb..vdu)");
     return o;
@@ -179,7 +186,7 @@ async function main(): Promise<void> {
         say(`${o.hosts} sshd's listening (${((Date.now() - t0) / 1000).toFixed(1)} s)`);
 
         const project = path.join(dir, "project");
-        writeProject(project, o.main);
+        writeProject(project, o.main, o.upgradeFrom);
         const env: NodeJS.ProcessEnv = {
             ...process.env,
             PULUMI_BACKEND_URL: `file://${path.join(dir, "state")}`,
@@ -193,9 +200,19 @@ async function main(): Promise<void> {
         const parallel = o.parallel ? ["--parallel", String(o.parallel)] : [];
 
         const connections = () => b.hosts.map((h) => h.acceptedConnections());
+        let upgradeFromBytes: number | undefined;
+        if (o.upgradeFrom) {
+            say(`up with ${o.upgradeFrom} (untimed; load average ${os.loadavg()[0].toFixed(1)})`);
+            await pulumi(b, env, ["up", "--yes", "--skip-preview", ...parallel, ...cwd], "up-older");
+            const older = execFileSync("bash", [path.join(repoRoot, "scripts", "pulumi.sh"), "stack", "export", ...cwd], { env, maxBuffer: 1 << 30 });
+            fs.writeFileSync(path.join(dir, "state-older.json"), older);
+            upgradeFromBytes = older.length;
+            useKvmtune(project, repoRoot, o.main);
+            say(`switched the project to ${repoRoot}; state ${older.length} bytes`);
+        }
         const before = connections();
         say(`up (load average ${os.loadavg()[0].toFixed(1)})`);
-        const up = await pulumi(b, env, ["up", "--yes", "--skip-preview", ...parallel, ...cwd], "up");
+        const up = await pulumi(b, env, ["up", "--yes", "--skip-preview", ...(o.upgradeFrom ? ["--expect-no-changes", "--diff"] : []), ...parallel, ...cwd], "up");
         const afterUp = connections();
         const upLines = up.out.split("\n").length;
         say(`up: ${up.seconds.toFixed(1)} s, peak RSS ${up.rss.peakMiB.toFixed(0)} MiB, ${upLines} lines printed; ${summaryLine(up.out)}`);
@@ -206,9 +223,18 @@ async function main(): Promise<void> {
         const state = execFileSync("bash", [path.join(repoRoot, "scripts", "pulumi.sh"), "stack", "export", ...cwd], { env, maxBuffer: 1 << 30 });
         fs.writeFileSync(path.join(dir, "state.json"), state);
 
+        let destroySeconds: number | undefined;
+        if (o.upgradeFrom) {
+            say("destroy (delete of what the older version stored)");
+            const destroy = await pulumi(b, env, ["destroy", "--yes", "--skip-preview", ...parallel, ...cwd], "destroy");
+            destroySeconds = round(destroy.seconds);
+            say(`destroy: ${destroy.seconds.toFixed(1)} s; ${summaryLine(destroy.out)}`);
+        }
+
         const perStep = [afterUp.map((n, i) => n - before[i]), afterPreview.map((n, i) => n - afterUp[i])];
         const detail = {
             loadAverage: os.loadavg(),
+            ...(o.upgradeFrom ? { upgradeFrom: o.upgradeFrom, stateBytesBeforeUpgrade: upgradeFromBytes, destroySeconds } : {}),
             connectionsUp: range(perStep[0]),
             connectionsPreview: range(perStep[1]),
             commandsPerHost: range(b.hosts.map((h) => h.commands())),
@@ -216,6 +242,10 @@ async function main(): Promise<void> {
             rssUp: roundAll(up.rss.byProcess),
             rssPreview: roundAll(preview.rss.byProcess),
             stateByType: stateByType(state.toString("utf8")),
+            // Bytes per resource as laid out in the export, by type, with the largest fields (stateBreakdown.ts).
+            stateExportByType: Object.fromEntries(
+                Object.entries(breakdown(state.toString("utf8"))).map(([t, b]) => [t, { count: b.count, bytesEach: b.bytesEach, fields: Object.fromEntries(Object.entries(b.fields).slice(0, 8)) }]),
+            ),
         };
         fs.writeFileSync(path.join(dir, "detail.json"), JSON.stringify(detail, null, 2));
         say(`detail: ${JSON.stringify(detail)}`);

@@ -67,11 +67,11 @@ const NAMESPACE_SETUP = [
 /**
  * systemctl: libvirtd counts as running; `enable`/`disable` make and remove the `<target>.wants`
  * links a unit's `WantedBy=` names, as systemd does (kvmtune's refresh checks the link); the rest
- * succeeds doing nothing.
+ * succeeds doing nothing. Options (`--no-reload`) may come before the verb.
  */
 const SYSTEMCTL = `#!/bin/sh
-verb=$1; shift
 for a in "$@"; do case "$a" in -*) ;; *) set -- "$@" "$a" ;; esac; shift; done
+verb=$1; shift
 units=/etc/systemd/system
 case "$verb" in
   is-active) echo active ;;
@@ -85,7 +85,8 @@ exit 0
 
 /**
  * virsh: the unit tests' stand-in (domains as XML in /etc/fake-libvirt) behind a wrapper that also
- * answers --version (the facts ask it) and keeps autostart marks (by UUID), which dominfo reports.
+ * answers --version (the facts ask it), keeps autostart marks (by UUID), which dominfo reports, and
+ * undefines a domain (its XML and mark removed: NumaPinnedGuest's delete, for --upgrade-from's destroy).
  */
 const VIRSH = `#!/bin/sh
 [ "$1" = -c ] && shift 2
@@ -97,6 +98,8 @@ case "$1" in
   autostart) shift; off=; [ "$1" = --disable ] && { off=1; shift; }
     u=$(uuid "$1") && [ -n "$u" ] || { echo "error: failed to get domain '$1'" >&2; exit 1; }
     mkdir -p "$marks"; if [ -n "$off" ]; then rm -f "$marks/$u"; else : > "$marks/$u"; fi ;;
+  undefine) u=$(uuid "$2") && [ -n "$u" ] || { echo "error: failed to get domain '$2'" >&2; exit 1; }
+    rm -f "/etc/fake-libvirt/$u.xml" "$marks/$u"; echo "Domain $2 has been undefined" ;;
   dominfo) out=$("$domains" "$@") || exit $?
     u=$(printf '%s\\n' "$out" | sed -n 's/^UUID: *//p')
     if [ -e "$marks/$u" ]; then printf '%s\\n' "$out" | sed 's/^Autostart: .*/Autostart: enable/'; else printf '%s\\n' "$out"; fi ;;

@@ -119,10 +119,15 @@ export function parseGrubbyInfo(text: string): { kernel: string; args: string } 
     return args === undefined ? null : { kernel: fields.get("kernel") ?? "", args };
 }
 
+/** The bootloader tool from a dump that ran BOOT_COMMANDS.bootFlavor, or null when neither is there. */
+export function bootFlavorOf(dump: Dump): BootFlavor | null {
+    const word = dump.commands.get("bootFlavor")?.stdout.trim();
+    return word === "update-grub" || word === "grubby" ? word : null;
+}
+
 /** The boot configuration from a dump that read BOOT_FILES and ran BOOT_COMMANDS. */
 export function parseBootConfig(dump: Dump): BootConfig {
-    const word = dump.commands.get("bootFlavor")?.stdout.trim();
-    const flavor: BootFlavor | null = word === "update-grub" || word === "grubby" ? word : null;
+    const flavor = bootFlavorOf(dump);
     if (flavor === "grubby") {
         const info = dump.commands.get("grubbyInfo");
         const parsed = info && info.code === 0 ? parseGrubbyInfo(info.stdout) : null;

@@ -5,8 +5,12 @@
 import { z } from "zod";
 import { parseHostKeyPin } from "./hostKey";
 
-/** Host names and addresses: DNS names, IPv4, bracket-less IPv6. No spaces, no shell characters. */
-const HOST = /^(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*\.?|[0-9A-Fa-f:.]+(?:%[A-Za-z0-9_.-]+)?)$/;
+/**
+ * Host names and addresses: DNS names, IPv4, bracket-less IPv6. No spaces, no shell characters.
+ * An IPv6 address has at least two colons and a hex digit (`::1`, `fe80::1%eth0`): a lone `:` or
+ * `:.` is no address (a property test found the branch accepting them).
+ */
+const HOST = /^(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*\.?|(?=[^%]*:[^%]*:)(?=[^%]*[0-9A-Fa-f])[0-9A-Fa-f:.]+(?:%[A-Za-z0-9_.-]+)?)$/;
 /** POSIX portable user names. */
 const USER = /^[a-z_][a-z0-9_-]{0,31}\$?$/;
 

@@ -20,7 +20,7 @@ export interface PersistedFile {
     /** The file's mode when written (persist.ts); 0644 when not given. */
     mode?: string;
     /** The daemon that re-reads the file after it changed (persist.ts): once per host step. */
-    reload?: "systemd" | "udev" | "bootloader";
+    reload?: "systemd" | "udev" | "bootloader" | "networkManager";
     /**
      * This path is the enablement link of that unit: `systemctl enable` makes it, and the read
      * follows it to the unit's text. Missing means the unit is not enabled.

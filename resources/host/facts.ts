@@ -6,6 +6,7 @@
 import { buildDumpScript, Dump, parseBracketChoice, parseCpuList, parseDump } from "./sysfs";
 import { Remote, runScript } from "./remote";
 import { isNvmePath } from "./disk";
+import { libvirtRunning, parsePlatform, Platform, PLATFORM_COMMANDS, PLATFORM_FILES, PLATFORM_LINKS, serviceStates } from "./platform";
 
 /** Huge page sizes as users write them: `2M`, `1G` (from the kernel's `hugepages-2048kB`). */
 export type PageSize = string;
@@ -81,7 +82,13 @@ export interface HostFactsData {
     blockDevices: BlockDeviceFacts[];
     nics: NicFacts[];
     vhostNet: { device: boolean; moduleLoaded: boolean };
+    /**
+     * `active`: libvirt answers: libvirtd, or a modular daemon (virtqemud, virtnetworkd), or its
+     * socket is active (modular daemons exit when idle and start again on the next connection).
+     */
     libvirt: { version: string | null; active: boolean };
+    /** How the host is run: bootloader, libvirt layout, NetworkManager, tuned, SELinux (host/platform.ts). */
+    platform: Platform;
 }
 
 const NODE = "/sys/devices/system/node";
@@ -92,7 +99,8 @@ export const FACT_COMMANDS = {
     hugepageSizes: "ls -1 /sys/kernel/mm/hugepages",
     vhostNet: "test -c /dev/vhost-net && echo device; test -d /sys/module/vhost_net && echo module",
     libvirtVersion: "virsh --version",
-    libvirtActive: "systemctl is-active libvirtd || systemctl is-active virtqemud",
+    // Unit states for libvirt (either layout), NetworkManager and tuned, in one `systemctl is-active`.
+    services: PLATFORM_COMMANDS.services,
 };
 
 /** The read script: kept as data so a host's facts always come from one round trip. */
@@ -121,6 +129,7 @@ export const FACTS_SCRIPT = buildDumpScript({
         `${NET}/*/device/numa_node`,
         `${NET}/*/device/sriov_totalvfs`,
         `${NET}/*/device/sriov_numvfs`,
+        ...PLATFORM_FILES,
     ],
     links: [
         "/dev/disk/by-id/*",
@@ -128,8 +137,9 @@ export const FACTS_SCRIPT = buildDumpScript({
         `${NET}/*/device`,
         `${NET}/*/device/driver`,
         `${NET}/*/device/physfn`,
+        ...PLATFORM_LINKS,
     ],
-    commands: FACT_COMMANDS,
+    commands: { ...FACT_COMMANDS, ...PLATFORM_COMMANDS },
 });
 
 /** `/dev/vhost-net` and the vhost_net module, from a dump that ran FACT_COMMANDS.vhostNet. */
@@ -138,9 +148,9 @@ export function vhostNetOf(dump: Dump): HostFactsData["vhostNet"] {
     return { device: /^device$/m.test(out), moduleLoaded: /^module$/m.test(out) };
 }
 
-/** libvirtd (or virtqemud) running, from a dump that ran FACT_COMMANDS.libvirtActive. */
+/** libvirt answering (either layout, daemon or socket), from a dump that ran FACT_COMMANDS.services. */
 export function libvirtActiveOf(dump: Dump): boolean {
-    return /^active$/m.test(dump.commands.get("libvirtActive")?.stdout ?? "");
+    return libvirtRunning(serviceStates(dump));
 }
 
 export async function gatherFacts(remote: Remote): Promise<HostFactsData> {
@@ -299,5 +309,6 @@ export function parseFacts(dump: Dump): HostFactsData {
             version: libvirtVersion && libvirtVersion.code === 0 ? libvirtVersion.stdout.trim() || null : null,
             active: libvirtActiveOf(dump),
         },
+        platform: parsePlatform(dump),
     };
 }

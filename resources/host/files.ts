@@ -4,6 +4,7 @@
  * folder), so a cut connection leaves the old file or the new one, never half of one. Each carries
  * a header naming the resource that owns it.
  */
+import { relabelCommand } from "./platformSteps";
 import { shellQuote } from "./quote";
 
 /**
@@ -56,7 +57,8 @@ function checkPath(path: string): void {
 }
 
 /**
- * A shell snippet that writes `content` to `path` atomically, root-owned with `mode`.
+ * A shell snippet that writes `content` to `path` atomically, root-owned with `mode`, and
+ * labelled by SELinux's file contexts where SELinux is on (host/platformSteps.ts relabelCommand).
  * The content travels base64-encoded, so no byte of it is ever interpreted by the shell.
  *
  * `exclusive`: create the file only if it does not exist. link(2) fails when the name is taken, so
@@ -80,6 +82,9 @@ export function atomicWriteScript(path: string, content: string, mode = "0644", 
         `for f in ${shellQuote(dir)}/.kvmtune.*; do case "\${f##*/}" in ".kvmtune.$boot."*) ;; *) if [ -f "$f" ]; then rm -f "$f"; fi ;; esac; done`,
         `tmp=$(mktemp ${shellQuote(dir)}/.kvmtune.$boot.XXXXXX)`,
         `{ printf '%s' ${shellQuote(b64)} | base64 -d > "$tmp" && chown 0:0 "$tmp" && chmod ${mode} "$tmp" && sync "$tmp" && ${put} && sync ${shellQuote(dir)}; } || { rm -f "$tmp"; exit 1; }`,
+        // Where SELinux is on, the file gets its default label, as a package's files have (the
+        // temporary file took its folder's, which a path-specific rule may not want).
+        relabelCommand(shellQuote(path)),
     ].join("\n");
 }
 

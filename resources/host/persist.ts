@@ -9,22 +9,26 @@
  * - an enablement link is made with `systemctl --no-reload enable`, only when it is missing;
  * - each daemon re-reads its files once, at the end, and only when one of its files changed:
  *   systemd's `daemon-reload` (it took 16 s on a loaded lab host, and used to run once per unit),
- *   udev's rules, the bootloader's configuration.
+ *   udev's rules, the bootloader's configuration, NetworkManager's drop-ins (where it runs);
+ * - how each daemon is told is the platform layer's (host/platformSteps.ts), as is the SELinux
+ *   label every written file gets (host/files.ts runs restorecon where SELinux is on).
  *
  * The comparison happens on the host, in the same script that writes: no extra round trip.
  */
 import { updateGrubScript } from "./bootloader";
 import { PersistedFile } from "./drift";
 import { atomicWriteScript } from "./files";
+import { disableUnitCommand, enableUnitCommand, NETWORK_MANAGER_RELOAD, SYSTEMD_RELOAD, UDEV_RELOAD } from "./platformSteps";
 import { shellQuote } from "./quote";
 
 /** The daemons that re-read persisted files, and how each is told, once per host step. */
 const RELOADS = {
-    systemd: "systemctl daemon-reload || exit 1",
-    udev: "udevadm control --reload 2>/dev/null || true",
+    systemd: `${SYSTEMD_RELOAD} || exit 1`,
+    udev: UDEV_RELOAD,
     // A failed regeneration fails the step (its stderr reaches the error); the fragments written
     // in this step are taken away again, so the next `up` finds them changed and regenerates.
     bootloader: updateGrubScript("rm -f $bootloader_written; "),
+    networkManager: NETWORK_MANAGER_RELOAD,
 } as const;
 
 export type Reload = keyof typeof RELOADS;
@@ -50,7 +54,7 @@ function removeStep(f: PersistedFile): string {
     const p = shellQuote(f.path);
     const mark = f.reload ? ` reload_${f.reload}=1;` : "";
     // A unit is disabled before its file goes: systemd needs the file to know which links to remove.
-    const disable = f.reload === "systemd" ? `systemctl --no-reload disable ${shellQuote(unitOf(f.path))} >/dev/null 2>&1 || true; ` : "";
+    const disable = f.reload === "systemd" ? `${disableUnitCommand(shellQuote(unitOf(f.path)))}; ` : "";
     return (
         `if [ -f ${p} ] && head -n 1 ${p} | grep -q '^# Managed by kvmtune for '; then ` +
         `${disable}rm -f ${p} && sync ${shellQuote(parentOf(f.path))} || exit 1;${mark} fi`
@@ -58,7 +62,7 @@ function removeStep(f: PersistedFile): string {
 }
 
 function enableStep(f: PersistedFile & { enables: string }): string {
-    return `if [ ! -L ${shellQuote(f.path)} ]; then systemctl --no-reload enable ${shellQuote(f.enables)} >/dev/null || exit 1; reload_systemd=1; fi`;
+    return `if [ ! -L ${shellQuote(f.path)} ]; then ${enableUnitCommand(shellQuote(f.enables))} >/dev/null || exit 1; reload_systemd=1; fi`;
 }
 
 /**
@@ -67,7 +71,7 @@ function enableStep(f: PersistedFile & { enables: string }): string {
  * reload per daemon that has a changed file. Runs in one `sh -s`; fails on the first failed step.
  */
 export function persistFilesScript(files: readonly PersistedFile[]): string {
-    const steps = ["reload_systemd= reload_udev= reload_bootloader= bootloader_written="];
+    const steps = [`${Object.keys(RELOADS).map((d) => `reload_${d}=`).join(" ")} bootloader_written=`];
     for (const f of files) {
         if (f.enables !== undefined) {
             if (f.want !== null) steps.push(enableStep(f as PersistedFile & { enables: string }));

@@ -13,6 +13,7 @@ import { AttemptWindow, CommandTimeoutError, ConnectError, HostKeyMismatchError 
 import { fingerprintOf, parseHostKeyPin, PinnedHostKey } from "./hostKey";
 import { shellQuote } from "./quote";
 import { describeCommand, ExecOptions, ExecResult, Remote, TIMEOUTS } from "./remote";
+import { traceCommand } from "./trace";
 
 /** Channels open at once on one connection: below sshd's default MaxSessions of 10. */
 export const MAX_CHANNELS = 8;
@@ -70,10 +71,14 @@ class PooledHost implements Remote {
 
     async exec(command: string, options: ExecOptions = {}): Promise<ExecResult> {
         const wrapped = this.wrap(command, options.privileged ?? false);
+        const trace = traceCommand(this.name, command, options.stdin);
+        let code: number | null = null;
         await this.channels.acquire();
+        trace?.acquired();
         this.hold();
         try {
             const ssh = await this.connected();
+            trace?.connected();
             this.stats.commands++;
             const seconds = options.timeoutSeconds ?? TIMEOUTS.default;
             let channel: { close(): void; signal?(name: string): void } | undefined;
@@ -95,6 +100,7 @@ class PooledHost implements Remote {
                 const r = await Promise.race([ssh.execCommand(wrapped, { stdin: options.stdin, noTrim: true, onChannel: (c) => (channel = c) }), deadline]);
                 // Neither an exit status nor a signal, and the connection is gone: it was cut mid-command.
                 const connectionLost = r.code === null && r.signal === null && !ssh.isConnected();
+                code = r.code;
                 return { stdout: r.stdout, stderr: r.stderr, code: r.code, ...(connectionLost ? { connectionLost } : {}) };
             } finally {
                 clearTimeout(timer);
@@ -105,6 +111,7 @@ class PooledHost implements Remote {
             this.forget();
             throw err;
         } finally {
+            trace?.done(code);
             this.release();
             this.channels.release();
         }

@@ -15,6 +15,8 @@ import { PersistedFile, persistedDrift } from "../host/drift";
 import { BlockDeviceFacts, gatherFacts } from "../host/facts";
 import { managedHeader } from "../host/files";
 import { persistFilesScript } from "../host/persist";
+import { Platform, TUNED_READ, tunedDevicesMatch, TunedKnob, TunedOverlap, tunedOf, tunedOverlapMessage, tunedSettingsOf } from "../host/platform";
+import { loadModuleCommand } from "../host/platformSteps";
 import { Remote, runScript } from "../host/remote";
 import { remoteFor } from "../host/sshPool";
 import { buildDumpScript, parseDump, writeSysfsScript } from "../host/sysfs";
@@ -136,13 +138,47 @@ export function resolveDevice(device: string, disks: BlockDeviceFacts[], hostnam
     return disk;
 }
 
+/** BlockElevator's inputs and the tuned knob each one is (host/tuned.ts), with whether the inputs set it. */
+const TUNED_FIELDS: Array<{ field: keyof BlockElevatorInputs; knob: TunedKnob; asked: (i: BlockElevatorInputs) => boolean }> = [
+    { field: "scheduler", knob: "BlockElevator.scheduler", asked: () => true },
+    { field: "readAheadKb", knob: "BlockElevator.readAheadKb", asked: (i) => i.readAheadKb !== undefined },
+    { field: "nrRequests", knob: "BlockElevator.nrRequests", asked: (i) => i.nrRequests !== undefined },
+    { field: "tunables", knob: "BlockElevator.tunables", asked: (i) => Object.keys(i.tunables).length > 0 },
+];
+
 /**
- * The disk a device input names, with its queues, in one round trip. When there is none, the
- * error lists the host's disks: that takes the whole facts script, but only on this failing path.
+ * The refusal when the running tuned's profile sets, on this disk, a queue setting the inputs ask
+ * for (tuned's virtual-host sets read-ahead on every disk, and sets it again when tuned restarts):
+ * null when none overlaps. What the profile sets through [sysfs] names its disk in the path.
  */
-async function requireDisk(remote: Remote, device: string): Promise<DiskRead & { disk: DiskQueues }> {
-    const found = await readDisk(remote, device);
-    if (found.disk) return found as DiskRead & { disk: DiskQueues };
+export function tunedConflict(i: BlockElevatorInputs, tuned: Platform["tuned"], kernelName: string, hostname: string): string | null {
+    const overlaps: TunedOverlap[] = [];
+    for (const { field, knob, asked } of TUNED_FIELDS) {
+        if (!asked(i)) continue;
+        for (const setting of tunedSettingsOf({ tuned }, knob)) {
+            // [sysfs] names the disk in its path (a glob allowed); [disk] in its `devices=`.
+            const sysfsDisk = /^\/sys\/block\/([^/]+)\//.exec(setting.option);
+            const onThisDisk = tunedDevicesMatch(sysfsDisk ? sysfsDisk[1] : setting.devices, kernelName);
+            if (onThisDisk) overlaps.push({ field, setting });
+        }
+    }
+    return tunedOverlapMessage(`BlockElevator ${kernelName} on ${hostname}`, tuned.profile, overlaps);
+}
+
+/**
+ * The disk a device input names, with its queues, and tuned's state, in one round trip. When there
+ * is no disk, the error lists the host's disks: that takes the whole facts script, but only on this
+ * failing path. A queue setting the running tuned also sets is refused here, before anything changes.
+ */
+async function requireDisk(remote: Remote, i: BlockElevatorInputs): Promise<DiskRead & { disk: DiskQueues }> {
+    const device = i.device;
+    const dump = parseDump(await runScript(remote, buildDumpScript({ ...diskReadRequest(device, TUNED_READ.files), commands: TUNED_READ.commands })));
+    const found = parseDiskRead(dump);
+    if (found.disk) {
+        const conflict = tunedConflict(i, tunedOf(dump), found.disk.name, found.hostname || remote.name);
+        if (conflict) throw new Error(conflict);
+        return found as DiskRead & { disk: DiskQueues };
+    }
     const facts = await gatherFacts(remote);
     resolveDevice(device, facts.blockDevices, facts.hostname); // throws, naming the disks there are
     // The disk came between the two reads: the error is no worse than the next run's.
@@ -228,7 +264,7 @@ export function diskClaim(owner: string, kernelName: string, formerOwners: strin
  */
 async function converge(remote: Remote, i: BlockElevatorInputs, disk: DiskQueues, before: QueueState, owner: string, hostname: string): Promise<QueueState> {
     const module = before.available.includes(i.scheduler) ? null : MODULES[i.scheduler];
-    const load = module ? `modprobe ${module} >/dev/null 2>&1 || true\n` : "";
+    const load = module ? `${loadModuleCommand(module)} >/dev/null 2>&1 || true\n` : "";
     let read: DiskRead;
     try {
         read = parseDiskRead(parseDump(await runScript(remote, load + applyScript(disk, i) + "\n" + buildDumpScript(diskReadRequest(disk.name)))));
@@ -289,7 +325,7 @@ export const provider = {
         const i = inputsOf(props);
         const owner = resourceOwner("BlockElevator", undefined, props);
         const remote = remoteFor(i.connection);
-        const { hostname, disk, queues: [before] } = await requireDisk(remote, i.device);
+        const { hostname, disk, queues: [before] } = await requireDisk(remote, i);
         // Before anything changes: the disk must not belong to another resource (../host/knob.ts).
         const seen = originalOf(i, before);
         return createKnob(
@@ -329,7 +365,7 @@ export const provider = {
         const i = inputsOf(news);
         const owner = resourceOwner("BlockElevator", undefined, news, olds);
         const remote = remoteFor(i.connection);
-        const { hostname, disk, queues: [before] } = await requireDisk(remote, i.device);
+        const { hostname, disk, queues: [before] } = await requireDisk(remote, i);
         // Re-taken on every update: it moves the claim to a new label, and a by-id device that now
         // resolves to another kernel name takes that disk's claim before writing to it. A claim the
         // host lost (reinstalled) is taken again, recording the disk as it is now.

@@ -3,8 +3,9 @@
  * kernel spreads, read back after every write because the kernel may allocate fewer pages than
  * asked (fragmentation, a node short of free memory) without failing the write.
  *
- * Persistence at boot (a systemd unit for 2 MiB pools, the kernel command line for 1 GiB ones) and
- * what a boot delivered are in ./hugepagePoolBoot.ts.
+ * Persistence at boot (a systemd unit for 2 MiB pools; for 1 GiB ones the kernel command line,
+ * which KernelCmdline writes and this provider only checks) and what a boot delivered are in
+ * ./hugepagePoolBoot.ts.
  */
 import type * as pulumi from "@pulumi/pulumi";
 import { z } from "zod";
@@ -17,11 +18,12 @@ import { shellQuote } from "../host/quote";
 import { Remote, runScript, TIMEOUTS } from "../host/remote";
 import { remoteFor } from "../host/sshPool";
 import { warnUser } from "../host/warn";
+import { BOOT_COMMANDS, BOOT_FILES, parseBootConfig } from "../host/bootloader";
 import { buildDumpScript, parseDump, writeSysfsScript } from "../host/sysfs";
 import { checkWithPlan, diffProps, FieldPolicy, stateOnlyUpdate } from "../policy";
 import { found, gone, stateOf } from "../state";
 import { inputsFrom } from "../validate";
-import { bootArgs, bootUnitPath, globalPath, grubFragmentPath, mountUnitName, nodePath, pageDir, persistedFiles, persistScript, PoolCounts, rebootRequired, shortfallOf, unpersistScript } from "./hugepagePoolBoot";
+import { bootArgs, bootConfigProblem, bootUnitPath, globalPath, mountUnitName, nodePath, pageDir, persistedFiles, persistScript, PoolCounts, rebootRequired, shortfallOf, unpersistScript } from "./hugepagePoolBoot";
 import { resourceOwner } from "./owner";
 
 /** Re-exported: callers and tests name them from here. */
@@ -70,12 +72,13 @@ interface Original {
 
 /**
  * The knob a HugepagePool owns: its page size's pool on the host, every node of it. One boot unit
- * (and, for 1G, one GRUB fragment) persists a size's pool, so a second pool of the same size, even
- * on other nodes, would overwrite the first one's boot configuration: declare all nodes of a size
- * in one HugepagePool. A mount unit belongs to the pool that mounts it.
+ * (for 1G, one `hugepages=` on the command line) persists a size's pool, so a second pool of the
+ * same size, even on other nodes, would overwrite the first one's boot configuration: declare all
+ * nodes of a size in one HugepagePool. A mount unit belongs to the pool that mounts it. The command
+ * line itself is KernelCmdline's knob, not this one's.
  */
 export function poolClaim(owner: string, i: Pick<HugepagePoolInputs, "pageSize" | "mount">, formerOwners: string[] = [], original?: Original): KnobClaim {
-    const files = [bootUnitPath(i.pageSize), ...(i.pageSize === "1G" ? [grubFragmentPath] : []), ...(i.mount ? [`/etc/systemd/system/${mountUnitName(i.mount)}`] : [])];
+    const files = [bootUnitPath(i.pageSize), ...(i.mount ? [`/etc/systemd/system/${mountUnitName(i.mount)}`] : [])];
     return { knob: `hugepages-${i.pageSize}`, what: `the ${i.pageSize} huge page pool`, owner, formerOwners, files, original };
 }
 
@@ -106,14 +109,20 @@ export function checkAgainstHost(i: HugepagePoolInputs, facts: HostFactsData): s
     return problems;
 }
 
-/** Reads every node's pool of one size, and the mount (and `extraFiles`), in one round trip. */
+/**
+ * Reads every node's pool of one size, the mount, the boot configuration (for a 1G pool: whether
+ * the next boot reserves it) and `extraFiles`, in one round trip.
+ */
 async function readPools(remote: Remote, i: Pick<HugepagePoolInputs, "pageSize" | "mount">, extraFiles: string[] = []) {
     const dump = parseDump(
         await runScript(
             remote,
             buildDumpScript({
-                files: [`/sys/devices/system/node/node*/hugepages/${pageDir(i.pageSize)}/*_hugepages`, "/proc/cmdline", ...extraFiles],
-                commands: i.mount ? { mount: `findmnt -n -o FSTYPE,OPTIONS --mountpoint ${shellQuote(i.mount)}` } : {},
+                files: [`/sys/devices/system/node/node*/hugepages/${pageDir(i.pageSize)}/*_hugepages`, "/proc/cmdline", ...(i.pageSize === "1G" ? BOOT_FILES : []), ...extraFiles],
+                commands: {
+                    ...(i.mount ? { mount: `findmnt -n -o FSTYPE,OPTIONS --mountpoint ${shellQuote(i.mount)}` } : {}),
+                    ...(i.pageSize === "1G" ? BOOT_COMMANDS : {}),
+                },
             }),
         ),
     );
@@ -129,7 +138,8 @@ async function readPools(remote: Remote, i: Pick<HugepagePoolInputs, "pageSize" 
     }
     const mountLine = dump.commands.get("mount")?.stdout.trim() ?? "";
     const mounted = /^hugetlbfs\s/.test(mountLine) && new RegExp(`pagesize=${i.pageSize}\\b`).test(mountLine);
-    return { pools, mounted, mountLine, cmdline: dump.files.get("/proc/cmdline")?.trim() ?? "", files: dump.files };
+    const boot = i.pageSize === "1G" ? parseBootConfig(dump) : { cmdline: null, source: "" };
+    return { pools, mounted, mountLine, cmdline: dump.files.get("/proc/cmdline")?.trim() ?? "", boot, files: dump.files };
 }
 
 /** The pool and mount as found, to be restored on delete. */
@@ -164,7 +174,9 @@ async function ensureMount(remote: Remote, i: HugepagePoolInputs): Promise<void>
     await runScript(remote, `mkdir -p ${shellQuote(i.mount)} && mount -t hugetlbfs -o pagesize=${i.pageSize} hugetlbfs ${shellQuote(i.mount)}`);
 }
 
-function outputs(i: HugepagePoolInputs, owner: string, pools: Record<string, PoolCounts>, original: Original, cmdline: string, drift: string[] = []) {
+type BootRead = { cmdline: string; boot: { cmdline: string | null } };
+
+function outputs(i: HugepagePoolInputs, owner: string, pools: Record<string, PoolCounts>, original: Original, read: BootRead, drift: string[] = []) {
     return stateOf({
         ...i,
         owner,
@@ -173,7 +185,7 @@ function outputs(i: HugepagePoolInputs, owner: string, pools: Record<string, Poo
         freePages: Object.values(pools).reduce((s, p) => s + p.free, 0),
         original,
         // 1G pools persist on the kernel command line: until a reboot, the running kernel lacks it.
-        rebootRequired: rebootRequired(i, cmdline),
+        rebootRequired: rebootRequired(i, read.cmdline, read.boot.cmdline),
         /** What the last read found different from what kvmtune keeps on the host (host/drift.ts). */
         drift,
     });
@@ -199,7 +211,10 @@ export const provider = {
         const facts = await gatherFacts(remote);
         const problems = checkAgainstHost(i, facts);
         if (problems.length) throw new Error(`HugepagePool on ${facts.hostname}: ${problems.join("; ")}`);
-        const seen = originalOf(await readPools(remote, i));
+        const before = await readPools(remote, i);
+        const bootProblem = bootConfigProblem(i, before.boot);
+        if (bootProblem) throw new Error(`HugepagePool on ${facts.hostname}: ${bootProblem}`);
+        const seen = originalOf(before);
         // Before anything changes: the pool must not belong to another resource (../host/knob.ts).
         return createKnob(
             remote,
@@ -210,7 +225,7 @@ export const provider = {
                 await ensureMount(remote, i);
                 await runScript(remote, persistScript(owner, i), { timeoutSeconds: TIMEOUTS.bootConfig });
                 const after = await readPools(remote, i);
-                return { id: `${facts.hostname}/hugepages-${i.pageSize}`, outs: outputs(i, owner, pools, original, after.cmdline) };
+                return { id: `${facts.hostname}/hugepages-${i.pageSize}`, outs: outputs(i, owner, pools, original, after) };
             },
             (original) => restore(remote, i, original),
         );
@@ -222,7 +237,8 @@ export const provider = {
         // The files kept for the pool and its claim, read in the same round trip: drift if changed.
         const kept = persistedFiles(owner, i);
         const claim = poolClaim(owner, i);
-        const { pools, cmdline, files } = await readPools(remoteFor(i.connection), i, persistedPaths(kept, [claim]));
+        const read = await readPools(remoteFor(i.connection), i, persistedPaths(kept, [claim]));
+        const { pools, files } = read;
         if (Object.keys(pools).length === 0) {
             // The host no longer offers this page size at all: the pool is gone.
             return gone();
@@ -232,7 +248,10 @@ export const provider = {
             ? { ...i, nodes: Object.fromEntries(Object.keys(i.nodes).map((n) => [n, pools[n]?.total ?? 0])) }
             : { ...i, total: Object.values(pools).reduce((s, p) => s + p.total, 0) };
         const original = props.original as Original;
-        return found(id, outputs(live, owner, pools, original, cmdline, persistedDrift(files, kept, [claim])));
+        // A 1G pool whose arguments left the boot configuration would be gone after the next boot.
+        const bootProblem = bootConfigProblem(i, read.boot);
+        const drift = [...persistedDrift(files, kept, [claim]), ...(bootProblem ? [bootProblem] : [])];
+        return found(id, outputs(live, owner, pools, original, read, drift));
     },
 
     async update(_id: string, olds: Record<string, unknown>, news: Record<string, unknown>): Promise<pulumi.dynamic.UpdateResult> {
@@ -247,6 +266,8 @@ export const provider = {
         // Re-taken on every update: moves the claim to a new label, and checks a new mount's unit.
         // A claim the host lost (reinstalled) is taken again, recording the pool as it is now.
         const seen = await readPools(remote, i);
+        const bootProblem = bootConfigProblem(i, seen.boot);
+        if (bootProblem) throw new Error(`HugepagePool on ${facts.hostname}: ${bootProblem}`);
         const claim = { ...poolClaim(owner, i, formerOwnersOf(olds, owner), originalOf(seen)), original: originalOf(seen) };
         return updateKnob(remote, claim, olds.original as Original | undefined, async (original) => {
             const oldInputs = inputsOf(olds);
@@ -262,7 +283,7 @@ export const provider = {
             await ensureMount(remote, i);
             await runScript(remote, persistScript(owner, i), { timeoutSeconds: TIMEOUTS.bootConfig });
             const after = await readPools(remote, i);
-            return { outs: outputs(i, owner, pools, original, after.cmdline) };
+            return { outs: outputs(i, owner, pools, original, after) };
         });
     },
 

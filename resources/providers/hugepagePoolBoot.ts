@@ -1,15 +1,19 @@
 /**
  * HugepagePool's paths, its persistence at boot, and what a boot delivered.
  *
- * 2 MiB pools are set at boot by a oneshot systemd unit ordered before libvirt; 1 GiB pools go on
- * the kernel command line (a GRUB fragment), since the kernel finds 1 GiB of contiguous memory
- * reliably only before memory fragments. A hugetlbfs mount is persisted as a systemd mount unit.
+ * 2 MiB pools are set at boot by a oneshot systemd unit ordered before libvirt. 1 GiB pools are
+ * reserved at boot from the kernel command line, since the kernel finds 1 GiB of contiguous memory
+ * reliably only before memory fragments; the command line has one owner in kvmtune, KernelCmdline
+ * (its `hugepages1G`), so a 1 GiB pool persists by checking that the boot configuration carries its
+ * arguments, not by writing them. A hugetlbfs mount is persisted as a systemd mount unit.
  */
 import type { PersistedFile } from "../host/drift";
 import { pageSizeKb } from "../host/facts";
 import { managedHeader } from "../host/files";
+import { beforeLibvirtLine } from "../host/platformSteps";
 import { persistFilesScript } from "../host/persist";
 import type { HugepagePoolInputs } from "./hugepagePool";
+import { hugepagesValue } from "./kernelCmdlineSchema";
 
 export interface PoolCounts {
     total: number;
@@ -22,7 +26,12 @@ export const nodePath = (node: string, size: string, file = "nr_hugepages") => `
 export const globalPath = (size: string) => `/sys/kernel/mm/hugepages/${pageDir(size)}/nr_hugepages`;
 const bootUnitName = (size: string) => `kvmtune-hugepages-${size}.service`;
 export const bootUnitPath = (size: string) => `/etc/systemd/system/${bootUnitName(size)}`;
-export const grubFragmentPath = "/etc/default/grub.d/kvmtune-hugepages.cfg";
+/**
+ * Where kvmtune before KernelCmdline wrote a 1G pool's arguments. Nothing writes it now; a copy
+ * kvmtune wrote is taken away (with update-grub) when such a pool is updated or deleted, once its
+ * arguments are on KernelCmdline's fragment, so the command line keeps a single owner.
+ */
+export const legacyGrubFragmentPath = "/etc/default/grub.d/kvmtune-hugepages.cfg";
 
 /** systemd's name for a mount unit: `/dev/hugepages` -> `dev-hugepages.mount`. */
 export function mountUnitName(path: string): string {
@@ -34,15 +43,12 @@ export function mountUnitName(path: string): string {
     return `${escaped}.mount`;
 }
 
-/** The kernel command line fragment for 1G pools. */
+/**
+ * The kernel command line arguments of a 1G pool, spelled as KernelCmdline writes its
+ * `hugepages1G` (hugepagesValue): the pool looks for exactly the words KernelCmdline put there.
+ */
 export function bootArgs(i: Pick<HugepagePoolInputs, "pageSize" | "nodes" | "total">): string {
-    const count = i.nodes
-        ? Object.entries(i.nodes)
-              .sort(([a], [b]) => Number(a) - Number(b))
-              .map(([n, c]) => `${n}:${c}`)
-              .join(",")
-        : String(i.total);
-    return `hugepagesz=${i.pageSize} hugepages=${count}`;
+    return `hugepagesz=${i.pageSize} hugepages=${hugepagesValue(i.nodes ?? (i.total as number))}`;
 }
 
 /**
@@ -55,9 +61,28 @@ export function bootedWith(i: Pick<HugepagePoolInputs, "pageSize" | "nodes" | "t
     return words.some((w, n) => w === size && words.slice(n + 1).find((x) => x.startsWith("hugepagesz=") || x.startsWith("hugepages=")) === count);
 }
 
-/** A 1G pool persisted on the command line that the running kernel did not boot with. */
-export function rebootRequired(i: HugepagePoolInputs, cmdline: string): boolean {
-    return i.pageSize === "1G" && i.persist && !bootedWith(i, cmdline);
+/**
+ * A 1G pool whose arguments the boot configuration holds (`bootCmdline`, the default entry's, read
+ * through host/bootloader.ts) and the running kernel (`cmdline`, /proc/cmdline) did not boot with.
+ */
+export function rebootRequired(i: HugepagePoolInputs, cmdline: string, bootCmdline: string | null): boolean {
+    return i.pageSize === "1G" && bootCmdline !== null && bootedWith(i, bootCmdline) && !bootedWith(i, cmdline);
+}
+
+/**
+ * Why a 1G pool that persists cannot: the boot configuration lacks its arguments. The arguments
+ * are KernelCmdline's to write (one owner of the command line); the message says how to give them.
+ * Null when the pool needs nothing from the boot (2M, persist off) or the boot holds the arguments.
+ */
+export function bootConfigProblem(i: HugepagePoolInputs, boot: { cmdline: string | null; source: string }): string | null {
+    if (i.pageSize !== "1G" || !i.persist || (boot.cmdline !== null && bootedWith(i, boot.cmdline))) return null;
+    const count = i.nodes ? JSON.stringify(Object.fromEntries(Object.entries(i.nodes).sort(([a], [b]) => Number(a) - Number(b)))) : String(i.total);
+    const found = boot.cmdline === null ? `could not be read from ${boot.source}` : `(${boot.source}) lacks "${bootArgs(i)}"`;
+    return (
+        `persist: a 1G pool is kept across boots by the kernel command line, and the next boot's command line ${found}. ` +
+        `kvmtune writes the command line through KernelCmdline only: declare a KernelCmdline with hugepages1G: ${count} and make this pool depend on it ` +
+        `(KvmHost does both for its 1G pool), or set persist: false to keep the pool until the next boot only.`
+    );
 }
 
 /**
@@ -88,11 +113,11 @@ export function shortfallOf(i: HugepagePoolInputs, pools: Record<string, PoolCou
     }
     const args = `"${bootArgs(i)}"`;
     if (i.allowPartial) {
-        const route = !oneGig ? "" : i.persist ? ` ${args} is on the kernel command line: reboot the host to get the rest.` : ` 1G pages are found reliably only at boot: with persist: true kvmtune puts ${args} on the kernel command line.`;
+        const route = !oneGig ? "" : i.persist ? ` ${args} is on the kernel command line: reboot the host to get the rest.` : ` 1G pages are found reliably only at boot: KernelCmdline's hugepages1G puts ${args} on the kernel command line.`;
         return { warning: `${what}; allowPartial accepts what the kernel gave.${route}` };
     }
     const route = oneGig
-        ? ` 1G pages are found reliably only at boot: with allowPartial: true the pool takes what the kernel gives now and, with persist: true, ${args} goes on the kernel command line; then reboot the host to get them all.`
+        ? ` 1G pages are found reliably only at boot: with allowPartial: true the pool takes what the kernel gives now, and with ${args} on the kernel command line (KernelCmdline's hugepages1G) a reboot gets them all.`
         : "";
     return {
         error:
@@ -112,7 +137,8 @@ function bootUnit(owner: string, i: HugepagePoolInputs): string {
             `Description=kvmtune: ${i.pageSize} huge page pool (${owner})`,
             "DefaultDependencies=no",
             "After=systemd-sysctl.service",
-            "Before=sysinit.target libvirtd.service virtqemud.service libvirt-guests.service",
+            // Pools before QEMU allocates guest memory, in either libvirt layout (host/platformSteps.ts).
+            beforeLibvirtLine(["qemu", "guests"], ["sysinit.target"]),
             "",
             "[Service]",
             "Type=oneshot",
@@ -133,7 +159,7 @@ function mountUnit(owner: string, i: HugepagePoolInputs): string {
             "[Unit]",
             `Description=kvmtune: hugetlbfs for ${i.pageSize} pages (${owner})`,
             "DefaultDependencies=no",
-            "Before=sysinit.target libvirtd.service virtqemud.service",
+            beforeLibvirtLine(["qemu"], ["sysinit.target"]),
             "",
             "[Mount]",
             "What=hugetlbfs",
@@ -151,22 +177,19 @@ function mountUnit(owner: string, i: HugepagePoolInputs): string {
 /** systemd's enablement link of a unit wanted by sysinit.target (what `systemctl enable` makes). */
 const enabledLink = (unit: string) => `/etc/systemd/system/sysinit.target.wants/${unit}`;
 
-function grubFragment(owner: string, i: HugepagePoolInputs): string {
-    return managedHeader(owner) + `GRUB_CMDLINE_LINUX="$GRUB_CMDLINE_LINUX ${bootArgs(i)}"\n`;
-}
-
 /**
  * The files that keep a pool at boot, as kvmtune writes them: persistScript writes this list and
  * refresh compares the host with it (host/drift.ts). An enablement link is read through to its
- * unit: missing means the unit is not enabled. A pool that does not persist leaves no boot unit,
- * GRUB fragment or mount unit behind (one it finds is removed when kvmtune wrote it).
+ * unit: missing means the unit is not enabled. A pool that does not persist leaves no boot unit or
+ * mount unit behind (one it finds is removed when kvmtune wrote it). A 1G pool wants the legacy
+ * GRUB fragment gone: KernelCmdline holds its arguments now.
  */
 export function persistedFiles(owner: string, i: HugepagePoolInputs): PersistedFile[] {
     const files: PersistedFile[] = [];
     const boot = i.persist && i.pageSize === "2M" ? bootUnit(owner, i) : null;
     files.push({ path: bootUnitPath(i.pageSize), want: boot, reload: "systemd" });
     if (boot !== null) files.push({ path: enabledLink(bootUnitName(i.pageSize)), want: boot, enables: bootUnitName(i.pageSize) });
-    if (i.pageSize === "1G") files.push({ path: grubFragmentPath, want: i.persist ? grubFragment(owner, i) : null, reload: "bootloader" });
+    if (i.pageSize === "1G") files.push({ path: legacyGrubFragmentPath, want: null, reload: "bootloader" });
     if (i.mount) files.push(...mountUnitFiles(i.mount, i.persist ? mountUnit(owner, i) : null));
     return files;
 }
@@ -190,7 +213,7 @@ export function persistScript(owner: string, i: HugepagePoolInputs): string {
 /** Removes every persistence file of the inputs (delete, or a mount moved elsewhere). */
 export function unpersistScript(i: HugepagePoolInputs): string {
     const files: PersistedFile[] = [{ path: bootUnitPath(i.pageSize), want: null, reload: "systemd" }];
-    if (i.pageSize === "1G") files.push({ path: grubFragmentPath, want: null, reload: "bootloader" });
+    if (i.pageSize === "1G") files.push({ path: legacyGrubFragmentPath, want: null, reload: "bootloader" });
     // The owner is not needed to remove: a mount unit is removed when any kvmtune resource wrote it.
     if (i.mount) files.push({ path: `/etc/systemd/system/${mountUnitName(i.mount)}`, want: null, reload: "systemd" });
     return persistFilesScript(files);

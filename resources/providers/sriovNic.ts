@@ -28,6 +28,7 @@
 import type * as pulumi from "@pulumi/pulumi";
 import { resourceOwner } from "./owner";
 import { gatherFacts } from "../host/facts";
+import { udevSettleCommand } from "../host/platformSteps";
 import { claimKnob, claimPath, formerOwnersOf, releaseKnob } from "../host/claims";
 import { persistedDrift } from "../host/drift";
 import { createKnob, deleteKnob, updateKnob } from "../host/knob";
@@ -42,8 +43,8 @@ import { checkWithPlan, diffProps, stateOnlyUpdate } from "../policy";
 import { found, gone, stateOf } from "../state";
 import { inputsFrom } from "../validate";
 import { defaultVf, POLICY, SriovNicInputs, sriovNicSchema, VfSettings, wantedVfs } from "./sriovNicSchema";
-import { deviceDir, guestVfs, pfClaim, PfState, readPf, readPfWithNetworks, scriptPath, unitName, unitPath } from "./sriovNicRead";
-import { bootScript, bootUnit, countPlan, labelFor, PfRef, persistScript, unpersistScript, vfCommands, vfsThatGo } from "./sriovNicWrite";
+import { deviceDir, dropInPath, guestVfs, pfClaim, PfState, readPf, readPfWithNetworks, scriptPath, unitName, unitPath } from "./sriovNicRead";
+import { bootScript, bootUnit, countPlan, dropInRemoval, dropInScript, labelFor, networkManagerDropIn, PfRef, persistScript, unpersistScript, vfCommands, vfsThatGo } from "./sriovNicWrite";
 import { checkPf, mismatches } from "./sriovNicChecks";
 
 /** Re-exported: callers and tests name them from here. */
@@ -51,7 +52,7 @@ export { defaultVf, LINK_STATES, MAX_VFS, POLICY, sriovNicSchema, wantedVfs } fr
 export type { SriovNicInputs, VfSettings } from "./sriovNicSchema";
 export { parsePfState, parseVfInfo, pfClaim, readPf, readPfScript, readPfWithNetworks, unitName } from "./sriovNicRead";
 export type { PfState } from "./sriovNicRead";
-export { bootScript, bootUnit, countPlan, netDeviceUnit, persistScript, unpersistScript, vfCommands, vfsThatGo } from "./sriovNicWrite";
+export { bootScript, bootUnit, countPlan, netDeviceUnit, networkManagerDropIn, persistScript, unpersistScript, vfCommands, vfsThatGo } from "./sriovNicWrite";
 export type { PfRef } from "./sriovNicWrite";
 export { checkPf, mismatches } from "./sriovNicChecks";
 
@@ -104,7 +105,7 @@ async function applyVfs(remote: Remote, pf: PfState, numVfs: number, wanted: VfS
     if (plan.length) {
         steps.push(writeSysfsScript(plan.map((value) => ({ path: `${deviceDir(pf.pciAddress)}/sriov_numvfs`, value }))));
         // New VFs' netdevs are renamed by udev: wait, so the names read back are the final ones.
-        steps.push("udevadm settle --timeout=30 >/dev/null 2>&1 || true");
+        steps.push(udevSettleCommand(30));
     }
     if (pfUp !== pf.adminUp) steps.push(`ip link set dev ${shellQuote(pf.name)} ${pfUp ? "up" : "down"} || exit 1`);
     const ref: PfRef = { arg: shellQuote(pf.name), carrier: shellQuote(`/sys/class/net/${pf.name}/carrier`) };
@@ -121,8 +122,9 @@ async function applyVfs(remote: Remote, pf: PfState, numVfs: number, wanted: VfS
 }
 
 /**
- * What refresh finds off what kvmtune keeps for the PF (host/drift.ts): the claim, and with persist
- * on, the boot unit and script as the declared inputs write them.
+ * What refresh finds off what kvmtune keeps for the PF (host/drift.ts): the claim, the
+ * NetworkManager drop-in (present with the PF's and VFs' names where NetworkManager runs, absent
+ * elsewhere), and with persist on, the boot unit and script as the declared inputs write them.
  */
 function driftOf(i: SriovNicInputs, owner: string, pf: PfState): string[] {
     const claim = pfClaim(owner, pf);
@@ -131,6 +133,7 @@ function driftOf(i: SriovNicInputs, owner: string, pf: PfState): string[] {
             [claimPath(claim.knob), pf.files.claim],
             [unitPath(pf.name), pf.files.unit],
             [scriptPath(pf.name), pf.files.script],
+            [dropInPath(pf.name), pf.files.networkManager],
         ].filter((e): e is [string, string] => e[1] !== undefined),
     );
     const kept = i.persist
@@ -139,7 +142,7 @@ function driftOf(i: SriovNicInputs, owner: string, pf: PfState): string[] {
               { path: scriptPath(pf.name), want: bootScript(owner, pf.pciAddress, i) },
           ]
         : [];
-    return persistedDrift(have, kept, [claim]);
+    return persistedDrift(have, [...kept, networkManagerDropIn(owner, pf)], [claim]);
 }
 
 function outputs(i: SriovNicInputs, owner: string, pf: PfState, original: Original, drift: string[] = []) {
@@ -185,7 +188,8 @@ async function converge(remote: Remote, i: SriovNicInputs, pf: PfState, owner: s
         await releaseKnob(remote, networkClaim(owner, oldOurs));
     }
     if (i.libvirtNetwork && net) await ensureVfPoolNetwork(remote, i.libvirtNetwork, after.name, owner, net, countPlan(pf.numVfs, i.numVfs).length > 0);
-    const persist = persistScript(owner, after, i);
+    // The boot files and the NetworkManager drop-in in one step.
+    const persist = [persistScript(owner, after, i), dropInScript(owner, after)].filter(Boolean).join("\n");
     if (persist) await runScript(remote, persist);
     return after;
 }
@@ -199,7 +203,7 @@ async function restore(remote: Remote, pf: PfState, original: Original, owner: s
     }
     const wanted = Array.from({ length: original.numVfs }, (_x, vf) => original.vfs.find((v) => v.vf === vf) ?? defaultVf(vf));
     await applyVfs(remote, pf, original.numVfs, wanted, original.pfUp, (vf) => `original VF ${vf}`);
-    await runScript(remote, unpersistScript(pf.name));
+    await runScript(remote, unpersistScript(pf.name) + "\n" + dropInRemoval(pf.name));
 }
 
 export const provider = {
@@ -287,7 +291,7 @@ export const provider = {
             if (typeof props.pfName === "string" && typeof props.pfPciAddress === "string") {
                 const pfName = props.pfName;
                 await deleteKnob(remote, pfClaim(owner, { name: pfName, pciAddress: props.pfPciAddress }), async () => {
-                    await runScript(remote, unpersistScript(pfName));
+                    await runScript(remote, unpersistScript(pfName) + "\n" + dropInRemoval(pfName));
                 });
             }
             return;

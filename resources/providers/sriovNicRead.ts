@@ -4,6 +4,8 @@
  */
 import { CLAIMS_DIR, KnobClaim } from "../host/claims";
 import { ownerOf } from "../host/files";
+import { NETWORK_MANAGER_READ, networkManagerActive, networkManagerDropInPath } from "../host/platform";
+import { isEnabledCommand } from "../host/platformSteps";
 import { shellQuote } from "../host/quote";
 import { Remote, runScript } from "../host/remote";
 import { buildDumpScript, globLiteral, parseDump } from "../host/sysfs";
@@ -35,9 +37,10 @@ export interface PfState {
     owner: { owner: string; file: string } | null;
     /** The boot unit and its script are in place and the unit is enabled. */
     persisted: boolean;
-    /** kvmtune's files for this PF as they are on the host (absent: no such file). */
-    /** kvmtune's files for the PF as the host has them: boot unit and script, an earlier kvmtune's owner file, the claim. */
-    files: { unit?: string; script?: string; owner?: string; claim?: string };
+    /** NetworkManager.service is active: it takes new VFs (and the PF) unless told they are unmanaged. */
+    networkManager: boolean;
+    /** kvmtune's files for the PF as the host has them: boot unit and script, an earlier kvmtune's owner file, the claim, the NetworkManager drop-in. */
+    files: { unit?: string; script?: string; owner?: string; claim?: string; networkManager?: string };
 }
 
 export const scriptPath = (pf: string) => `/etc/kvmtune/sriov-${pf}.sh`;
@@ -69,6 +72,10 @@ export function guestVfs(pf: Pick<PfState, "devices">): number[] {
     return pf.devices.filter((d) => d.driver === "vfio-pci").map((d) => d.vf);
 }
 
+/** The drop-in's name part (host/platform.ts networkManagerUnmanagedFile): the PF's name in the characters a drop-in name takes. */
+export const dropInName = (pf: string) => `sriov-${pf.toLowerCase().replace(/[^a-z0-9-]/g, "-")}`;
+export const dropInPath = (pf: string) => networkManagerDropInPath(dropInName(pf));
+
 export const unitName = (pf: string) => `kvmtune-sriov-${pf}.service`;
 export const unitPath = (pf: string) => `/etc/systemd/system/${unitName(pf)}`;
 
@@ -91,13 +98,15 @@ export function readPfScript(pf: string, networks: readonly string[] = []): stri
             "/etc/kvmtune/sriov-*",
             "/etc/systemd/system/kvmtune-sriov-*.service",
             `${CLAIMS_DIR}/sriov-*`,
+            networkManagerDropInPath("sriov-*"),
         ],
         links: [dev, `${dev}/driver`, `${dev}/physfn`, `${dev}/virtfn*`, `${dev}/virtfn*/driver`],
         commands: {
             ip: `n=${firstNetdev} && [ -n "$n" ] && ip -j link show dev "$n"`,
-            enabled: `for u in /etc/systemd/system/kvmtune-sriov-*.service; do [ -f "$u" ] && echo "$(basename "$u") $(systemctl is-enabled "$(basename "$u")" 2>/dev/null)"; done; true`,
+            enabled: `for u in /etc/systemd/system/kvmtune-sriov-*.service; do [ -f "$u" ] && echo "$(basename "$u") $(${isEnabledCommand('"$(basename "$u")"')})"; done; true`,
             // Networks a read needs beside the PF (its VF pool), in the same round trip.
             ...networksReadCommands(networks),
+            ...NETWORK_MANAGER_READ.commands,
         },
     });
 }
@@ -180,7 +189,14 @@ export function parsePfState(pf: string, out: string): PfState | null {
         devices,
         owner: records[0] ?? null,
         persisted: dump.files.has(scriptPath(name)) && dump.files.has(unitPath(name)) && enabled.get(unitName(name)) === "enabled",
-        files: stateOf({ unit: dump.files.get(unitPath(name)), script: dump.files.get(scriptPath(name)), owner: dump.files.get(ownerPath(name)), claim: dump.files.get(`${CLAIMS_DIR}/${knobOf(base(target) as string)}`) }),
+        networkManager: networkManagerActive(dump),
+        files: stateOf({
+            unit: dump.files.get(unitPath(name)),
+            script: dump.files.get(scriptPath(name)),
+            owner: dump.files.get(ownerPath(name)),
+            claim: dump.files.get(`${CLAIMS_DIR}/${knobOf(base(target) as string)}`),
+            networkManager: dump.files.get(dropInPath(name)),
+        }),
     };
 }
 

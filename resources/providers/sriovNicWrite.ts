@@ -2,12 +2,16 @@
  * SriovNic's writes: the VF count through 0, the `ip link` commands for VF settings, and the boot
  * unit and script that put both back at boot (persist).
  */
+import type { PersistedFile } from "../host/drift";
 import { atomicWriteScript, managedHeader, removeFileScript } from "../host/files";
+import { persistFilesScript } from "../host/persist";
+import { networkManagerUnmanagedFile } from "../host/platform";
+import { beforeLibvirtLine, disableUnitCommand, enableUnitCommand, SYSTEMD_RELOAD } from "../host/platformSteps";
 import { shellQuote } from "../host/quote";
 import type { VfDevice } from "../libvirt/vfHolders";
 import { mountUnitName } from "./hugepagePool";
 import { defaultVf, SriovNicInputs, VfSettings, wantedVfs, ZERO_MAC } from "./sriovNicSchema";
-import { ownerPath, PfState, scriptPath, unitName, unitPath } from "./sriovNicRead";
+import { dropInName, dropInPath, ownerPath, PfState, scriptPath, unitName, unitPath } from "./sriovNicRead";
 
 /**
  * The writes to `sriov_numvfs` that take a PF from `current` to `wanted` VFs: none, the count, or
@@ -117,7 +121,9 @@ export function bootUnit(owner: string, pf: string): string {
             // After udev has named the PF; if the name changed, the wait ends (90 s) and the script finds it by PCI address.
             `Wants=${netDeviceUnit(pf)}`,
             `After=${netDeviceUnit(pf)} systemd-udev-trigger.service systemd-modules-load.service`,
-            "Before=libvirtd.service virtqemud.service libvirt-guests.service",
+            // VFs before whatever takes them: guests (QEMU), a hostdev network's VF pool, node
+            // devices, in either libvirt layout (host/platformSteps.ts: one text fits both).
+            beforeLibvirtLine(["qemu", "network", "nodedev", "guests"]),
             "",
             "[Service]",
             "Type=oneshot",
@@ -150,7 +156,7 @@ export function persistScript(owner: string, pf: Pick<PfState, "name" | "pciAddr
         const unitChanged = !sameText(pf.files.unit, unitText);
         if (unitChanged) steps.push(atomicWriteScript(unitPath(pf.name), unitText));
         if (pf.files.owner !== undefined) steps.push(removeFileScript(ownerPath(pf.name)));
-        if (unitChanged || !pf.persisted) steps.push(`systemctl --no-reload enable ${unit} >/dev/null 2>&1 && systemctl daemon-reload || exit 1`);
+        if (unitChanged || !pf.persisted) steps.push(`${enableUnitCommand(unit)} >/dev/null 2>&1 && ${SYSTEMD_RELOAD} || exit 1`);
         return steps.join("\n");
     }
     if (pf.files.unit !== undefined || pf.files.script !== undefined || pf.files.owner !== undefined) steps.push(unpersistScript(pf.name));
@@ -160,10 +166,35 @@ export function persistScript(owner: string, pf: Pick<PfState, "name" | "pciAddr
 /** Removes the boot unit and script, and an earlier kvmtune's owner file; one reload. */
 export function unpersistScript(pf: string): string {
     return [
-        `if [ -f ${shellQuote(unitPath(pf))} ]; then systemctl --no-reload disable ${shellQuote(unitName(pf))} >/dev/null 2>&1 || true; reload=1; fi`,
+        `if [ -f ${shellQuote(unitPath(pf))} ]; then ${disableUnitCommand(shellQuote(unitName(pf)))}; reload=1; fi`,
         removeFileScript(unitPath(pf)),
         removeFileScript(scriptPath(pf)),
         removeFileScript(ownerPath(pf)),
-        `if [ -n "\${reload:-}" ]; then systemctl daemon-reload; fi`,
+        `if [ -n "\${reload:-}" ]; then ${SYSTEMD_RELOAD}; fi`,
     ].join("\n");
+}
+
+/**
+ * The NetworkManager drop-in that keeps the PF and its VFs (by their names as read) unmanaged where
+ * NetworkManager runs: it gives every new VF an in-memory "Wired connection N" and sets it up (seen
+ * on the Debian 13 lab host), and would take the PF. Where NetworkManager does not run, the file
+ * must be absent (persist.ts removes it only if kvmtune wrote it). Kept with or without `persist`:
+ * NetworkManager takes the VFs now, not only at boot.
+ */
+export function networkManagerDropIn(owner: string, pf: Pick<PfState, "name" | "devices" | "networkManager">): PersistedFile {
+    const names = pf.networkManager ? [pf.name, ...pf.devices.map((d) => d.netdev).filter((n): n is string => n !== null)] : [];
+    return networkManagerUnmanagedFile(dropInName(pf.name), owner, names);
+}
+
+/** The drop-in's removal (delete): only a file kvmtune wrote, then NetworkManager re-reads its configuration. */
+export function dropInRemoval(pf: string): string {
+    return persistFilesScript([{ path: dropInPath(pf), want: null, reload: "networkManager" }]);
+}
+
+/** The drop-in's step through persist.ts, or "" when the host has it as wanted (absent, or the same text). */
+export function dropInScript(owner: string, pf: Pick<PfState, "name" | "devices" | "networkManager" | "files">): string {
+    const file = networkManagerDropIn(owner, pf);
+    const have = pf.files.networkManager;
+    const inPlace = file.want === null ? have === undefined : sameText(have, file.want);
+    return inPlace ? "" : persistFilesScript([file]);
 }

@@ -29,6 +29,7 @@ import { resourceOwner } from "./owner";
 import { formerOwnersOf } from "../host/claims";
 import { createKnob, deleteKnob, updateKnob } from "../host/knob";
 import { atomicWriteScript, removeFileScript } from "../host/files";
+import { loadModuleCommand } from "../host/platformSteps";
 import { shellQuote } from "../host/quote";
 import { Remote, runScript } from "../host/remote";
 import { remoteFor } from "../host/sshPool";
@@ -70,7 +71,7 @@ async function converge(remote: Remote, i: VhostNetworkInputs, owner: string, vi
 
     // 2. vhost-net: loaded now, and at boot from the shared modules-load file.
     const script: string[] = [];
-    if (!view.vhost.moduleLoaded || !view.vhost.device) script.push("modprobe vhost_net || exit 1");
+    if (!view.vhost.moduleLoaded || !view.vhost.device) script.push(`${loadModuleCommand("vhost_net")} || exit 1`);
     if (i.persist && view.modulesFile !== trimmed(MODULES_CONTENT)) script.push(atomicWriteScript(MODULES_FILE, MODULES_CONTENT));
 
     // 3. The running network: restarted only when its shape differs, never under running guests.

@@ -28,7 +28,7 @@ export function checkAgainstHost(i: VhostNetworkInputs, view: NetworkHostView, o
     const problems: string[] = [];
     const h = view.hostname;
     const net = view.network;
-    if (!view.libvirtActive) problems.push(`connection: libvirtd is not running on ${h}`);
+    if (!view.libvirtActive) problems.push(`connection: libvirt is not running on ${h} (neither libvirtd nor the modular virtqemud/virtnetworkd, nor their sockets, is active)`);
     if (!view.vhost.moduleLoaded && !view.vhost.device && !view.vhost.moduleAvailable) {
         problems.push(`${h}'s kernel has no vhost_net module (modinfo vhost_net found none): guests would fall back to QEMU's user-space virtio`);
     }

@@ -42,7 +42,7 @@ export function observeScript(i: Pick<VhostNetworkInputs, "name" | "bridge" | "u
         commands: {
             ...networkReadCommands(i.name),
             vhostNet: FACT_COMMANDS.vhostNet,
-            libvirtActive: FACT_COMMANDS.libvirtActive,
+            services: FACT_COMMANDS.services,
             vhostModule: "modinfo -F filename vhost_net",
             ...(i.uplink !== undefined ? { uplinkAddrs: `ip -o addr show dev ${shellQuote(i.uplink)} scope global` } : {}),
         },

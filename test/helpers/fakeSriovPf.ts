@@ -23,7 +23,8 @@ export interface FakeSriovPf {
 /** Each VF as `ip -j link show` lists it (iproute2's `vfinfo_list`). */
 export type IpVf = Record<string, unknown>;
 
-export function makeFakeSriovPf(vfs: IpVf[], totalVfs = 7, numaNode = 0): FakeSriovPf {
+/** `vfNetdevs`: each VF also has a netdev, `<pf>v<N>` (its folder in the fake, where virtfnN leads). */
+export function makeFakeSriovPf(vfs: IpVf[], totalVfs = 7, numaNode = 0, vfNetdevs = false): FakeSriovPf {
     const pciAddress = fs.readdirSync("/sys/bus/pci/devices").sort()[0];
     if (!pciAddress) throw new Error("this machine has no PCI device for a fake PF to lie over");
     const netdev = "enp65s0";
@@ -35,7 +36,12 @@ export function makeFakeSriovPf(vfs: IpVf[], totalVfs = 7, numaNode = 0): FakeSr
     fs.writeFileSync(path.join(dir, "net", netdev, "flags"), "0x1003\n");
     fs.writeFileSync(path.join(dir, "net", netdev, "carrier"), "1\n");
     fs.symlinkSync("../../../bus/pci/drivers/igb", path.join(dir, "driver"));
-    vfs.forEach((_v, n) => fs.symlinkSync(`../0000:41:10.${n}`, path.join(dir, `virtfn${n}`)));
+    vfs.forEach((_v, n) => {
+        if (!vfNetdevs) return fs.symlinkSync(`../0000:41:10.${n}`, path.join(dir, `virtfn${n}`));
+        fs.mkdirSync(path.join(dir, `0000:41:10.${n}`, "net", `${netdev}v${n}`), { recursive: true });
+        fs.writeFileSync(path.join(dir, `0000:41:10.${n}`, "net", `${netdev}v${n}`, "ifindex"), `${10 + n}\n`);
+        fs.symlinkSync(`0000:41:10.${n}`, path.join(dir, `virtfn${n}`));
+    });
     const answer = JSON.stringify([{ ifname: netdev, vfinfo_list: vfs }]);
     return {
         pciAddress,

@@ -86,3 +86,33 @@ export async function withLabWatchdog<T>(hosts: LabHost[], bootIds: string[], fn
         }
     }
 }
+
+/**
+ * Cuts a lab host's power the moment its kernel restarts (the console's `reboot: Restarting
+ * system`), as a host that dies during a rolling reboot would: its QEMU process is killed, so
+ * nothing boots until powerOnLabHost. Returns a promise of the cut (true) and a way to stop
+ * watching (the promise then gives false).
+ */
+export function powerOffWhenRebooting(h: LabHost): { cut: Promise<boolean>; cancel: () => void } {
+    const dir = path.join(labEnv().KVMTUNE_LAB_STATE!, "hosts", h.name);
+    const restarts = () => (fs.readFileSync(path.join(dir, "console.log"), "utf8").match(/reboot: Restarting system/g) ?? []).length;
+    const seen = restarts();
+    let cancelled = false;
+    const cut = (async () => {
+        while (!cancelled) {
+            if (restarts() > seen) {
+                process.kill(Number(fs.readFileSync(path.join(dir, "qemu.pid"), "utf8").trim()), "SIGKILL");
+                return true;
+            }
+            await new Promise((r) => setTimeout(r, 250));
+        }
+        return false;
+    })();
+    return { cut, cancel: () => (cancelled = true) };
+}
+
+/** Powers a lab host on again (a new QEMU process) and waits until it answers with a boot id other than `oldBootId`. */
+export async function powerOnLabHost(h: LabHost, oldBootId: string): Promise<void> {
+    await labScript("host.sh", ["start", h.name]);
+    await waitForLabHost(h, oldBootId);
+}

@@ -57,6 +57,9 @@ export async function assertLabTuned(h: LabHost): Promise<void> {
     assert.strictEqual((await sshOk(h, "virsh -c qemu:///system domstate demo-db")).trim(), "running", `${h.name}: demo-db`);
     await assertDemoDbHasVf(h);
     await assertLabCmdlineInEffect(h);
+    // Node 1's CPUs are all isolated and demo-db's huge pages are preallocated from node 1: kvmtune
+    // puts the emulator on the guest's own CPUs (NumaPinnedGuest's emulatorPinReason), not on node 0's.
+    assert.match(await sshOk(h, "virsh -c qemu:///system emulatorpin demo-db"), /\*:\s*2-3\b/, `${h.name}: demo-db's emulator is not on its own CPUs 2-3`);
     assert.match(await sshOk(h, `head -n 1 ${ELEVATOR_RULE}`), /^# Managed by kvmtune for BlockElevator /, `${h.name}: vdb's udev rule`);
 }
 

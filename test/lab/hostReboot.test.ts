@@ -4,7 +4,10 @@
  * the pinned host key and checks the new kernel has it; taking the setting off reboots again and
  * the new kernel has it no more. Before that, the two ways a reboot is held back by a running
  * guest: refused (guests: "refuse"), and a guest that ignores the shutdown request (the lab's
- * guests boot no OS, so nothing answers ACPI) started again with the host not rebooted.
+ * guests boot no OS, so nothing answers ACPI) started again with the host not rebooted. A host
+ * that comes back without an argument (grub.cfg edited behind kvmtune's back) fails the up. And a
+ * guest that does answer ACPI (busybox on the host's kernel, test/helpers/acpiGuest.ts) is shut
+ * down for a reboot and runs again after it.
  *
  * Every check reads the host over the system ssh client: the boot id, /proc/cmdline,
  * /sys/devices/system/cpu/isolated, /boot/grub/grub.cfg and virsh.
@@ -13,11 +16,14 @@ import * as assert from "assert";
 import type { PulumiFn } from "@pulumi/pulumi/automation";
 import { HostReboot, KernelCmdline } from "../../resources";
 import { inlineStack, InlineStack, resourcesOf } from "../helpers/inlineStack";
+import { removeAcpiGuest, startAcpiGuest } from "../helpers/acpiGuest";
 import { labConnection, withLabWatchdog } from "../helpers/labConnection";
 import { labBootId, sshOk, suiteHost } from "./labHosts";
 
 const V = "virsh -c qemu:///system";
 const GUEST = "kvmtune-lab-reboot";
+/** A guest that boots busybox and powers off on ACPI (test/helpers/acpiGuest.ts). */
+const ACPI_GUEST = "kvmtune-lab-acpi";
 /** An argument of no effect that keeps the KernelCmdline owning something when isolation is off. */
 const MARK = "kvmtune.lab=1";
 const ISOLATION = ["isolcpus=3", "nohz_full=3", "rcu_nocbs=3", "irqaffinity=0-2"];
@@ -32,7 +38,7 @@ describe("HostReboot on a lab host: a kernel argument written, the host rebooted
     const cmdline = async () => (await ssh("cat /proc/cmdline")).trim().split(/\s+/);
 
     const program =
-        (opts: { isolatedCpus?: string; guests: "refuse" | "shutdown" }): PulumiFn =>
+        (opts: { isolatedCpus?: string; guests: "refuse" | "shutdown"; guestShutdownTimeoutSeconds?: number }): PulumiFn =>
         async () => {
             const cmd = new KernelCmdline("cmdline", { connection, isolatedCpus: opts.isolatedCpus, extra: [MARK] });
             const reboot = new HostReboot(
@@ -41,7 +47,7 @@ describe("HostReboot on a lab host: a kernel argument written, the host rebooted
                     connection,
                     policy: "whenRequired",
                     guests: opts.guests,
-                    guestShutdownTimeoutSeconds: 10,
+                    guestShutdownTimeoutSeconds: opts.guestShutdownTimeoutSeconds ?? 10,
                     timeoutSeconds: 900,
                     expect: cmd.args,
                     expectGone: cmd.retired,
@@ -49,7 +55,7 @@ describe("HostReboot on a lab host: a kernel argument written, the host rebooted
                 },
                 { dependsOn: [cmd] },
             );
-            return { args: cmd.args, rebootRequired: cmd.rebootRequired, rebooted: reboot.rebooted, reason: reboot.reason };
+            return { args: cmd.args, rebootRequired: cmd.rebootRequired, rebooted: reboot.rebooted, reason: reboot.reason, guestsRestarted: reboot.guestsRestarted };
         };
     const outputs = async () => Object.fromEntries(Object.entries(await s.stack.outputs()).map(([k, v]) => [k, v.value]));
 
@@ -61,6 +67,7 @@ describe("HostReboot on a lab host: a kernel argument written, the host rebooted
         s = await inlineStack("lab-reboot");
     });
     after(async () => {
+        await removeAcpiGuest(h, ACPI_GUEST).catch(() => undefined);
         await ssh(`${V} destroy ${GUEST} >/dev/null 2>&1; ${V} undefine ${GUEST} >/dev/null 2>&1; rm -f /tmp/${GUEST}.xml; true`).catch(() => undefined);
         await s?.destroy().catch(() => undefined);
         await s?.remove();
@@ -82,8 +89,25 @@ describe("HostReboot on a lab host: a kernel argument written, the host rebooted
         assert.strictEqual((await ssh(`${V} domstate ${GUEST}`)).trim(), "running", "the guest was left shut down");
     });
 
-    it("with the guest stopped, reboots the host; the new kernel has CPU 3 isolated; nothing waits any more", async () => {
+    it("a host that comes back without an argument fails the up, naming the argument and what it booted with", async () => {
         await ssh(`${V} destroy ${GUEST} >/dev/null`);
+        // Behind kvmtune's back, the entry that boots loses one of its arguments (as GRUB's saved
+        // default or a fallback entry would): KernelCmdline still holds that the boot has it.
+        await ssh(`sed -i 's/ ${MARK.replace(/\./g, "\\.")}//' /boot/grub/grub.cfg`);
+        const boot = await bootId();
+        await assert.rejects(
+            withLabWatchdog([h], [boot], () => s.up(program({ isolatedCpus: "3", guests: "shutdown" }))),
+            new RegExp(`the host came back \\(boot id [0-9a-f-]+\\), but its kernel lacks ${MARK.replace(/\./g, "\\.")}; /proc/cmdline reads: .*isolcpus=3`),
+        );
+        assert.notStrictEqual(await bootId(), boot, "the host did not reboot");
+        assert.ok(!(await cmdline()).includes(MARK), `${MARK} is in /proc/cmdline though grub.cfg lost it`);
+        // The refresh sees the boot configuration lacks the argument; the next up writes it again.
+        await s.refresh();
+        const cmdlineState = (await resourcesOf(s)).find((r) => r.urn.endsWith("::cmdline"));
+        assert.match(JSON.stringify(cmdlineState?.outputs?.drift), new RegExp(MARK.replace(/\./g, "\\.")));
+    });
+
+    it("with the guest stopped, reboots the host; the new kernel has CPU 3 isolated; nothing waits any more", async () => {
         const boot = await bootId();
         await withLabWatchdog([h], [boot], () => s.up(program({ isolatedCpus: "3", guests: "shutdown" })));
         assert.notStrictEqual(await bootId(), boot, "the host did not reboot");
@@ -102,10 +126,18 @@ describe("HostReboot on a lab host: a kernel argument written, the host rebooted
         assert.strictEqual(await bootId(), again, "a second up rebooted the host");
     });
 
-    it("taking the isolation off reboots again, and the new kernel has it no more", async () => {
+    it("taking the isolation off reboots again with a guest that answers ACPI running: it is shut down, the host rebooted, the guest started again; the new kernel has no isolation", async () => {
+        await startAcpiGuest(h, ACPI_GUEST, { autostart: true });
+        // libvirt-guests is off on the lab: only HostReboot can shut the guest down gracefully before the
+        // boot (without it, systemd kills QEMU at the host's shutdown and libvirt logs no reason=shutdown).
+        assert.match(await ssh("systemctl is-enabled libvirt-guests 2>&1 || true"), /disabled|masked|not-found/);
         const boot = await bootId();
-        await withLabWatchdog([h], [boot], () => s.up(program({ guests: "shutdown" })));
+        await withLabWatchdog([h], [boot], () => s.up(program({ guests: "shutdown", guestShutdownTimeoutSeconds: 300 })));
         assert.notStrictEqual(await bootId(), boot, "the host did not reboot");
+        // The guest powered itself off on the ACPI request (libvirt logs why its QEMU ended), and runs again.
+        assert.match(await ssh(`grep 'shutting down, reason=' /var/log/libvirt/qemu/${ACPI_GUEST}.log | tail -n 1`), /reason=shutdown\b/);
+        assert.strictEqual((await ssh(`${V} domstate ${ACPI_GUEST}`)).trim(), "running", "the guest was not started again");
+        assert.deepStrictEqual((await outputs()).guestsRestarted, [ACPI_GUEST]);
         const now = await cmdline();
         for (const a of ISOLATION) assert.ok(!now.includes(a), `${a} is still in /proc/cmdline: ${now.join(" ")}`);
         assert.ok(now.includes(MARK), `${MARK} went too`);

@@ -3,8 +3,9 @@
  * the host with the system ssh client.
  */
 import * as assert from "assert";
+import type * as pulumi from "@pulumi/pulumi";
 import type { PulumiFn } from "@pulumi/pulumi/automation";
-import { HugepagePool } from "../../resources";
+import { HugepagePool, KernelCmdline } from "../../resources";
 import { inlineStack, InlineStack } from "../helpers/inlineStack";
 import { labConnection, rebootLabHost } from "../helpers/labConnection";
 import { sshOk, suiteHost } from "./labHosts";
@@ -100,11 +101,14 @@ describe("HugepagePool on a lab host", function () {
         assert.deepStrictEqual(await pools(), { ...originals, "0": 32, "1": 96 });
     });
 
-    it("a 1G pool per node goes on the kernel command line; after the reboot the kernel has reserved it and nothing waits for a reboot", async () => {
+    it("a 1G pool per node goes on the kernel command line through KernelCmdline; after the reboot the kernel has reserved it; removal gives grub.cfg back byte for byte", async () => {
         const sizes = await sshOk(h, "ls /sys/kernel/mm/hugepages");
+        const gigPool = (allowPartial: boolean) => (opts?: pulumi.CustomResourceOptions) =>
+            new HugepagePool("pool-1g", { connection, pageSize: "1G", nodes: { "0": 1, "1": 1 }, allowPartial }, opts);
         const program = (allowPartial: boolean): PulumiFn => async () => {
             new HugepagePool("pool-2m", { connection, pageSize: "2M", nodes: { "0": 32, "1": 96 }, mount: "/dev/hugepages" });
-            const g = new HugepagePool("pool-1g", { connection, pageSize: "1G", nodes: { "0": 1, "1": 1 }, allowPartial });
+            const cmdline = new KernelCmdline("cmdline-1g", { connection, hugepages1G: { "0": 1, "1": 1 } });
+            const g = gigPool(allowPartial)({ dependsOn: [cmdline] });
             return { pools1G: g.pools, rebootRequired: g.rebootRequired };
         };
         const told = async () => {
@@ -112,14 +116,30 @@ describe("HugepagePool on a lab host", function () {
             const p = o.pools1G.value as Record<string, { total: number }>;
             return { node0: p["0"].total, node1: p["1"].total, rebootRequired: o.rebootRequired.value as boolean };
         };
-        // The lab's CPU (`-cpu max`, lab/host.sh) has pdpe1gb: without 1G pages the GRUB path below
+        const grubCfgSum = () => sshOk(h, "sha256sum /boot/grub/grub.cfg").then((o) => o.split(" ")[0]);
+        // The lab's CPU (`-cpu max`, lab/host.sh) has pdpe1gb: without 1G pages the boot path below
         // would never run, and the test would pass on a refusal alone.
-        assert.match(sizes, /hugepages-1048576kB/, "the lab host offers no 1G pages: the GRUB path cannot be tested (check lab/host.sh's -cpu)");
+        assert.match(sizes, /hugepages-1048576kB/, "the lab host offers no 1G pages: the boot path cannot be tested (check lab/host.sh's -cpu)");
+        const grubBefore = await grubCfgSum();
+        const gigBefore = await pools("1048576kB");
+
+        // The command line has one owner: a 1G pool that persists without KernelCmdline's arguments
+        // is refused, saying how to get them there, and nothing changes.
+        const alone: PulumiFn = async () => {
+            new HugepagePool("pool-2m", { connection, pageSize: "2M", nodes: { "0": 32, "1": 96 }, mount: "/dev/hugepages" });
+            gigPool(true)();
+        };
+        await assert.rejects(s.up(alone), /next boot's command line \(\/boot\/grub\/grub\.cfg\) lacks "hugepagesz=1G hugepages=0:1,1:1"\. kvmtune writes the command line through KernelCmdline only/);
+        assert.deepStrictEqual(await pools("1048576kB"), gigBefore, "the refused pool changed the host");
+        assert.strictEqual(await grubCfgSum(), grubBefore, "the refused pool changed grub.cfg");
+
         // Before the reboot, the kernel gives what it can free at run time; allowPartial accepts that.
-        assert.deepStrictEqual(await s.up(program(true)), { create: 1 });
+        assert.deepStrictEqual(await s.up(program(true)), { create: 2 });
         const before = await pools("1048576kB");
         assert.deepStrictEqual(await told(), { node0: before["0"], node1: before["1"], rebootRequired: true });
         assert.match(await sshOk(h, "grep -c 'hugepagesz=1G hugepages=0:1,1:1' /boot/grub/grub.cfg"), /^[1-9]/);
+        assert.match(await sshOk(h, "cat /etc/default/grub.d/kvmtune-cmdline.cfg"), /Managed by kvmtune for KernelCmdline cmdline-1g/);
+        assert.strictEqual((await sshOk(h, "ls /etc/default/grub.d")).includes("kvmtune-hugepages.cfg"), false, "the pool wrote a GRUB fragment of its own");
 
         // After the reboot the pages were reserved at boot, on each node (lab/host.sh lays memory
         // out so each node has an aligned GiB), and the host, not kvmtune's memory, says so.
@@ -132,8 +152,10 @@ describe("HugepagePool on a lab host", function () {
         assert.deepStrictEqual(await told(), { node0: 1, node1: 1, rebootRequired: false });
         assert.deepStrictEqual(await s.preview(program(false)), {}, "a booted pool still shows a change");
 
-        assert.deepStrictEqual(await s.up(pool2M({ "0": 32, "1": 96 })), { delete: 1 });
+        // Delete takes kvmtune's argument off and grub.cfg is again what it was, byte for byte.
+        assert.deepStrictEqual(await s.up(pool2M({ "0": 32, "1": 96 })), { delete: 2 });
         assert.strictEqual((await sshOk(h, "grep -c 'hugepagesz=1G' /boot/grub/grub.cfg || true")).trim(), "0");
+        assert.strictEqual(await grubCfgSum(), grubBefore, "grub.cfg differs from before the pool");
         assert.deepStrictEqual(await pools("1048576kB"), { "0": 0, "1": 0 });
     });
 

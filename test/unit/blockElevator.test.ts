@@ -1,10 +1,14 @@
 import * as assert from "assert";
+import * as fs from "fs";
+import * as path from "path";
 import type { BlockDeviceFacts } from "../../resources/host/facts";
 import { blockElevatorSchema, mismatches, provider, resolveDevice, sameTunable, udevRule } from "../../resources/providers/blockElevator";
 import { parseDiskRead, readDisk } from "../../resources/host/disk";
 import { parseDump } from "../../resources/host/sysfs";
-import { diskOfThisMachine } from "../helpers/fakeSshHost";
-import { goodConnection } from "../helpers/fixtures";
+import { closeAll } from "../../resources/host/sshPool";
+import { diskOfThisMachine, FakeDiskHost, startFakeDiskHost } from "../helpers/fakeSshHost";
+import { goodConnection, throwawayKey } from "../helpers/fixtures";
+import { tunedProfile } from "../helpers/recordedPlatforms";
 import { LocalRemote } from "../helpers/localRemote";
 
 const disk = (name: string, ids: string[] = [], paths: string[] = []): BlockDeviceFacts => ({
@@ -120,5 +124,79 @@ describe("BlockElevator's one-disk read (resources/host/disk.ts)", () => {
         assert.strictEqual(`[${r.queues[0].scheduler}]`, /\[[^\]]+\]/.exec(fs.readFileSync(`/sys/block/${name}/queue/scheduler`, "utf8"))?.[0]);
         assert.strictEqual((await readDisk(new LocalRemote(), "sdzz")).disk, null);
         assert.strictEqual((await readDisk(new LocalRemote(), "/dev/disk/by-id/kvmtune-no-such-disk")).disk, null);
+    });
+});
+
+describe("BlockElevator and a running tuned that sets the same queue setting (a loopback host)", function () {
+    this.timeout(120_000);
+    const key = throwawayKey();
+    let host: FakeDiskHost;
+    const connection = () => ({ host: "127.0.0.1", port: host.ssh.port, user: "root", privateKey: key.privateKey, hostKey: host.ssh.hostKey });
+    const queueFile = (f: string) => fs.readFileSync(path.join(host.queue, f), "utf8").trim();
+    const claim = () => path.join(host.etc, "kvmtune", "claims", `block-elevator-${host.disk}`);
+    async function create(inputs: Record<string, unknown>) {
+        const checked = await provider.check({}, { connection: connection(), owner: "BlockElevator db (shop/prod)", ...inputs });
+        assert.strictEqual(checked.failures, undefined, JSON.stringify(checked.failures));
+        return provider.create(checked.inputs!);
+    }
+    /** tuned.service as `systemctl is-active` answers for it (every other unit inactive). */
+    const tunedIs = (state: "active" | "inactive") =>
+        fs.writeFileSync(
+            path.join(host.bin, "systemctl"),
+            `#!/bin/sh\nif [ "$1" = is-active ]; then shift; for u in "$@"; do if [ "$u" = tuned.service ]; then echo ${state}; else echo inactive; fi; done; fi\nexit 0\n`,
+            { mode: 0o755 },
+        );
+    const profile = (name: string, text: string) => {
+        fs.mkdirSync(path.join(host.etc, "tuned", "profiles", name), { recursive: true });
+        fs.writeFileSync(path.join(host.etc, "tuned", "profiles", name, "tuned.conf"), text);
+    };
+
+    before(async () => {
+        host = await startFakeDiskHost(key);
+        // tuned 2.25's shipped profiles, in /etc/tuned/profiles (the private /etc is all a test can lay them in).
+        profile("virtual-host", tunedProfile("virtual-host"));
+        profile("throughput-performance", tunedProfile("throughput-performance"));
+    });
+    beforeEach(() => {
+        host.resetQueue();
+        fs.writeFileSync(path.join(host.etc, "tuned", "active_profile"), "virtual-host\n");
+        tunedIs("active");
+    });
+    after(async () => {
+        closeAll();
+        await host?.dispose();
+    });
+
+    it("refuses readAheadKb under virtual-host before anything changes, naming the profile, tuned's setting, the field and both ways to choose", async () => {
+        await assert.rejects(create({ device: host.disk, scheduler: "mq-deadline", readAheadKb: 8192 }), (err: Error) => {
+            assert.match(err.message, new RegExp(`^BlockElevator ${host.disk} on fakehost: tuned is active with profile virtual-host`));
+            assert.match(err.message, /readAheadKb: tuned's profile throughput-performance sets \[disk\] readahead=>4096/);
+            assert.match(err.message, /To let tuned win, leave readAheadKb out/);
+            assert.match(err.message, /include=virtual-host/);
+            return true;
+        });
+        assert.strictEqual(queueFile("scheduler"), "[none] mq-deadline", "the refused create changed the scheduler");
+        assert.strictEqual(queueFile("read_ahead_kb"), "128", "the refused create changed the read-ahead");
+        assert.ok(!fs.existsSync(claim()), "the refused create took the disk's claim");
+    });
+
+    it("leaves tuned the read-ahead when readAheadKb is left out, and sets the rest", async () => {
+        const r = await create({ device: host.disk, scheduler: "mq-deadline" });
+        assert.strictEqual(queueFile("scheduler"), "mq-deadline");
+        await provider.delete(r.id, r.outs!);
+    });
+
+    it("sets readAheadKb where the active profile includes virtual-host without its readahead (the winner chosen), or tuned is stopped", async () => {
+        profile("virtual-host-kvmtune", "[main]\ninclude=virtual-host\n\n[disk]\ndrop=readahead\n");
+        fs.writeFileSync(path.join(host.etc, "tuned", "active_profile"), "virtual-host-kvmtune\n");
+        let r = await create({ device: host.disk, scheduler: "mq-deadline", readAheadKb: 8192 });
+        assert.strictEqual(queueFile("read_ahead_kb"), "8192");
+        await provider.delete(r.id, r.outs!);
+
+        fs.writeFileSync(path.join(host.etc, "tuned", "active_profile"), "virtual-host\n");
+        tunedIs("inactive");
+        r = await create({ device: host.disk, scheduler: "mq-deadline", readAheadKb: 8192 });
+        assert.strictEqual(queueFile("read_ahead_kb"), "8192");
+        await provider.delete(r.id, r.outs!);
     });
 });

@@ -123,7 +123,8 @@ describe("host facts", function () {
             C("hugepageSizes", "hugepages-1048576kB\nhugepages-2048kB"),
             C("vhostNet", "device\nmodule"),
             C("libvirtVersion", "9.0.0"),
-            C("libvirtActive", "active"),
+            // `systemctl is-active` over the platform's units, one state per line (host/platform.ts SERVICE_UNITS).
+            C("services", "active\nactive\ninactive\ninactive\ninactive\ninactive\ninactive\ninactive"),
         ].join("");
         const facts = parseFacts(parseDump(text));
         assert.deepStrictEqual(facts.hugepageSizes, ["2M", "1G"]);

@@ -31,7 +31,10 @@ describe("HostFacts read (a loopback host)", function () {
         assert.strictEqual(created.id, "fakehost/0123456789abcdef0123456789abcdef");
         const same = await provider.read(created.id, created.outs!);
         assert.strictEqual(same.id, created.id);
-        assert.strictEqual((same.props as { hostname: string }).hostname, "fakehost");
+        assert.strictEqual((same.props as { facts: { hostname: string } }).facts.hostname, "fakehost");
+        // The facts are stored once: the class reads hostname, numaNodes, ... out of `facts` (issue 17).
+        assert.deepStrictEqual(Object.keys(created.outs!).sort(), ["connection", "facts"]);
+        assert.deepStrictEqual(Object.keys(same.props!).sort(), ["connection", "facts"]);
 
         fs.writeFileSync(path.join(host.etc, "machine-id"), "fedcba9876543210fedcba9876543210\n");
         let read: Awaited<ReturnType<typeof provider.read>> | undefined;

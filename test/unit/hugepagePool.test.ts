@@ -5,9 +5,10 @@ import * as path from "path";
 import type { HostFactsData } from "../../resources/host/facts";
 import { runScript } from "../../resources/host/remote";
 import { bootArgs, checkAgainstHost, hugepagePoolSchema, mountUnitName, provider } from "../../resources/providers/hugepagePool";
-import { bootedWith, persistScript, rebootRequired, shortfallOf } from "../../resources/providers/hugepagePoolBoot";
+import { bootConfigProblem, bootedWith, legacyGrubFragmentPath, persistedFiles, persistScript, rebootRequired, shortfallOf } from "../../resources/providers/hugepagePoolBoot";
 import { goodConnection } from "../helpers/fixtures";
 import { LocalRemote } from "../helpers/localRemote";
+import { labPlatform } from "../helpers/recordedPlatforms";
 
 const host: HostFactsData = {
     hostname: "lab1",
@@ -26,6 +27,7 @@ const host: HostFactsData = {
     nics: [],
     vhostNet: { device: true, moduleLoaded: true },
     libvirt: { version: "9.0.0", active: true },
+    platform: labPlatform(),
 };
 
 const parse = (i: Record<string, unknown>) => hugepagePoolSchema.parse({ connection: goodConnection(), ...i });
@@ -85,10 +87,16 @@ describe("HugepagePool: pages the kernel did not give", () => {
         assert.strictEqual(bootedWith(oneGig(), "ro hugepagesz=1G hugepages=1:1"), false, "another count");
         assert.strictEqual(bootedWith(oneGig(), "ro hugepagesz=2M hugepages=1:2"), false, "another size's count");
         assert.strictEqual(bootedWith(oneGig(), "ro quiet"), false);
-        assert.strictEqual(rebootRequired(oneGig(), booted), false);
-        assert.strictEqual(rebootRequired(oneGig(), "ro quiet"), true);
-        assert.strictEqual(rebootRequired(oneGig({ persist: false }), "ro quiet"), false, "nothing on the command line to wait for");
     });
+
+    it("waits for a reboot only when the boot configuration holds the pool's arguments and the running kernel lacks them", () => {
+        assert.strictEqual(rebootRequired(oneGig(), booted, booted), false, "booted with them");
+        assert.strictEqual(rebootRequired(oneGig(), "ro quiet", booted), true, "the next boot has them, this one did not");
+        assert.strictEqual(rebootRequired(oneGig(), "ro quiet", "ro quiet"), false, "nothing on the boot command line to wait for");
+        assert.strictEqual(rebootRequired(oneGig(), "ro quiet", null), false, "an unreadable boot configuration promises nothing");
+        assert.strictEqual(rebootRequired(parse({ pageSize: "2M", nodes: { "1": 2 } }), "ro", "ro hugepagesz=2M hugepages=1:2"), false, "2M pools are set at run time");
+    });
+
 
     it("a host that booted with the pool's arguments and still lacks pages is an error naming node, asked and got", () => {
         const r = shortfallOf(oneGig(), got(0), booted);
@@ -102,7 +110,7 @@ describe("HugepagePool: pages the kernel did not give", () => {
 
     it("before a reboot, the refusal shows the boot-time route for 1G pages; allowPartial warns and says to reboot", () => {
         const refused = shortfallOf(oneGig(), got(0), "ro quiet");
-        assert.match(refused.error!, /node 1: asked 2, got 0.*set allowPartial: true to accept what the kernel gives\. 1G pages are found reliably only at boot: with allowPartial: true the pool takes what the kernel gives now and, with persist: true, "hugepagesz=1G hugepages=1:2" goes on the kernel command line; then reboot the host to get them all\.$/);
+        assert.match(refused.error!, /node 1: asked 2, got 0.*set allowPartial: true to accept what the kernel gives\. 1G pages are found reliably only at boot: with allowPartial: true the pool takes what the kernel gives now, and with "hugepagesz=1G hugepages=1:2" on the kernel command line \(KernelCmdline's hugepages1G\) a reboot gets them all\.$/);
         const accepted = shortfallOf(oneGig({ allowPartial: true }), got(0), "ro quiet");
         assert.strictEqual(
             accepted.warning,
@@ -115,6 +123,30 @@ describe("HugepagePool: pages the kernel did not give", () => {
 
 describe("HugepagePool persistence", function () {
     this.timeout(20_000);
+
+    it("a 1G pool persists only when KernelCmdline's arguments for it are on the next boot's command line, and says how to get them there", () => {
+        const pool = parse({ pageSize: "1G", nodes: { "1": 2, "0": 1 } });
+        const grub = "/boot/grub/grub.cfg";
+        assert.strictEqual(bootConfigProblem(pool, { cmdline: "root=UUID=x ro hugepagesz=1G hugepages=0:1,1:2 quiet", source: grub }), null);
+        assert.strictEqual(
+            bootConfigProblem(pool, { cmdline: "root=UUID=x ro hugepagesz=1G hugepages=0:1", source: grub }),
+            `persist: a 1G pool is kept across boots by the kernel command line, and the next boot's command line (/boot/grub/grub.cfg) lacks "hugepagesz=1G hugepages=0:1,1:2". ` +
+                `kvmtune writes the command line through KernelCmdline only: declare a KernelCmdline with hugepages1G: {"0":1,"1":2} and make this pool depend on it ` +
+                `(KvmHost does both for its 1G pool), or set persist: false to keep the pool until the next boot only.`,
+        );
+        assert.match(bootConfigProblem(parse({ pageSize: "1G", total: 3 }), { cmdline: null, source: grub })!, /could not be read from \/boot\/grub\/grub\.cfg.*hugepages1G: 3 /);
+        assert.strictEqual(bootConfigProblem(parse({ pageSize: "1G", total: 3, persist: false }), { cmdline: "ro", source: grub }), null, "persist off asks nothing of the boot");
+        assert.strictEqual(bootConfigProblem(parse({ pageSize: "2M", total: 3 }), { cmdline: "ro", source: grub }), null, "2M pools persist through their own unit");
+    });
+
+    it("a 1G pool writes nothing on the command line's behalf: the only boot file it names is the old fragment, to be taken away", () => {
+        const files = persistedFiles("HugepagePool p (kvmtune/test)", parse({ pageSize: "1G", nodes: { "0": 1 } }));
+        assert.deepStrictEqual(
+            files.filter((f) => f.reload === "bootloader"),
+            [{ path: legacyGrubFragmentPath, want: null, reload: "bootloader" }],
+        );
+        assert.ok(files.every((f) => f.want === null), JSON.stringify(files));
+    });
 
     it("turning persist off disables and removes the pool's mount unit (the administrator's own stays)", async () => {
         const etc = fs.mkdtempSync(path.join(os.tmpdir(), "kvmtune-hugepages-persist-"));

@@ -7,6 +7,7 @@ import { checkAgainstHost, conflicts, kernelCmdlineSchema, ownedArgs, provider }
 import { planFromPreview, renderPlan } from "../../resources/plan";
 import { BLS_OPTIONS, FakeBootHost, KERNEL, startFakeBootHost } from "../helpers/fakeBootHost";
 import { goodConnection, throwawayKey } from "../helpers/fixtures";
+import { labPlatform } from "../helpers/recordedPlatforms";
 
 const host: HostFactsData = {
     hostname: "lab1",
@@ -25,6 +26,7 @@ const host: HostFactsData = {
     nics: [],
     vhostNet: { device: true, moduleLoaded: true },
     libvirt: { version: "9.0.0", active: true },
+    platform: labPlatform(),
 };
 
 const parse = (i: Record<string, unknown>) => kernelCmdlineSchema.parse({ connection: goodConnection(), ...i });

@@ -18,6 +18,16 @@ describe("KvmHost cross-checks", () => {
         assert.deepStrictEqual(overlappingPins([{ name: "a", cpuPins: "auto" }, { name: "b", cpuPins: "auto" }]), []);
     });
 
+    it("refuses an emulator or I/O thread pinned on another declared guest's vCPU CPUs, naming field, CPUs and guest", () => {
+        const a = { name: "a", cpuPins: [2, 3] };
+        assert.deepStrictEqual(overlappingPins([a, { name: "b", cpuPins: [1], emulatorPin: "0,2", iothreadPins: ["2-3", 0] }]), [
+            "guest b emulatorPin: CPU 2 is pinned to the vCPUs of guest a; give the thread CPUs no other guest's vCPUs use",
+            "guest b iothreadPins.0: CPU 2,3 are pinned to the vCPUs of guest a; give the thread CPUs no other guest's vCPUs use",
+        ]);
+        // A guest's threads on its own vCPUs' CPUs, or on CPUs no guest's vCPUs hold, are its own affair.
+        assert.deepStrictEqual(overlappingPins([{ ...a, emulatorPin: "2" }, { name: "b", cpuPins: [1], emulatorPin: "0", iothreadPins: [[0, 1]] }]), []);
+    });
+
     it("finds auto-pinned guests that cannot all get CPUs of their node, naming them and the guests whose pins hold CPUs", () => {
         const nodes = [{ id: 0, cpus: [0, 1] }, { id: 1, cpus: [2, 3] }];
         const auto = (name: string, vcpus: number, numaNode = 1) => ({ name, vcpus, numaNode, cpuPins: "auto" });
@@ -169,7 +179,26 @@ describe("KvmHost as a program declares it", function () {
         assert.strictEqual(reboot.inputs.guests, "shutdown");
     });
 
-    it("refuses reboot without kernelCmdline", () => {
+    it("refuses reboot without kernelCmdline or a persisted 1G pool", () => {
         assert.throws(() => new KvmHost("cmd3", { connection: connection(), reboot: { policy: "whenRequired" } }), /KvmHost cmd3: the tuning contradicts itself:\n  reboot is given without kernelCmdline/);
+        const runtimeOnly = [{ pageSize: "1G" as const, nodes: { "1": 1 }, persist: false }];
+        assert.throws(() => new KvmHost("cmd4", { connection: connection(), hugepagePools: runtimeOnly, reboot: { policy: "whenRequired" } }), /reboot is given without kernelCmdline or a 1G hugepage pool that persists/);
+    });
+
+    it("puts a persisted 1G pool's count on the host's KernelCmdline, the one owner of the command line", async () => {
+        const urnOf = (r: pulumi.Resource) => new Promise<string>((resolve) => r.urn.apply(resolve));
+        const host = new KvmHost("gig1", { connection: connection(), kernelCmdline: { iommu: "pt" }, hugepagePools: [{ pageSize: "1G", nodes: { "0": 1, "1": 1 } }] });
+        const alone = new KvmHost("gig2", { connection: connection(), hugepagePools: [{ pageSize: "1G", total: 2 }, { pageSize: "2M", total: 8 }] });
+        const runtime = new KvmHost("gig3", { connection: connection(), hugepagePools: [{ pageSize: "1G", total: 2, persist: false }] });
+        await Promise.all([host.kernelCmdline!, alone.kernelCmdline!, host.hugepagePools["1G"], alone.hugepagePools["1G"], runtime.hugepagePools["1G"]].map(urnOf));
+        const inputsOf = (name: string) => declared.find((d) => d.name === name)!.inputs;
+        assert.strictEqual(inputsOf("gig1-cmdline").iommu, "pt", "the declared arguments stay");
+        assert.deepStrictEqual(inputsOf("gig1-cmdline").hugepages1G, { "0": 1, "1": 1 });
+        assert.strictEqual(inputsOf("gig2-cmdline").hugepages1G, 2, "a KernelCmdline is declared for the pool alone");
+        assert.strictEqual(runtime.kernelCmdline, undefined, "a pool that does not persist needs no command line");
+        assert.throws(
+            () => new KvmHost("gig4", { connection: connection(), kernelCmdline: { hugepages1G: 1 }, hugepagePools: [{ pageSize: "1G", total: 1 }] }),
+            /kernelCmdline\.hugepages1G is set and so is a 1G hugepage pool that persists: give the count once, in hugepagePools/,
+        );
     });
 });

@@ -18,6 +18,7 @@ import {
 } from "../../resources/providers/numaPinnedGuest";
 import { parseVfFacts, VfFacts } from "../../resources/providers/numaPinnedGuestChecks";
 import { goodConnection } from "../helpers/fixtures";
+import { labPlatform } from "../helpers/recordedPlatforms";
 
 /** The lab host's shape: node 0 has CPUs 0-1, node 1 has 2-3. */
 const facts: HostFactsData = {
@@ -37,6 +38,7 @@ const facts: HostFactsData = {
     nics: [],
     vhostNet: { device: true, moduleLoaded: true },
     libvirt: { version: "9.0.0", active: true },
+    platform: labPlatform(),
 };
 
 const host = (over: Partial<HostView> = {}): HostView => ({ facts, others: [], networks: new Set(["default"]), vfs: [], ...over });

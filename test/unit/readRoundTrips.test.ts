@@ -106,8 +106,9 @@ describe("every provider's read is at most one round trip", function () {
         const created = await provider.create(checked.inputs!);
         const r = (await provider.read(created.id, { ...checked.inputs!, ...created.outs })) as ReadResult;
         assert.strictEqual(r.id, created.id);
-        assert.strictEqual(r.props.hostname, "fakehost");
-        assert.deepStrictEqual(r.props.numaNodes, created.outs?.numaNodes);
+        const facts = r.props.facts as { hostname: string; numaNodes: unknown };
+        assert.strictEqual(facts.hostname, "fakehost");
+        assert.deepStrictEqual(facts.numaNodes, (created.outs?.facts as { numaNodes: unknown }).numaNodes);
     });
 
     it("HugepagePool's read returns the node's pool as this machine's sysfs has it", async () => {

@@ -53,7 +53,7 @@ describe("resource classes", function () {
         const guest = new NumaPinnedGuest("g", { connection, name: "g1", vcpus: 1, memoryMiB: 64 });
         const cmdline = new KernelCmdline("k", { connection, iommu: "pt" });
         const cases: Array<[pulumi.CustomResource, string[]]> = [
-            [facts, declared(facts, ["facts", "hostname", "kernel", "numaNodes", "hugepageSizes", "blockDevices", "nics", "vhostNet", "libvirtVersion"])],
+            [facts, declared(facts, ["facts", "hostname", "kernel", "numaNodes", "hugepageSizes", "blockDevices", "nics", "vhostNet", "libvirtVersion", "platform"])],
             [pool, declared(pool, ["pools", "totalPages", "freePages", "original", "rebootRequired", "drift"])],
             [elevator, declared(elevator, ["kernelName", "activeScheduler", "availableSchedulers", "currentTunables", "currentNrRequests", "currentReadAheadKb", "original", "drift"])],
             [network, declared(network, ["uuid", "bridgeName", "vhostNetAvailable", "guestDefaults", "active", "autostart", "owned", "drift"])],
@@ -91,6 +91,25 @@ describe("resource classes", function () {
         assert.ok(pulumi.Output.isInstance(host.applied), "applied is an Output");
     });
 
+    it("KvmHost stores only hostname as its output: applied repeats the children's outputs, which state holds already", () => {
+        const registered: Array<{ resource: pulumi.ComponentResource; outputs: unknown }> = [];
+        const proto = pulumi.ComponentResource.prototype as unknown as { registerOutputs(o?: unknown): void };
+        const original = proto.registerOutputs;
+        proto.registerOutputs = function (this: pulumi.ComponentResource, outputs?: unknown) {
+            registered.push({ resource: this, outputs });
+            return original.call(this, outputs);
+        };
+        try {
+            const host = new KvmHost("stored", { connection: goodConnection() as unknown as ConnectionInput, elevators: [{ device: "vdb", scheduler: "none" }] });
+            const mine = registered.filter((r) => r.resource === host);
+            assert.strictEqual(mine.length, 1);
+            assert.deepStrictEqual(Object.keys(mine[0].outputs as object), ["hostname"]);
+            assert.ok(pulumi.Output.isInstance(host.applied), "applied is still an Output a program reads");
+        } finally {
+            proto.registerOutputs = original;
+        }
+    });
+
     it("BlockElevator's warning about a legacy scheduler name is attached to the elevator, not the stack", async () => {
         const warnings: Array<{ message: string; resource?: pulumi.Resource }> = [];
         const warn = pulumi.log.warn;
@@ -115,5 +134,50 @@ describe("resource classes", function () {
         const wrapped = secretConnection(goodConnection() as unknown as ConnectionInput);
         assert.strictEqual(await pulumi.isSecret(pulumi.output(wrapped.privateKey)), true);
         assert.strictEqual(await pulumi.isSecret(pulumi.output(wrapped.host)), false, "only the key is secret");
+    });
+});
+
+describe("HostFacts' outputs beside facts", function () {
+    this.timeout(30_000);
+    const facts = {
+        hostname: "h1",
+        kernel: "6.1.0",
+        numaNodes: [{ id: 0, cpus: [0, 1], memoryMiB: 1024, hugepages: {} }],
+        hugepageSizes: ["2M", "1G"],
+        blockDevices: [{ name: "vdb", scheduler: "none", schedulers: ["none", "mq-deadline"] }],
+        nics: [{ name: "eth0", mac: "52:54:00:00:00:01" }],
+        vhostNet: { device: true, moduleLoaded: true },
+        libvirt: { version: "9.0.0", active: true },
+    };
+    const stored: Array<Record<string, unknown>> = [];
+    before(() => {
+        // An `up` (not a preview), where the engine answers with what the provider stored.
+        pulumi.runtime.setMocks(
+            {
+                newResource: (args) => {
+                    const state = { connection: args.inputs.connection, facts };
+                    stored.push(state);
+                    return { id: "h1/m", state };
+                },
+                call: () => ({}),
+            },
+            "kvmtune",
+            "unit",
+            false,
+        );
+    });
+
+    it("reads hostname, numaNodes, blockDevices, ... out of the one facts object state holds", async () => {
+        const r = new HostFacts("f", { connection: goodConnection() as unknown as ConnectionInput });
+        const value = <T>(o: pulumi.Output<T>) => (o as unknown as { promise(): Promise<T> }).promise();
+        assert.deepStrictEqual(await value(r.facts), facts);
+        assert.strictEqual(await value(r.hostname), "h1");
+        assert.strictEqual(await value(r.kernel), "6.1.0");
+        assert.deepStrictEqual(await value(r.numaNodes), facts.numaNodes);
+        assert.deepStrictEqual(await value(r.hugepageSizes), ["2M", "1G"]);
+        assert.deepStrictEqual(await value(r.blockDevices), facts.blockDevices);
+        assert.deepStrictEqual(await value(r.nics), facts.nics);
+        assert.strictEqual(await value(r.vhostNet), true);
+        assert.strictEqual(await value(r.libvirtVersion), "9.0.0");
     });
 });

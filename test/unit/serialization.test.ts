@@ -1,14 +1,35 @@
 /**
- * Pulumi stores each dynamic resource's provider as serialized JavaScript and runs that copy for
- * delete and refresh. Each provider must survive serializeFunction and still work after it.
+ * Pulumi stores each dynamic resource's provider as JavaScript text (`__provider`, in the inputs and
+ * again in the outputs) and runs that copy for delete and refresh: the Node.js dynamic provider
+ * host loads it with require-from-string and calls `handler()`. Each provider's text must load that
+ * way and reach the real provider; texts stored by older kvmtune versions must still work.
  */
 import * as assert from "assert";
+import * as fs from "fs";
+import * as path from "path";
 import * as pulumi from "@pulumi/pulumi";
-import { lazyProvider } from "../../resources/lazyProvider";
+import { BlockElevator } from "../../resources";
+import { PROVIDER_METHODS, providerText } from "../../resources/lazyProvider";
 import { goodConnection, leakedPiece, secretPieces, throwawayKey } from "../helpers/fixtures";
 import { PROVIDER_CASES } from "../helpers/providerCases";
 // eslint-disable-next-line @typescript-eslint/no-require-imports
 const requireFromString: (code: string) => { handler: () => pulumi.dynamic.ResourceProvider } = require("require-from-string");
+
+const repo = path.resolve(__dirname, "..", "..", "..");
+const fixture = (name: string) => fs.readFileSync(path.join(repo, "test", "unit", "fixtures", name), "utf8");
+
+/**
+ * Texts older kvmtune versions stored, as the SDK serialized them (module id blockElevator): the
+ * closure of one shared shim object per type (c09fd42 up to issue 17's state work, taken from a
+ * bench stack's export), and the shim whose methods shared a loader function (before c09fd42).
+ */
+const OLD_TEXTS = {
+    "shared shim (before issue 17's state work)": fixture("provider-before-issue17.txt"),
+    "shim with a loader function (before c09fd42)": fixture("provider-before-c09fd42.txt"),
+};
+
+/** What the provider host does with the stored text (cmd/dynamic-provider/index.js getProvider). */
+const revive = (text: string) => requireFromString(text).handler();
 
 describe("provider serialization", function () {
     // The first test loads the providers and zod: seconds on a loaded machine.
@@ -16,30 +37,69 @@ describe("provider serialization", function () {
     const pieces = secretPieces(throwawayKey().privateKey);
     for (const [name, c] of Object.entries(PROVIDER_CASES)) {
         const valid = c.valid[0];
-        it(`${name}: serializes small, without zod or keys, and checks after deserialization`, async () => {
-            const shim = lazyProvider(`kvmtune/providers/${c.module}`);
-            // Used first, with the key: a provider that kept anything from a call would now hold it.
-            assert.strictEqual((await shim.check!({}, { ...valid, connection: goodConnection() })).failures, undefined);
-            // Stored twice in every resource's state (inputs and outputs): keep it near 2 KB.
-            const serialized = await pulumi.runtime.serializeFunction(() => shim, { allowSecrets: false });
-            assert.ok(serialized.text.length < 2400, `serialized provider is ${serialized.text.length} bytes`);
-            assert.ok(!/zod|node-ssh|ssh2/.test(serialized.text), "heavy modules captured in the provider closure");
-            assert.strictEqual(leakedPiece(serialized.text, pieces), undefined, "the private key is in the serialized provider");
+        const moduleId = `kvmtune/providers/${c.module}`;
+        it(`${name}: its stored text is small, holds no key, and checks after the provider host loads it`, async () => {
+            const text = providerText(moduleId);
+            // Stored twice in every resource's state (inputs and outputs); the serialized closure was 2.4 KB.
+            assert.ok(text.length < 300, `stored provider text is ${text.length} bytes`);
+            assert.ok(!/zod|node-ssh|ssh2/.test(text), "heavy modules in the provider text");
+            assert.strictEqual(leakedPiece(text, pieces), undefined, "the private key is in the provider text");
 
-            // Exactly what the dynamic provider host does with the stored text.
-            const revived = requireFromString(serialized.text).handler();
+            const revived = revive(text);
+            assert.deepStrictEqual(Object.keys(revived).sort(), [...PROVIDER_METHODS].sort());
             const bad = await revived.check!({}, { ...valid, connection: goodConnection({ port: 0 }) });
             assert.deepStrictEqual(bad.failures?.map((f) => f.property), ["connection.port"]);
             const good = await revived.check!({}, { ...valid, connection: goodConnection() });
             assert.strictEqual(good.failures, undefined);
         });
+
+        for (const [version, old] of Object.entries(OLD_TEXTS)) {
+            it(`${name}: the text a stack from an older kvmtune holds still loads and checks (${version})`, async () => {
+                // Delete and refresh run the text in the outputs, which an update has not rewritten yet.
+                const revived = revive(old.split("kvmtune/providers/blockElevator").join(moduleId));
+                const bad = await revived.check!({}, { ...valid, connection: goodConnection({ port: 0 }) });
+                assert.deepStrictEqual(bad.failures?.map((f) => f.property), ["connection.port"]);
+            });
+        }
     }
 
-    it("gives every resource of a type the same provider object, so the SDK serializes it once per type", () => {
-        // @pulumi/pulumi caches serialized providers by object identity (dynamic/index.js).
-        for (const c of Object.values(PROVIDER_CASES)) {
-            assert.strictEqual(lazyProvider(`kvmtune/providers/${c.module}`), lazyProvider(`kvmtune/providers/${c.module}`), c.module);
+    it("calls the provider's method of the same name with the arguments the host passed", async () => {
+        // A stand-in provider module that answers with its method's name and arguments.
+        const dir = fs.mkdtempSync(path.join(require("os").tmpdir(), "kvmtune-shim-"));
+        try {
+            const file = path.join(dir, "recording.js");
+            fs.writeFileSync(
+                file,
+                `exports.provider = Object.fromEntries(${JSON.stringify(PROVIDER_METHODS)}.map((k) => [k, async function (...args) { return { method: k, args, self: this === exports.provider }; }]));\n`,
+            );
+            const revived = revive(providerText(file)) as unknown as Record<string, (...a: unknown[]) => Promise<unknown>>;
+            for (const [i, method] of PROVIDER_METHODS.entries()) {
+                const args = ["id-" + i, { n: i }, { m: i }].slice(0, 1 + (i % 3));
+                assert.deepStrictEqual(await revived[method](...args), { method, args, self: true }, method);
+            }
+        } finally {
+            fs.rmSync(dir, { recursive: true, force: true });
         }
-        assert.notStrictEqual(lazyProvider("kvmtune/providers/hostFacts"), lazyProvider("kvmtune/providers/blockElevator"));
+    });
+
+    it("registers a dynamic resource of kvmtune's type with the provider text as __provider", async () => {
+        const registered: pulumi.runtime.MockResourceArgs[] = [];
+        pulumi.runtime.setMocks(
+            {
+                newResource: (args) => {
+                    registered.push(args);
+                    return { id: `${args.name}-id`, state: args.inputs };
+                },
+                call: () => ({}),
+            },
+            "kvmtune",
+            "unit",
+            true,
+        );
+        const e = new BlockElevator("e", { connection: goodConnection() as never, device: "vdb", scheduler: "none" });
+        await new Promise<void>((resolve) => e.urn.apply(() => resolve()));
+        const r = registered.find((a) => a.name === "e")!;
+        assert.strictEqual(r.type, "pulumi-nodejs:dynamic/kvmtune:BlockElevator");
+        assert.strictEqual(r.inputs.__provider, providerText("kvmtune/providers/blockElevator"));
     });
 });

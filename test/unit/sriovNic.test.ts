@@ -33,7 +33,10 @@ import {
     VfSettings,
     wantedVfs,
 } from "../../resources/providers/sriovNic";
-import { goodConnection } from "../helpers/fixtures";
+import { goodConnection, throwawayKey } from "../helpers/fixtures";
+import { closeAll } from "../../resources/host/sshPool";
+import { FakeDiskHost, startFakeDiskHost } from "../helpers/fakeSshHost";
+import { FakeSriovPf, makeFakeSriovPf } from "../helpers/fakeSriovPf";
 import { createKnob } from "../../resources/host/knob";
 import { LocalRemote } from "../helpers/localRemote";
 import { virtXmlValidate } from "../helpers/virtXmlValidate";
@@ -365,10 +368,12 @@ describe("SriovNic boot persistence", function () {
     this.timeout(60_000);
     const i = parse({ numVfs: 3, vfs: [{ vf: 0, mac: "52:54:00:aa:bb:01", vlan: 100, trust: true, spoofchk: false }] });
 
-    it("orders the unit before libvirt and names the owner", () => {
+    it("orders the unit before libvirt in either daemon layout and names the owner", () => {
         const unit = bootUnit("SriovNic nic (kvmtune/lab)", "enp65s0");
         assert.match(unit, /^# Managed by kvmtune for SriovNic nic \(kvmtune\/lab\)\./);
-        assert.match(unit, /^Before=libvirtd\.service virtqemud\.service libvirt-guests\.service$/m);
+        // Monolithic libvirtd, or the modular daemons that take VFs: QEMU's, the network's (a hostdev
+        // pool of VFs) and the node devices'; then libvirt-guests, which starts guests at boot.
+        assert.match(unit, /^Before=libvirtd\.service virtqemud\.service virtnetworkd\.service virtnodedevd\.service libvirt-guests\.service$/m);
         assert.match(unit, /^Wants=sys-subsystem-net-devices-enp65s0\.device$/m, "waits for udev to have named the PF");
         assert.match(unit, /^After=sys-subsystem-net-devices-enp65s0\.device /m);
         assert.match(bootUnit("o", "br-lan0"), /^Wants=sys-subsystem-net-devices-br\\x2dlan0\.device$/m, "escaped as systemd does");
@@ -529,5 +534,91 @@ describe("SriovNic running guests holding VFs", () => {
         assert.strictEqual(one, "numVfs 3 -> 2 on enp65s0: running guest vm1 holds VF 1 (0000:41:10.2, enp65s0v1) through macvtap (passthrough). Stop the guest or move it off these VFs first; nothing on the host was changed.");
         const two = holdersMessage("x", [{ guest: "a", holds: "h1" }, { guest: "b", holds: "h2" }]);
         assert.match(two, /running guests a, b hold a: h1; b: h2\./);
+    });
+});
+
+describe("SriovNic and NetworkManager: a drop-in keeps the PF and its VFs unmanaged (a loopback host)", function () {
+    this.timeout(120_000);
+    const key = throwawayKey();
+    let host: FakeDiskHost;
+    let pf: FakeSriovPf;
+    /** VF 0 as the create below sets it, VF 1 at the kernel's defaults. */
+    const IP_VFS = [
+        { vf: 0, address: "52:54:00:aa:bb:01", vlan_list: [{ vlan: 100, qos: 0 }], spoofchk: true, trust: false, link_state: "auto", rate: { max_tx: 0 } },
+        { vf: 1, address: "00:00:00:00:00:00", vlan_list: [{}], spoofchk: true, trust: false, link_state: "auto", rate: { max_tx: 0 } },
+    ];
+    const OWNER = "SriovNic nic (shop/prod)";
+    const DROP_IN = "/etc/NetworkManager/conf.d/90-kvmtune-sriov-enp65s0.conf";
+    const onHost = (p: string) => path.join(host.etc, p.replace(/^\/etc\//, ""));
+    const calls = () => fs.readFileSync(path.join(host.etc, "calls"), "utf8").split("\n").filter(Boolean);
+    const connection = () => ({ host: "127.0.0.1", port: host.ssh.port, user: "root", privateKey: key.privateKey, hostKey: host.ssh.hostKey });
+    const nmRuns = (on: boolean) => (on ? fs.writeFileSync(path.join(host.etc, "nm-active"), "") : fs.rmSync(path.join(host.etc, "nm-active"), { force: true }));
+    async function checked(olds: Record<string, unknown> = {}) {
+        const c = await provider.check(olds, { connection: connection(), owner: OWNER, pf: pf.pciAddress, numVfs: 2, vfs: [{ vf: 0, mac: "52:54:00:aa:bb:01", vlan: 100 }], persist: false });
+        assert.strictEqual(c.failures, undefined, JSON.stringify(c.failures));
+        return c.inputs!;
+    }
+
+    before(async () => {
+        pf = makeFakeSriovPf(IP_VFS, 7, 0, true);
+        host = await startFakeDiskHost(key, { binds: [pf.bind] });
+        pf.installIp(host.bin);
+        // systemctl answers is-active for NetworkManager from /etc/nm-active; it and nmcli record their calls.
+        fs.writeFileSync(
+            path.join(host.bin, "systemctl"),
+            [
+                "#!/bin/sh",
+                'echo "systemctl $*" >> /etc/calls',
+                'if [ "$1 $2" = "is-active --quiet" ]; then [ "$3" = NetworkManager.service ] && [ -e /etc/nm-active ]; exit $?; fi',
+                'if [ "$1" = is-active ]; then shift; for u in "$@"; do if [ "$u" = NetworkManager.service ] && [ -e /etc/nm-active ]; then echo active; else echo inactive; fi; done; fi',
+                "exit 0",
+                "",
+            ].join("\n"),
+            { mode: 0o755 },
+        );
+        fs.writeFileSync(path.join(host.bin, "nmcli"), '#!/bin/sh\necho "nmcli $*" >> /etc/calls\n', { mode: 0o755 });
+    });
+    beforeEach(() => fs.writeFileSync(path.join(host.etc, "calls"), ""));
+    after(async () => {
+        closeAll();
+        await host?.dispose();
+        pf?.dispose();
+    });
+
+    it("where NetworkManager runs: written with the PF's and VFs' names as read, reloaded once; refresh reports it edited or removed; update puts it back; delete removes it", async () => {
+        nmRuns(true);
+        const r = await provider.create(await checked());
+        const text = fs.readFileSync(onHost(DROP_IN), "utf8");
+        assert.match(text, /^# Managed by kvmtune for SriovNic nic \(shop\/prod\)\./);
+        assert.match(text, /\[keyfile\]\nunmanaged-devices\+=interface-name:enp65s0;interface-name:enp65s0v0;interface-name:enp65s0v1\n$/);
+        assert.deepStrictEqual(calls().filter((c) => c.startsWith("nmcli")), ["nmcli general reload conf"]);
+        assert.deepStrictEqual((await provider.read(r.id, r.outs!)).props!.drift, []);
+
+        fs.writeFileSync(onHost(DROP_IN), text.replace(";interface-name:enp65s0v1", ""));
+        assert.deepStrictEqual((await provider.read(r.id, r.outs!)).props!.drift, [`${DROP_IN} was changed`]);
+        fs.rmSync(onHost(DROP_IN));
+        const drifted = (await provider.read(r.id, r.outs!)).props!;
+        assert.deepStrictEqual(drifted.drift, [`${DROP_IN} is missing`]);
+        const updated = await provider.update(r.id, drifted, await checked(r.outs!));
+        assert.strictEqual(fs.readFileSync(onHost(DROP_IN), "utf8"), text, "update did not put the drop-in back");
+
+        await provider.delete(r.id, updated.outs!);
+        assert.ok(!fs.existsSync(onHost(DROP_IN)), "delete left the drop-in");
+    });
+
+    it("where NetworkManager does not run: nothing written, a drop-in kvmtune wrote earlier removed, one written by hand left and reported", async () => {
+        nmRuns(false);
+        fs.mkdirSync(path.dirname(onHost(DROP_IN)), { recursive: true });
+        fs.writeFileSync(onHost(DROP_IN), managedHeader(OWNER) + "[keyfile]\nunmanaged-devices+=interface-name:enp65s0\n");
+        const r = await provider.create(await checked());
+        assert.ok(!fs.existsSync(onHost(DROP_IN)), "a drop-in kvmtune wrote was left where NetworkManager does not run");
+        assert.deepStrictEqual(calls().filter((c) => c.startsWith("nmcli")), [], "NetworkManager was told to reload where it does not run");
+        assert.deepStrictEqual((await provider.read(r.id, r.outs!)).props!.drift, []);
+
+        fs.writeFileSync(onHost(DROP_IN), "[keyfile]\nunmanaged-devices=interface-name:eth9\n");
+        assert.deepStrictEqual((await provider.read(r.id, r.outs!)).props!.drift, [`${DROP_IN} is left over`]);
+        await provider.delete(r.id, r.outs!);
+        assert.ok(fs.existsSync(onHost(DROP_IN)), "delete removed a file kvmtune did not write");
+        fs.rmSync(onHost(DROP_IN));
     });
 });

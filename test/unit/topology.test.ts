@@ -11,6 +11,7 @@ import { renderTopologySvg } from "../../fleet/topologySvg";
 import type { HostFactsData } from "../../resources/host/facts";
 import { cpuCellColours, screenshotSvg, svgSize } from "../helpers/chromium";
 import { decodePng } from "../helpers/png";
+import { labPlatform } from "../helpers/recordedPlatforms";
 
 const facts: HostFactsData = {
     hostname: "lab1",
@@ -33,6 +34,7 @@ const facts: HostFactsData = {
     ],
     vhostNet: { device: true, moduleLoaded: true },
     libvirt: { version: "9.0.0", active: true },
+    platform: labPlatform(),
 } as HostFactsData;
 
 describe("topology from the resources' outputs (what `up` draws: no SSH of its own)", () => {

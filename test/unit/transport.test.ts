@@ -4,10 +4,14 @@
  * on. Each case is what a user meets when a host is wrong, hung or down.
  */
 import * as assert from "assert";
+import * as fs from "fs";
+import * as os from "os";
+import * as path from "path";
 import { Connection, connectionSchema } from "../../resources/host/connection";
 import { CommandTimeoutError, ConnectError, ConnectionLostError, HostKeyMismatchError, RemoteCommandError } from "../../resources/host/errors";
 import { run, runScript } from "../../resources/host/remote";
 import { closeAll, remoteFor } from "../../resources/host/sshPool";
+import type { TraceLine } from "../../resources/host/trace";
 import { closedPort, FakeSshHost, startFakeSshHost, startSilentPort } from "../helpers/fakeSshHost";
 import { leakedPiece, newKeyPair, secretPieces, throwawayKey } from "../helpers/fixtures";
 // Apart from the imports above, which other work on the transport also extends.
@@ -160,5 +164,27 @@ describe("SSH transport on loopback", function () {
             assert.strictEqual(leakedPiece(err.message + JSON.stringify(err) + String(err.stack), pieces), undefined);
             return true;
         });
+    });
+
+    it("with KVMTUNE_TRACE set, every command adds a line: host, step, waits and run time, exit code; never the key", async () => {
+        const file = path.join(fs.mkdtempSync(path.join(os.tmpdir(), "kvmtune-trace-")), "trace.jsonl");
+        process.env.KVMTUNE_TRACE = file;
+        try {
+            const remote = remoteFor(connection());
+            await runScript(remote, "# read the pools\nsleep 0.3; echo a");
+            await run(remote, "exit 3").catch(() => undefined);
+        } finally {
+            delete process.env.KVMTUNE_TRACE;
+        }
+        const lines = fs.readFileSync(file, "utf8").trim().split("\n").map((l) => JSON.parse(l) as TraceLine);
+        assert.deepStrictEqual(lines.map((l) => [l.host, l.step, l.code]), [
+            [`root@127.0.0.1:${host.port}`, "read the pools …", 0],
+            [`root@127.0.0.1:${host.port}`, "exit 3", 3],
+        ]);
+        assert.ok(lines[0].runMs >= 300, `the sleeping script ran ${lines[0].runMs} ms`);
+        assert.strictEqual(leakedPiece(fs.readFileSync(file, "utf8"), pieces), undefined);
+        // Unset, nothing is written.
+        await run(remoteFor(connection()), "echo quiet");
+        assert.strictEqual(fs.readFileSync(file, "utf8").trim().split("\n").length, 2);
     });
 });

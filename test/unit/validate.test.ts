@@ -52,6 +52,16 @@ describe("connection validation (HostFacts check)", () => {
         assert.ok(all.every((x) => !x.reason.includes(key.split("\n")[1])));
     });
 
+    it("takes host names, IPv4 and bracket-less IPv6 addresses, and refuses colons and dots that are no address", async () => {
+        for (const host of ["lab1", "kvm1.example.internal", "127.0.0.1", "::1", "fe80::1%eth0", "2001:db8::5"]) {
+            assert.strictEqual((await failuresFor(goodConnection({ host }))).length, 0, host);
+        }
+        for (const host of [":", "::", ":.", "..", "a b", "-lab"]) {
+            const [f] = await failuresFor(goodConnection({ host }));
+            assert.strictEqual(f?.property, "connection.host", host);
+        }
+    });
+
     it("names unknown fields (typos)", async () => {
         const [f] = await failuresFor(goodConnection({ hostkey: "x" }));
         assert.match(f.reason, /unknown field\(s\) hostkey/);
@@ -60,7 +70,8 @@ describe("connection validation (HostFacts check)", () => {
     it("refuses random values in every field with that field's path, and accepts only values a user could mean", async () => {
         // What each field can hold, said independently of the schema: junk the check accepts must be one.
         const plausible: Record<string, (v: unknown) => boolean> = {
-            host: (v) => typeof v === "string" && /^[A-Za-z0-9][A-Za-z0-9.:%_-]*$/.test(v),
+            // A name or IPv4 address starts with a letter or digit; an IPv6 one may start with "::".
+            host: (v) => typeof v === "string" && (/^[A-Za-z0-9][A-Za-z0-9.:%_-]*$/.test(v) || /^::[0-9A-Fa-f:.]*[0-9A-Fa-f][0-9A-Fa-f:.]*(?:%[A-Za-z0-9_.-]+)?$/.test(v)),
             port: (v) => Number.isInteger(v) && (v as number) >= 1 && (v as number) <= 65535,
             user: (v) => typeof v === "string" && /^[a-z_][a-z0-9_-]*\$?$/.test(v),
             privateKey: () => false, // no random value is a key

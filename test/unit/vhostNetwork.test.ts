@@ -233,7 +233,7 @@ describe("VhostNetwork checks against the host", () => {
         assert.match(problems(view({ uplink: { ...up, master: "br7" } })), /uplink: kvdummy0 on lab2 is already a port of br7/);
     });
     it("wants libvirtd running and a kernel with vhost_net", () => {
-        assert.match(problems(view({ libvirtActive: false })), /libvirtd is not running on lab2/);
+        assert.match(problems(view({ libvirtActive: false })), /libvirt is not running on lab2 \(neither libvirtd nor the modular virtqemud\/virtnetworkd/);
         assert.match(problems(view({ vhost: { device: false, moduleLoaded: false, moduleAvailable: false } })), /lab2's kernel has no vhost_net module/);
         assert.strictEqual(problems(view({ vhost: { device: false, moduleLoaded: false, moduleAvailable: true } })), "", "modprobe will load it");
     });
