@@ -17,6 +17,7 @@
  * second lab flavor (issue 16); the RHEL family (grubby, modular, SELinux enforcing) is unit-tested
  * on recorded command output only.
  */
+import { createHash } from "crypto";
 import { BOOT_COMMANDS, BootFlavor, bootFlavorOf } from "./bootloader";
 import type { PersistedFile } from "./drift";
 import { managedHeader } from "./files";
@@ -232,6 +233,17 @@ export const NETWORK_MANAGER_CONF_D = "/etc/NetworkManager/conf.d";
 
 /** Where the NetworkManager drop-in named `name` lives (networkManagerUnmanagedFile writes it there). */
 export const networkManagerDropInPath = (name: string) => `${NETWORK_MANAGER_CONF_D}/90-kvmtune-${name}.conf`;
+
+/**
+ * The drop-in name part for the interface `iface` a resource of `kind` (sriov, vhost) keeps
+ * unmanaged: the name in the characters a drop-in name takes, lower case. Where that changed the
+ * name (`Br_0`), a short hash of the real one follows, so two interfaces never share a file.
+ */
+export function networkManagerDropInName(kind: string, iface: string): string {
+    const plain = iface.toLowerCase().replace(/[^a-z0-9-]/g, "-");
+    const suffix = plain === iface ? "" : `-${createHash("sha256").update(iface).digest("hex").slice(0, 8)}`;
+    return `${kind}-${plain}${suffix}`;
+}
 
 /** Interface names as the schemas validate them (patterns.ts): no `;` or `,`, which would split the list. */
 const IFNAME = /^[A-Za-z0-9_.:@-]{1,15}$/;

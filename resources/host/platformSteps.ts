@@ -29,6 +29,19 @@ export const udevSettleCommand = (seconds: number) => `udevadm settle --timeout=
 export const isEnabledCommand = (quotedUnit: string) => `systemctl is-enabled ${quotedUnit} 2>/dev/null`;
 
 /**
+ * systemd: reboots the host, detached and a second from now, so the command that starts it returns
+ * its exit status before sshd goes down: systemd-run's transient timer when there is one, else a
+ * background shell that outlives the SSH session (nohup, its output nowhere).
+ */
+export const DETACHED_REBOOT = [
+    "if command -v systemd-run >/dev/null 2>&1; then",
+    "  systemd-run --quiet --on-active=1 systemctl reboot",
+    "else",
+    "  nohup sh -c 'sleep 1; systemctl reboot' >/dev/null 2>&1 &",
+    "fi",
+].join("\n");
+
+/**
  * Loads a kernel module now (`modprobe`); persisting it is a modules-load.d file. `module` is one of
  * kvmtune's own constants (a scheduler's, vhost_net). The caller decides what a failure means.
  */

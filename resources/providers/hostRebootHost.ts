@@ -8,6 +8,7 @@ import type { Connection } from "../host/connection";
 import { describeHost } from "../host/connection";
 import { HostKeyMismatchError, KvmtuneError } from "../host/errors";
 import { shellJoin } from "../host/quote";
+import { DETACHED_REBOOT } from "../host/platformSteps";
 import { Remote, runScript, TIMEOUTS, wholeScript } from "../host/remote";
 import { closeHost, remoteFor } from "../host/sshPool";
 import { VIRSH } from "../libvirt/virsh";
@@ -104,18 +105,8 @@ export async function startGuests(remote: Remote, guests: readonly string[]): Pr
     await runScript(remote, script, { timeoutSeconds: TIMEOUTS.guestStart });
 }
 
-/**
- * Starts the reboot detached, a second from now, so this command returns its exit status before
- * sshd goes down: systemd-run's transient timer when there is one, else a background shell that
- * outlives the SSH session (nohup, its output nowhere).
- */
-export const REBOOT_SCRIPT = [
-    "if command -v systemd-run >/dev/null 2>&1; then",
-    "  systemd-run --quiet --on-active=1 systemctl reboot",
-    "else",
-    "  nohup sh -c 'sleep 1; systemctl reboot' >/dev/null 2>&1 &",
-    "fi",
-].join("\n");
+/** The reboot, started the platform's way (host/platformSteps.ts DETACHED_REBOOT). */
+export const REBOOT_SCRIPT = DETACHED_REBOOT;
 
 export async function startReboot(remote: Remote): Promise<void> {
     await runScript(remote, REBOOT_SCRIPT);

@@ -4,7 +4,7 @@
  */
 import { CLAIMS_DIR, KnobClaim } from "../host/claims";
 import { ownerOf } from "../host/files";
-import { NETWORK_MANAGER_READ, networkManagerActive, networkManagerDropInPath } from "../host/platform";
+import { NETWORK_MANAGER_READ, networkManagerActive, networkManagerDropInName, networkManagerDropInPath } from "../host/platform";
 import { isEnabledCommand } from "../host/platformSteps";
 import { shellQuote } from "../host/quote";
 import { Remote, runScript } from "../host/remote";
@@ -73,7 +73,7 @@ export function guestVfs(pf: Pick<PfState, "devices">): number[] {
 }
 
 /** The drop-in's name part (host/platform.ts networkManagerUnmanagedFile): the PF's name in the characters a drop-in name takes. */
-export const dropInName = (pf: string) => `sriov-${pf.toLowerCase().replace(/[^a-z0-9-]/g, "-")}`;
+export const dropInName = (pf: string) => networkManagerDropInName("sriov", pf);
 export const dropInPath = (pf: string) => networkManagerDropInPath(dropInName(pf));
 
 export const unitName = (pf: string) => `kvmtune-sriov-${pf}.service`;

@@ -38,12 +38,13 @@ import { defineXml, virshCommand } from "../libvirt/virsh";
 import { checkWithPlan, diffProps, stateOnlyUpdate } from "../policy";
 import { found, gone, stateOf } from "../state";
 import { inputsFrom } from "../validate";
-import { hookPath, hookScript, MODULES_CONTENT, MODULES_FILE, POLICY, vhostNetworkClaim, VhostNetworkInputs, vhostNetworkSchema } from "./vhostNetworkSchema";
+import { persistFilesScript } from "../host/persist";
+import { dropInPath, hookPath, hookScript, MODULES_CONTENT, MODULES_FILE, networkManagerDropIn, POLICY, vhostNetworkClaim, VhostNetworkInputs, vhostNetworkSchema } from "./vhostNetworkSchema";
 import { NetworkHostView, observe, trimmed } from "./vhostNetworkRead";
 import { checkAgainstHost, driftOf, markOf, runningGuestsOn, same, TOPOLOGY, wantedNetwork } from "./vhostNetworkChecks";
 
 /** Re-exported: callers and tests name them from here. */
-export { hookPath, hookScript, MODULES_CONTENT, MODULES_FILE, POLICY, vhostNetworkClaim, vhostNetworkSchema } from "./vhostNetworkSchema";
+export { dropInPath, hookPath, hookScript, MODULES_CONTENT, MODULES_FILE, networkManagerDropIn, POLICY, vhostNetworkClaim, vhostNetworkSchema } from "./vhostNetworkSchema";
 export type { VhostNetworkInputs } from "./vhostNetworkSchema";
 export { observeScript, viewOf } from "./vhostNetworkRead";
 export type { NetworkHostView } from "./vhostNetworkRead";
@@ -73,6 +74,10 @@ async function converge(remote: Remote, i: VhostNetworkInputs, owner: string, vi
     const script: string[] = [];
     if (!view.vhost.moduleLoaded || !view.vhost.device) script.push(`${loadModuleCommand("vhost_net")} || exit 1`);
     if (i.persist && view.modulesFile !== trimmed(MODULES_CONTENT)) script.push(atomicWriteScript(MODULES_FILE, MODULES_CONTENT));
+
+    // NetworkManager told to leave the bridge and uplink alone before libvirt makes the bridge.
+    const dropIn = networkManagerDropIn(owner, i, view.networkManager);
+    if (view.networkManagerFile !== (dropIn.want === null ? null : trimmed(dropIn.want))) script.push(persistFilesScript([dropIn]));
 
     // 3. The running network: restarted only when its shape differs, never under running guests.
     let active = net.active;
@@ -227,6 +232,8 @@ export const provider = {
             }
             // The hook folders too, when kvmtune's hook was all they held (Debian's libvirt ships none).
             if (view.hookFile !== null) steps.push(`${removeFileScript(hookPath(i.name))}; rmdir /etc/libvirt/hooks/network.d 2>/dev/null && rmdir /etc/libvirt/hooks 2>/dev/null; true`);
+            // NetworkManager's drop-in: removed only if kvmtune wrote it; NetworkManager re-reads its files.
+            if (view.networkManagerFile !== null) steps.push(persistFilesScript([{ path: dropInPath(i.bridge), want: null, reload: "networkManager" }]));
             const stillNeeded = view.others.some((o) => o.spec.vhost !== null);
             if (view.modulesFile !== null && !stillNeeded) steps.push(removeFileScript(MODULES_FILE));
             if (steps.length) await runScript(remote, steps.join("\n") + "\nexit 0\n");

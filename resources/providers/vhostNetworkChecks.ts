@@ -7,7 +7,7 @@ import { parseDomainXml } from "../libvirt/domain";
 import type { GuestDefaults, NetworkSpec } from "../libvirt/network";
 import { readAllDomains } from "../libvirt/virsh";
 import { canonical } from "../policy";
-import { hookPath, hookScript, MODULES_CONTENT, MODULES_FILE, VhostNetworkInputs } from "./vhostNetworkSchema";
+import { hookPath, hookScript, MODULES_CONTENT, MODULES_FILE, networkManagerDropIn, VhostNetworkInputs } from "./vhostNetworkSchema";
 import { NetworkHostView, trimmed } from "./vhostNetworkRead";
 
 export function wantedNetwork(i: VhostNetworkInputs): NetworkSpec {
@@ -118,6 +118,11 @@ export function driftOf(i: VhostNetworkInputs, view: NetworkHostView, owner: str
     }
     const hook = i.persist && i.uplink !== undefined ? trimmed(hookScript(owner, { ...i, uplink: i.uplink })) : null;
     if (view.hookFile !== hook) out.push(hook === null ? `${hookPath(i.name)} is left over` : `${hookPath(i.name)} is ${view.hookFile === null ? "missing" : "changed"}`);
+    const dropIn = networkManagerDropIn(owner, i, view.networkManager);
+    const wantDropIn = dropIn.want === null ? null : trimmed(dropIn.want);
+    if (view.networkManagerFile !== wantDropIn) {
+        out.push(wantDropIn === null ? `${dropIn.path} is left over (NetworkManager does not run)` : `${dropIn.path} is ${view.networkManagerFile === null ? "missing" : "changed"}: NetworkManager may take the bridge or its uplink`);
+    }
     return out;
 }
 

@@ -5,10 +5,11 @@
 import { FACT_COMMANDS, libvirtActiveOf, vhostNetOf } from "../host/facts";
 import { shellQuote } from "../host/quote";
 import { Remote, runScript } from "../host/remote";
+import { networkManagerActive } from "../host/platform";
 import { buildDumpScript, Dump, globLiteral, parseDump } from "../host/sysfs";
 import { NetworkRead, networkReadCommands, networkReadOf, ParsedNetwork, parseNetworkXml } from "../libvirt/network";
 import { readAllNetworks } from "../libvirt/virsh";
-import { hookPath, MODULES_FILE, VhostNetworkInputs } from "./vhostNetworkSchema";
+import { dropInPath, hookPath, MODULES_FILE, VhostNetworkInputs } from "./vhostNetworkSchema";
 
 /** Everything the checks, the drift report and the delete need, read in one round trip. */
 export interface NetworkHostView {
@@ -22,6 +23,10 @@ export interface NetworkHostView {
     /** File contents as read (trailing newlines dropped), or null when absent. */
     modulesFile: string | null;
     hookFile: string | null;
+    /** NetworkManager.service is active (it takes NICs unless told they are unmanaged). */
+    networkManager: boolean;
+    /** kvmtune's NetworkManager drop-in for the bridge (vhostNetworkSchema.ts networkManagerDropIn), as read. */
+    networkManagerFile: string | null;
     /** The host's other libvirt networks (read for create, update and delete only). */
     others: ParsedNetwork[];
 }
@@ -34,10 +39,11 @@ const NET = "/sys/class/net";
  * all of this on a busy host).
  */
 export function observeScript(i: Pick<VhostNetworkInputs, "name" | "bridge" | "uplink">): string {
+    // The services command (the facts script's) also says whether NetworkManager runs.
     const br = `${NET}/${globLiteral(i.bridge)}`;
     const up = i.uplink !== undefined ? `${NET}/${globLiteral(i.uplink)}` : null;
     return buildDumpScript({
-        files: ["/etc/hostname", MODULES_FILE, globLiteral(hookPath(i.name)), `${br}/ifindex`, `${br}/bridge/bridge_id`, ...(up ? [`${up}/ifindex`, `${up}/flags`, `${up}/bridge/bridge_id`] : [])],
+        files: ["/etc/hostname", MODULES_FILE, globLiteral(hookPath(i.name)), globLiteral(dropInPath(i.bridge)), `${br}/ifindex`, `${br}/bridge/bridge_id`, ...(up ? [`${up}/ifindex`, `${up}/flags`, `${up}/bridge/bridge_id`] : [])],
         links: up ? [`${up}/master`] : [],
         commands: {
             ...networkReadCommands(i.name),
@@ -80,6 +86,8 @@ export function viewOf(i: Pick<VhostNetworkInputs, "name" | "bridge" | "uplink">
         uplink,
         modulesFile: file(MODULES_FILE),
         hookFile: file(hookPath(i.name)),
+        networkManager: networkManagerActive(dump),
+        networkManagerFile: file(dropInPath(i.bridge)),
         others: others.filter((n) => n.spec.name !== i.name),
     };
 }

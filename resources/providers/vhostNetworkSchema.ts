@@ -4,7 +4,9 @@
  */
 import { z } from "zod";
 import { connectionSchema } from "../host/connection";
+import type { PersistedFile } from "../host/drift";
 import { managedHeader } from "../host/files";
+import { networkManagerDropInName, networkManagerDropInPath, networkManagerUnmanagedFile } from "../host/platform";
 import { shellQuote } from "../host/quote";
 import { networkClaim } from "../libvirt/network";
 import type { FieldPolicy } from "../policy";
@@ -67,6 +69,21 @@ export const MODULES_CONTENT =
 
 /** libvirt runs the executables in hooks/network.d on every network's start and stop. */
 export const hookPath = (network: string) => `/etc/libvirt/hooks/network.d/kvmtune-${network}`;
+
+/** The NetworkManager drop-in of the network whose bridge is `bridge` (networkManagerDropIn). */
+export const dropInPath = (bridge: string) => networkManagerDropInPath(networkManagerDropInName("vhost", bridge));
+
+/**
+ * Where NetworkManager runs, the bridge libvirt creates and the uplink kvmtune puts into it are
+ * marked unmanaged by a drop-in kvmtune owns: NetworkManager gives every NIC it manages a "Wired
+ * connection" and would take the uplink out of the bridge when it (re)activates one. An existing
+ * bridge (existingBridge) is the host's own, NetworkManager's perhaps, and stays as it is: no file.
+ * Absent where NetworkManager does not run. Kept with or without `persist`: NetworkManager acts now.
+ */
+export function networkManagerDropIn(owner: string, i: Pick<VhostNetworkInputs, "bridge" | "uplink" | "existingBridge">, networkManager: boolean): PersistedFile {
+    const names = networkManager && !i.existingBridge ? [i.bridge, ...(i.uplink !== undefined ? [i.uplink] : [])] : [];
+    return networkManagerUnmanagedFile(networkManagerDropInName("vhost", i.bridge), owner, names);
+}
 
 /**
  * The network's claim. The hook is not one of its files: its first line is `#!/bin/sh`, and the

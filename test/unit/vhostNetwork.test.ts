@@ -15,10 +15,12 @@ import { buildNetworkXml, defaultsFor, NetworkRead, NetworkSpec, parseNetworkXml
 import {
     checkAgainstHost,
     driftOf,
+    dropInPath,
     hookPath,
     hookScript,
     MODULES_CONTENT,
     NetworkHostView,
+    networkManagerDropIn,
     observeScript,
     provider,
     vhostNetworkSchema,
@@ -192,6 +194,8 @@ describe("VhostNetwork checks against the host", () => {
         uplink: { name: "kvdummy0", exists: true, isBridge: false, up: false, master: null, addresses: [] },
         modulesFile: null,
         hookFile: null,
+        networkManager: false,
+        networkManagerFile: null,
         others: [],
         ...over,
     });
@@ -260,6 +264,25 @@ describe("VhostNetwork checks against the host", () => {
             const edited = running(OWNER, { ...wanted, vhost: { queues: 8 } });
             assert.deepStrictEqual(driftOf(i, { ...v, network: edited }, OWNER), ['definition vhost: declared {"queues":2,"rxQueueSize":1024}, libvirt has {"queues":8}']);
         });
+        it("wants NetworkManager's drop-in for the created bridge and its uplink where NetworkManager runs, and none elsewhere", () => {
+            const v = { ...inSync(), networkManager: true };
+            const path90 = "/etc/NetworkManager/conf.d/90-kvmtune-vhost-kvbr0.conf";
+            assert.strictEqual(dropInPath("kvbr0"), path90);
+            const file = networkManagerDropIn(OWNER, i, true);
+            assert.strictEqual(file.path, path90);
+            assert.match(file.want ?? "", /^# Managed by kvmtune for VhostNetwork vh[^\n]*\n(#[^\n]*\n)*\[keyfile\]\nunmanaged-devices\+=interface-name:kvbr0;interface-name:kvdummy0\n$/);
+            assert.deepStrictEqual(driftOf(i, v, OWNER), [`${path90} is missing: NetworkManager may take the bridge or its uplink`]);
+            assert.deepStrictEqual(driftOf(i, { ...v, networkManagerFile: (file.want as string).trimEnd() }, OWNER), []);
+            assert.deepStrictEqual(driftOf(i, { ...v, networkManagerFile: "[keyfile]\nunmanaged-devices+=interface-name:kvbr0" }, OWNER), [
+                `${path90} is changed: NetworkManager may take the bridge or its uplink`,
+            ]);
+            // Without NetworkManager the file must be absent; an existing bridge is the host's own.
+            assert.deepStrictEqual(driftOf(i, { ...inSync(), networkManagerFile: (file.want as string).trimEnd() }, OWNER), [`${path90} is left over (NetworkManager does not run)`]);
+            assert.strictEqual(networkManagerDropIn(OWNER, parse({ name: "vh", bridge: "br0", existingBridge: true }), true).want, null);
+            // A bridge name outside the drop-in's characters gets a hash, so Br_0 and br-0 never share a file.
+            assert.match(dropInPath("Br_0"), /\/90-kvmtune-vhost-br-0-[0-9a-f]{8}\.conf$/);
+            assert.notStrictEqual(dropInPath("Br_0"), dropInPath("br-0"));
+        });
         it("wants no hook and no autostart without persist, and leaves the shared modules file alone", () => {
             const p = parse({ ...base, persist: false });
             const v = inSync();
@@ -283,6 +306,7 @@ describe("VhostNetwork read script and uplink hook", function () {
         assert.deepStrictEqual(v.bridgeDevice, { exists: true, isBridge: false });
         assert.deepStrictEqual(v.uplink, { name: "lo", exists: true, isBridge: false, up: true, master: null, addresses: [] });
         assert.strictEqual(v.hookFile, null);
+        assert.strictEqual(v.networkManagerFile, null);
     });
 
     it("writes a hook that is valid sh, acts only on this network's start, and always lets libvirt go on", () => {
