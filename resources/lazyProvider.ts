@@ -13,8 +13,8 @@
  * every resource's state, and the closure serializer wraps each of the six methods in its own
  * scope boilerplate: 2.4 KB per copy, 4.8 KB of every resource (more than half a BlockElevator's
  * state; issue 17). The host only needs what `require-from-string` can load and whose
- * `handler()` returns the provider (@pulumi/pulumi cmd/dynamic-provider getProvider); one generic
- * method body says that in about 240 bytes.
+ * `handler()` returns the provider (@pulumi/pulumi cmd/dynamic-provider getProvider): about 120
+ * bytes.
  */
 import * as pulumi from "@pulumi/pulumi";
 
@@ -22,17 +22,15 @@ import * as pulumi from "@pulumi/pulumi";
 export const PROVIDER_METHODS = ["check", "diff", "create", "read", "update", "delete"] as const;
 
 /**
- * The module text stored as `__provider`: `exports.handler()` returns an object whose methods each
- * import `moduleId` (once per process: Node caches the module) and call its `provider`'s method of
- * the same name. Named exports of a CommonJS module may arrive as the namespace's properties or
- * under `default`.
+ * The module text stored as `__provider`: `exports.handler()` loads `moduleId` and returns its
+ * `provider`. require-from-string compiles the text as a module with no file name, so its own
+ * `require` would not see this package's self-reference (`kvmtune/...` inside this repository); a
+ * require made for the provider host's folder (the program's, where the engine starts it) resolves
+ * `kvmtune` as the program does: through node_modules, or by self-reference. Node caches the module:
+ * one load per process however many resources share the text.
  */
 export function providerText(moduleId: string): string {
-    const id = JSON.stringify(moduleId);
-    return (
-        `exports.handler = () => Object.fromEntries(${JSON.stringify(PROVIDER_METHODS)}.map((k) => [k, (...a) => ` +
-        `import(${id}).then((m) => (m.provider ?? m.default.provider)[k](...a))]));\n`
-    );
+    return `exports.handler = () => require("module").createRequire(process.cwd() + "/")(${JSON.stringify(moduleId)}).provider;\n`;
 }
 
 /**

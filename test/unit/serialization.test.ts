@@ -19,11 +19,12 @@ const repo = path.resolve(__dirname, "..", "..", "..");
 const fixture = (name: string) => fs.readFileSync(path.join(repo, "test", "unit", "fixtures", name), "utf8");
 
 /**
- * Texts older kvmtune versions stored, as the SDK serialized them (module id blockElevator): the
- * closure of one shared shim object per type (c09fd42 up to issue 17's state work, taken from a
+ * Texts older kvmtune versions stored (module id blockElevator): the per-method import() text of
+ * be2fe0a, and, as the SDK serialized them, the closure of one shared shim object per type (c09fd42 up to issue 17's state work, taken from a
  * bench stack's export), and the shim whose methods shared a loader function (before c09fd42).
  */
 const OLD_TEXTS = {
+    "per-method import() (be2fe0a, before the text shrank to one require)": fixture("provider-import-be2fe0a.txt"),
     "shared shim (before issue 17's state work)": fixture("provider-before-issue17.txt"),
     "shim with a loader function (before c09fd42)": fixture("provider-before-c09fd42.txt"),
 };
@@ -40,8 +41,9 @@ describe("provider serialization", function () {
         const moduleId = `kvmtune/providers/${c.module}`;
         it(`${name}: its stored text is small, holds no key, and checks after the provider host loads it`, async () => {
             const text = providerText(moduleId);
-            // Stored twice in every resource's state (inputs and outputs); the serialized closure was 2.4 KB.
-            assert.ok(text.length < 300, `stored provider text is ${text.length} bytes`);
+            // Stored twice in every resource's state (inputs and outputs); the serialized closure was
+            // 2.4 KB, the per-method import() text 275 bytes.
+            assert.ok(text.length < 140, `stored provider text is ${text.length} bytes`);
             assert.ok(!/zod|node-ssh|ssh2/.test(text), "heavy modules in the provider text");
             assert.strictEqual(leakedPiece(text, pieces), undefined, "the private key is in the provider text");
 
