@@ -14,6 +14,7 @@ import { AppliedView, topologyFromApplied } from "./fleet/topology";
 import { HostDetail, HostEntry, hostSummary, writeHostDetail } from "./fleet/summary";
 import { writeTopology } from "./fleet/writeTopology";
 import { KvmHost, KvmHostArgs } from "./resources";
+import { secretConnection } from "./resources/connectionInput";
 
 const config = new pulumi.Config("kvmtune");
 const configured = config.getObject<unknown[]>("hosts");
@@ -36,7 +37,7 @@ export const hosts: Record<string, pulumi.Output<unknown>> = {};
 for (const h of fleet) {
     // The tuning items were checked against the resources' own schemas by planFleet.
     const reboot = h.reboot ? { reboot: h.reboot, rebootAfter: rolling.next() } : {};
-    const args = { connection: { ...h.connection, privateKey: pulumi.secret(h.connection.privateKey) }, ...h.tuning, ...reboot } as unknown as KvmHostArgs;
+    const args = { connection: secretConnection(h.connection), ...h.tuning, ...reboot } as unknown as KvmHostArgs;
     const host = new KvmHost(h.name, args);
     if (host.reboot) rolling.add(host.reboot);
     const f = host.facts;

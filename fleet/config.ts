@@ -14,17 +14,21 @@ const hostSchema = z
         host: z.string().min(1),
         port: z.number().int().min(1).max(65535).default(22),
         user: z.string().default("root"),
-        /** The key text (set it with `pulumi config set --secret`), or a path to it on this machine. */
+        /**
+         * How to log in, one of: the key text (set it with `pulumi config set --secret`), a path to
+         * it on this machine, or `agent: true` (the SSH agent at $SSH_AUTH_SOCK: no key in state).
+         */
         privateKey: z.string().optional(),
         privateKeyPath: z.string().optional(),
+        agent: z.literal(true, { message: "must be true (or left out)" }).optional(),
         hostKey: z.string().min(1, "must pin the host key (SHA256 fingerprint or known_hosts line)"),
         sudo: z.boolean().default(false),
         /** This host's tuning; replaces `kvmtune:tuning` for it. */
         tuning: tuningSchema.optional(),
     })
     .strict()
-    .refine((h) => (h.privateKey === undefined) !== (h.privateKeyPath === undefined), {
-        message: "set exactly one of privateKey (a secret) and privateKeyPath",
+    .refine((h) => [h.privateKey, h.privateKeyPath, h.agent].filter((v) => v !== undefined).length === 1, {
+        message: "set exactly one of privateKey (a secret), privateKeyPath and agent: true",
         path: ["privateKey"],
     });
 
@@ -64,15 +68,16 @@ export function parseFleet(raw: unknown, namespace = "kvmtune"): z.output<typeof
     throw new Error(`invalid stack config:\n${lines.join("\n")}`);
 }
 
-/** The key text of a host, from the config or the file it names. */
-export function privateKeyOf(h: HostConfig): string {
-    return h.privateKey ?? fs.readFileSync(h.privateKeyPath as string, "utf8");
+/** How a host is logged in to: its key text (from the config or the file it names), or the agent. */
+export function loginOf(h: HostConfig): { privateKey: string } | { agent: true } {
+    if (h.agent) return { agent: true };
+    return { privateKey: h.privateKey ?? fs.readFileSync(h.privateKeyPath as string, "utf8") };
 }
 
 /** A host as the program declares it: its connection (key text included) and its tuning. */
 export interface PlannedHost {
     name: string;
-    connection: { host: string; port: number; user: string; privateKey: string; hostKey: string; sudo: boolean };
+    connection: { host: string; port: number; user: string; privateKey?: string; agent?: true; hostKey: string; sudo: boolean };
     tuning: Tuning;
     /** How this host reboots for its kernelCmdline: `kvmtune:reboots`, when set and the host has a kernelCmdline. */
     reboot?: Omit<RebootsConfig, "maxDown">;
@@ -86,7 +91,7 @@ export function planFleet(raw: unknown, namespace = "kvmtune"): PlannedHost[] {
     const fleet = parseFleet(raw, namespace);
     const problems: string[] = [];
     const planned = fleet.hosts.map((h, i) => {
-        const connection = { host: h.host, port: h.port, user: h.user, privateKey: privateKeyOf(h), hostKey: h.hostKey, sudo: h.sudo };
+        const connection = { host: h.host, port: h.port, user: h.user, ...loginOf(h), hostKey: h.hostKey, sudo: h.sudo };
         const own = h.tuning !== undefined;
         const tuning = (h.tuning ?? fleet.tuning ?? {}) as Tuning;
         problems.push(...tuningProblems(tuning, connection, own ? `${namespace}:hosts[${i}].tuning` : `${namespace}:tuning`));

@@ -76,7 +76,8 @@ export function describeIssue(issue: z.core.$ZodIssue, input: unknown): Failure 
     const secret = issue.path.some((k) => typeof k === "string" && SECRET_FIELD.test(k));
     const value = valueAt(input, issue.path);
     const unknown = containsUnknown(value) || issue.path.length === 0 && containsUnknown(input);
-    const given = secret ? "a value" : show(value);
+    // A secret field says only that it has a value; an absent one says "nothing", like any field.
+    const given = secret && value !== undefined ? "a value" : show(value);
     // Unknown keys are reported once for the object; name them so a typo is easy to spot.
     if (issue.code === "unrecognized_keys") return failure(issue.path, `unknown field(s) ${issue.keys.join(", ")}`);
     return { ...failure(issue.path, `got ${given}; ${issue.message}`), ...(unknown ? { unknown } : {}) };

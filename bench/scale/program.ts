@@ -55,10 +55,10 @@ export function useKvmtune(dir: string, kvmtune: string, main = path.join(kvmtun
  * Adds the fleet to the stack's config file that `pulumi stack init` wrote (it holds the
  * passphrase's salt). JSON is YAML, so the config is written as JSON.
  */
-export function writeStackConfig(file: string, hosts: BenchHost[], o: { privateKeyPath: string; hostKey: string; disks: number; topologyDir: string }): void {
+export function writeStackConfig(file: string, hosts: BenchHost[], o: { login: { privateKeyPath: string } | { agent: true }; hostKey: string; disks: number; topologyDir: string }): void {
     const init = fs.existsSync(file) ? fs.readFileSync(file, "utf8").trim() : "";
     const config = {
-        "kvmtune:hosts": hosts.map((h) => ({ name: h.name, host: "127.0.0.1", port: h.port, user: "root", privateKeyPath: o.privateKeyPath, hostKey: o.hostKey })),
+        "kvmtune:hosts": hosts.map((h) => ({ name: h.name, host: "127.0.0.1", port: h.port, user: "root", ...o.login, hostKey: o.hostKey })),
         "kvmtune:tuning": benchTuning(o.disks),
         "kvmtune:topologyDir": o.topologyDir,
     };

@@ -54,10 +54,12 @@ interface Options {
     main?: string;
     /** A built checkout of an older kvmtune to converge with first (see the header). */
     upgradeFrom?: string;
+    /** How kvmtune logs in: the key file's text (a secret in state), or an SSH agent the run starts. */
+    auth: "key" | "agent";
 }
 
 function parseArgs(argv: string[]): Options {
-    const o: Options = { hosts: 10, disks: 5, keep: false };
+    const o: Options = { hosts: 10, disks: 5, keep: false, auth: "key" };
     for (let i = 0; i < argv.length; i++) {
         const a = argv[i];
         const num = () => {
@@ -73,7 +75,11 @@ function parseArgs(argv: string[]): Options {
         else if (a === "--label") o.label = argv[++i];
         else if (a === "--main") o.main = path.resolve(argv[++i]);
         else if (a === "--upgrade-from") o.upgradeFrom = path.resolve(argv[++i]);
-        else throw new Error(`unknown option ${a} (--hosts N --disks D --parallel P --keep --out FILE --label L --main FILE --upgrade-from DIR)`);
+        else if (a === "--auth") {
+            const v = argv[++i];
+            if (v !== "key" && v !== "agent") throw new Error(`--auth: want key or agent, got ${v}`);
+            o.auth = v;
+        } else throw new Error(`unknown option ${a} (--hosts N --disks D --parallel P --keep --out FILE --label L --main FILE --upgrade-from DIR --auth key|agent)`);
     }
     if (o.disks > 20) throw new Error("--disks: at most 20 (vdb..vdu)");
     return o;
@@ -112,6 +118,20 @@ interface Bench {
     dir: string;
     hosts: SimHost[];
     running: Set<ChildProcess>;
+    /** The SSH agent of --auth agent. */
+    agent?: ChildProcess;
+}
+
+/** An OpenSSH agent on a socket in the run's folder, holding the client key (--auth agent). */
+async function startAgent(b: Bench, clientKey: string): Promise<string> {
+    const socket = path.join(b.dir, "agent.sock");
+    b.agent = spawn("ssh-agent", ["-D", "-a", socket], { stdio: "ignore" });
+    for (let i = 0; !fs.existsSync(socket); i++) {
+        if (i > 100) throw new Error(`ssh-agent made no socket ${socket}`);
+        await new Promise((r) => setTimeout(r, 50));
+    }
+    execFileSync("ssh-add", ["-q", clientKey], { env: { ...process.env, SSH_AUTH_SOCK: socket } });
+    return socket;
 }
 
 /** One CLI command through scripts/pulumi.sh (the repo's way of picking and running the CLI), timed and sampled. */
@@ -147,6 +167,7 @@ function stopAll(b: Bench): void {
         }
     }
     for (const h of b.hosts) h.stop();
+    b.agent?.kill();
 }
 
 async function main(): Promise<void> {
@@ -196,7 +217,9 @@ async function main(): Promise<void> {
         const cwd = ["--cwd", project, "--stack", "bench", "--non-interactive"];
         await pulumi(b, env, ["stack", "init", "bench", "--cwd", project, "--non-interactive"], "stack-init");
         const benchHosts: BenchHost[] = b.hosts.map((h) => ({ name: h.name, port: h.port })).sort((x, y) => x.name.localeCompare(y.name));
-        writeStackConfig(path.join(project, "Pulumi.bench.yaml"), benchHosts, { privateKeyPath: clientKey, hostKey: fingerprint, disks: o.disks, topologyDir: path.join(dir, "topology") });
+        if (o.auth === "agent") env.SSH_AUTH_SOCK = await startAgent(b, clientKey);
+        const login = o.auth === "agent" ? { agent: true as const } : { privateKeyPath: clientKey };
+        writeStackConfig(path.join(project, "Pulumi.bench.yaml"), benchHosts, { login, hostKey: fingerprint, disks: o.disks, topologyDir: path.join(dir, "topology") });
         const parallel = o.parallel ? ["--parallel", String(o.parallel)] : [];
 
         const connections = () => b.hosts.map((h) => h.acceptedConnections());
@@ -232,8 +255,12 @@ async function main(): Promise<void> {
         }
 
         const perStep = [afterUp.map((n, i) => n - before[i]), afterPreview.map((n, i) => n - afterUp[i])];
+        // Engine settings from the environment that change what is measured (Go's GC, checkpoints).
+        const engineEnv = Object.fromEntries(["GOMEMLIMIT", "GOGC", "PULUMI_SKIP_CHECKPOINTS"].filter((k) => process.env[k] !== undefined).map((k) => [k, process.env[k]]));
         const detail = {
             loadAverage: os.loadavg(),
+            auth: o.auth,
+            ...(Object.keys(engineEnv).length ? { engineEnv } : {}),
             ...(o.upgradeFrom ? { upgradeFrom: o.upgradeFrom, stateBytesBeforeUpgrade: upgradeFromBytes, destroySeconds } : {}),
             connectionsUp: range(perStep[0]),
             connectionsPreview: range(perStep[1]),

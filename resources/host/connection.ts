@@ -19,10 +19,17 @@ export const connectionSchema = z
         host: z.string().regex(HOST, "must be a host name or IP address"),
         port: z.number().int().min(1).max(65535).default(22),
         user: z.string().regex(USER, "must be a user name such as root or tuner").default("root"),
-        privateKey: z.string().min(1, "must be a private key in OpenSSH or PEM format").refine(
-            (k) => /-----BEGIN [A-Z ]*PRIVATE KEY-----/.test(k),
-            "must be a private key in OpenSSH or PEM format (the key text, not a path)",
-        ),
+        /** The private key text. Stored encrypted in state, twice per resource (its inputs and outputs). */
+        privateKey: z
+            .string()
+            .min(1, "must be a private key in OpenSSH or PEM format")
+            .refine((k) => /-----BEGIN [A-Z ]*PRIVATE KEY-----/.test(k), "must be a private key in OpenSSH or PEM format (the key text, not a path)")
+            .optional(),
+        /**
+         * Log in with the keys of the SSH agent at `$SSH_AUTH_SOCK` where Pulumi runs, instead of a
+         * privateKey: no key, encrypted or not, in state or in the program (sshPool.ts).
+         */
+        agent: z.literal(true, { message: "must be true (or left out, with privateKey set)" }).optional(),
         hostKey: z.string().superRefine((pin, ctx) => {
             const parsed = parseHostKeyPin(pin);
             if ("error" in parsed) {
@@ -34,7 +41,15 @@ export const connectionSchema = z
         /** How long connecting may take, in seconds, retries included: a host that is down fails within it. */
         connectTimeoutSeconds: z.number().int().min(1).max(600).default(30),
     })
-    .strict();
+    .strict()
+    .superRefine((c, ctx) => {
+        // One way to log in: a key in state, or the agent of whoever runs Pulumi.
+        if (c.privateKey === undefined && c.agent === undefined) {
+            ctx.addIssue({ code: "custom", path: ["privateKey"], message: "set privateKey (the key text, as a secret) or agent: true (the SSH agent at $SSH_AUTH_SOCK where Pulumi runs)" });
+        } else if (c.privateKey !== undefined && c.agent !== undefined) {
+            ctx.addIssue({ code: "custom", path: ["agent"], message: "use privateKey or agent, not both (agent: true keeps the key out of state)" });
+        }
+    });
 
 /** The connection as a user writes it (defaults optional). */
 export type ConnectionArgs = z.input<typeof connectionSchema>;

@@ -159,6 +159,7 @@ class PooledHost implements Remote {
         // A pin that does not parse will not parse on a second try either.
         const pin = parseHostKeyPin(this.connection.hostKey);
         if ("error" in pin) throw new Error(`hostKey of ${this.name}: ${pin.error}`);
+        const login = loginOf(this.connection, this.name);
         let lastError = "";
         let attempts = 0;
         const windows: AttemptWindow[] = [];
@@ -169,12 +170,16 @@ class PooledHost implements Remote {
             const readyTimeout = Math.max(1, deadline - now);
             windows.push({ fromMs: now - started, untilMs: now + readyTimeout - started });
             try {
-                return await this.connectOnce(pin, readyTimeout);
+                return await this.connectOnce(pin, login, readyTimeout);
             } catch (err) {
                 // A wrong host key or a refused key will not get better by trying again.
                 if (err instanceof HostKeyMismatchError) throw err;
                 lastError = err instanceof Error ? err.message : String(err);
-                if (/authentication methods failed|permission denied|cannot parse privatekey/i.test(lastError)) break;
+                if (/authentication methods failed|permission denied|cannot parse privatekey/i.test(lastError)) {
+                    // The agent answered but holds no key the host takes: say where the keys came from.
+                    if (login.agent) lastError += ` (logging in with the keys of the SSH agent at ${login.agent}: does it hold this host's key? ssh-add -l lists them)`;
+                    break;
+                }
                 const backoff = FIRST_BACKOFF_MS * 2 ** (attempts - 1);
                 if (attempts >= CONNECT_ATTEMPTS || Date.now() + backoff >= deadline) break;
                 await new Promise((r) => setTimeout(r, backoff));
@@ -183,7 +188,7 @@ class PooledHost implements Remote {
         throw new ConnectError(this.name, attempts, lastError, Date.now() - started, windows);
     }
 
-    private async connectOnce(pin: PinnedHostKey, readyTimeout: number): Promise<NodeSSH> {
+    private async connectOnce(pin: PinnedHostKey, login: Login, readyTimeout: number): Promise<NodeSSH> {
         const { NodeSSH } = await import("node-ssh");
         const c = this.connection;
         let mismatch: HostKeyMismatchError | undefined;
@@ -193,7 +198,7 @@ class PooledHost implements Remote {
                 host: c.host,
                 port: c.port,
                 username: c.user,
-                privateKey: c.privateKey,
+                ...login,
                 readyTimeout,
                 keepaliveInterval: 15000,
                 // Ask for the pinned key's type when we know it, so the host presents that key.
@@ -230,6 +235,28 @@ class PooledHost implements Remote {
         if (ref) sock?.ref();
         else sock?.unref();
     }
+}
+
+/** How the pool logs in: the key text, or the agent's socket. */
+type Login = { privateKey: string; agent?: undefined } | { agent: string; privateKey?: undefined };
+
+/**
+ * The login of a connection: its privateKey, or (agent: true) the socket of the SSH agent this
+ * process was given ($SSH_AUTH_SOCK, read when connecting: the provider host inherits Pulumi's
+ * environment). Without a socket there is nothing to try: the error says so and what to do.
+ */
+export function loginOf(c: Pick<Connection, "privateKey" | "agent">, name: string, env: NodeJS.ProcessEnv = process.env): Login {
+    if (c.privateKey !== undefined) return { privateKey: c.privateKey };
+    const socket = env.SSH_AUTH_SOCK;
+    if (!socket) {
+        throw new ConnectError(
+            name,
+            0,
+            "connection.agent is true, but SSH_AUTH_SOCK is not set where Pulumi runs, so there is no SSH agent to log in with. " +
+                'Start one and add the host\'s key before running Pulumi (eval "$(ssh-agent)"; ssh-add KEYFILE), or set connection.privateKey instead',
+        );
+    }
+    return { agent: socket };
 }
 
 const pool = new Map<string, PooledHost>();

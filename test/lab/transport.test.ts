@@ -111,7 +111,7 @@ describe("SSH transport on lab hosts", function () {
             assert.match(err.message, /exit 7/);
             assert.match(err.message, /broken-thing/);
             assert.ok(err.message.includes(`${first.host}:${first.port}`), err.message);
-            const keyBody = conn.privateKey.split("\n")[1];
+            const keyBody = (conn.privateKey as string).split("\n")[1];
             assert.ok(!err.message.includes(keyBody) && !JSON.stringify(err).includes(keyBody));
             return true;
         });

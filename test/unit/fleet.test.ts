@@ -61,6 +61,16 @@ describe("fleet config", () => {
         assert.ok(problems({ hosts: [host({ hostKey: "" })] }).some((l) => l.startsWith("kvmtune:hosts[0].hostKey")));
     });
 
+    it("logs in with exactly one of privateKey, privateKeyPath and agent: true; with the agent no key is planned", () => {
+        const agent = { name: "kvm1", host: "10.0.0.5", agent: true, hostKey: key.fingerprint };
+        assert.deepStrictEqual(planFleet({ hosts: [agent] })[0].connection, { host: "10.0.0.5", port: 22, user: "root", agent: true, hostKey: key.fingerprint, sudo: false });
+        const one = "set exactly one of privateKey (a secret), privateKeyPath and agent: true";
+        assert.deepStrictEqual(problems({ hosts: [{ ...agent, privateKeyPath: "/k" }] }), [`kvmtune:hosts[0].privateKey: got nothing; ${one}`]);
+        assert.deepStrictEqual(problems({ hosts: [{ ...agent, agent: undefined }] }), [`kvmtune:hosts[0].privateKey: got nothing; ${one}`]);
+        assert.deepStrictEqual(problems({ hosts: [{ ...agent, privateKey: key.privateKey }] }), [`kvmtune:hosts[0].privateKey: got a value; ${one}`]);
+        assert.ok(problems({ hosts: [{ ...agent, agent: "yes" }] }).some((l) => l.startsWith('kvmtune:hosts[0].agent: got "yes"; must be true (or left out)')));
+    });
+
     it("never echoes a private key in a config error", () => {
         const got = problems({ hosts: [host({ privateKey: key.privateKey, privateKeyPath: "/k", port: "22" })] }).join("\n");
         assert.ok(got.length > 0);
