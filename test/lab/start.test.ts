@@ -122,6 +122,35 @@ describe("npm start converges the lab from the hosts' truth", function () {
         );
     });
 
+    it("holds through restarts of tuned and NetworkManager and udev change events: every setting reads back, preview --refresh finds nothing", async () => {
+        // The daemons that could undo kvmtune's work re-apply theirs: tuned its profile (read-ahead,
+        // sysctls, on its restart and on udev events), NetworkManager its connections (it takes NICs
+        // it is not told to leave alone), udev its rules. try-restart restarts only what runs, so
+        // the Debian 12 hosts get the udev events and the Debian 13 host all three.
+        for (const h of inventory.hosts) {
+            const restarted = await sshOk(
+                h,
+                "for u in tuned NetworkManager; do systemctl is-active --quiet $u && systemctl restart $u && echo $u; done; " +
+                    "udevadm trigger --action=change --subsystem-match=block --subsystem-match=net && udevadm settle --timeout=60; true",
+            );
+            const flavorDaemons = h.flavor === "trixie" ? ["tuned", "NetworkManager"] : [];
+            assert.deepStrictEqual(restarted.split("\n").filter(Boolean), flavorDaemons, `${h.name} (${h.flavor}): the daemons restarted`);
+        }
+        // NetworkManager and tuned act a little after their restart returns: give them time to undo.
+        await new Promise((r) => setTimeout(r, 15_000));
+        for (const h of inventory.hosts) await assertLabTuned(h);
+        const preview = await run("bash", ["scripts/pulumi.sh", "preview", "--refresh", "--expect-no-changes", "--stack", STACK, "--non-interactive"]);
+        assert.doesNotMatch(preview.out, /^\s+[-+~]\s+\d+ (created|updated|deleted|replaced)/m, preview.out.slice(-3000));
+        // SELinux (the Debian 13 host, permissive): no denial names a file or process of kvmtune's.
+        // Permissive logs what enforcing would deny, so this is what enforcing would have refused.
+        for (const h of inventory.hosts.filter((x) => x.flavor === "trixie")) {
+            const avcs = await sshOk(h, "ausearch -m AVC,USER_AVC,SELINUX_ERR --input-logs -i 2>&1; true");
+            const denials = avcs.split("\n").filter((l) => /avc:\s+denied/.test(l));
+            console.log(`      (${h.name}: ${denials.length} SELinux denials since the audit log began, none may name kvmtune)`);
+            assert.deepStrictEqual(denials.filter((l) => /kvmtune/.test(l)), [], `${h.name}: SELinux denials naming kvmtune`);
+        }
+    });
+
     it("tunes the host again after it was reset to a bare image (npm run lab -- reset NAME)", async () => {
         const reset = await run("bash", ["lab/lab.sh", "reset", host.name]);
         assert.match(reset.out, /now hold stale state; the next 'npm start' reads the hosts first/);
