@@ -142,7 +142,7 @@ function driftOf(i: SriovNicInputs, owner: string, pf: PfState): string[] {
               { path: scriptPath(pf.name), want: bootScript(owner, pf.pciAddress, i) },
           ]
         : [];
-    return persistedDrift(have, [...kept, networkManagerDropIn(owner, pf)], [claim]);
+    return persistedDrift(have, [...kept, networkManagerDropIn(owner, pf, pf.numVfs)], [claim]);
 }
 
 function outputs(i: SriovNicInputs, owner: string, pf: PfState, original: Original, drift: string[] = []) {
@@ -180,7 +180,16 @@ async function converge(remote: Remote, i: SriovNicInputs, pf: PfState, owner: s
     const oldOurs = oldNetwork && oldNetwork !== i.libvirtNetwork && nets.get(oldNetwork)?.network?.owner === owner ? oldNetwork : undefined;
     await refuseIfHeld(remote, pf, vfsThatGo(pf.numVfs, i.numVfs, pf.devices), oldOurs ? [oldOurs] : [], `numVfs ${pf.numVfs} -> ${i.numVfs} on ${pf.name}`);
 
-    const after = await applyVfs(remote, pf, i.numVfs, wantedVfs(i, guestVfs(pf)), i.numVfs > 0 || pf.adminUp, labelFor(i));
+    // NetworkManager told first: the VFs about to appear are never given a connection, and a PF it
+    // lets go (it takes the link down then, seen on the Debian 13 lab host) is brought up below.
+    // (`nmcli general reload conf` returns with the PF already down: read it again.)
+    const nmFirst = dropInScript(owner, pf, i.numVfs);
+    let current = pf;
+    if (nmFirst) {
+        await runScript(remote, nmFirst);
+        current = (await readPf(remote, pf.pciAddress)) ?? pf;
+    }
+    const after = await applyVfs(remote, current, i.numVfs, wantedVfs(i, guestVfs(pf)), i.numVfs > 0 || pf.adminUp, labelFor(i));
     const wrong = mismatches(i, after);
     if (wrong.length) throw new Error(`SriovNic ${pf.name} on ${hostname}: the driver did not take the settings: ${wrong.join("; ")}`);
     if (oldOurs) {
@@ -188,8 +197,9 @@ async function converge(remote: Remote, i: SriovNicInputs, pf: PfState, owner: s
         await releaseKnob(remote, networkClaim(owner, oldOurs));
     }
     if (i.libvirtNetwork && net) await ensureVfPoolNetwork(remote, i.libvirtNetwork, after.name, owner, net, countPlan(pf.numVfs, i.numVfs).length > 0);
-    // The boot files and the NetworkManager drop-in in one step.
-    const persist = [persistScript(owner, after, i), dropInScript(owner, after)].filter(Boolean).join("\n");
+    // The boot files, and the drop-in again with the VFs' names as read now (nothing to write where
+    // they are named as predicted), in one step.
+    const persist = [persistScript(owner, after, i), dropInScript(owner, after, i.numVfs)].filter(Boolean).join("\n");
     if (persist) await runScript(remote, persist);
     return after;
 }

@@ -175,14 +175,21 @@ export function unpersistScript(pf: string): string {
 }
 
 /**
- * The NetworkManager drop-in that keeps the PF and its VFs (by their names as read) unmanaged where
- * NetworkManager runs: it gives every new VF an in-memory "Wired connection N" and sets it up (seen
- * on the Debian 13 lab host), and would take the PF. Where NetworkManager does not run, the file
- * must be absent (persist.ts removes it only if kvmtune wrote it). Kept with or without `persist`:
- * NetworkManager takes the VFs now, not only at boot.
+ * The NetworkManager drop-in that keeps the PF and its VFs unmanaged where NetworkManager runs: it
+ * gives every new VF an in-memory "Wired connection N" and sets it up (seen on the Debian 13 lab
+ * host), and would take the PF. Where NetworkManager does not run, the file must be absent
+ * (persist.ts removes it only if kvmtune wrote it). Kept with or without `persist`: NetworkManager
+ * takes the VFs now, not only at boot.
+ *
+ * The VFs are listed for every index below `numVfs`, by the name a VF has as read, else by the name
+ * systemd's predictable naming gives a VF (`<pf>v<N>`, seen on Debian 12 and 13): a VF a guest
+ * holds through vfio-pci has no netdev, and gets that name back when the guest lets it go, so the
+ * file does not change with guests starting and stopping (seen on the lab before: it did). The same
+ * names let the file be written before the VFs exist (converge writes it first).
  */
-export function networkManagerDropIn(owner: string, pf: Pick<PfState, "name" | "devices" | "networkManager">): PersistedFile {
-    const names = pf.networkManager ? [pf.name, ...pf.devices.map((d) => d.netdev).filter((n): n is string => n !== null)] : [];
+export function networkManagerDropIn(owner: string, pf: Pick<PfState, "name" | "devices" | "networkManager">, numVfs: number): PersistedFile {
+    const vfNames = Array.from({ length: numVfs }, (_x, vf) => pf.devices.find((d) => d.vf === vf)?.netdev ?? `${pf.name}v${vf}`);
+    const names = pf.networkManager ? [pf.name, ...vfNames] : [];
     return networkManagerUnmanagedFile(dropInName(pf.name), owner, names);
 }
 
@@ -192,8 +199,8 @@ export function dropInRemoval(pf: string): string {
 }
 
 /** The drop-in's step through persist.ts, or "" when the host has it as wanted (absent, or the same text). */
-export function dropInScript(owner: string, pf: Pick<PfState, "name" | "devices" | "networkManager" | "files">): string {
-    const file = networkManagerDropIn(owner, pf);
+export function dropInScript(owner: string, pf: Pick<PfState, "name" | "devices" | "networkManager" | "files">, numVfs: number): string {
+    const file = networkManagerDropIn(owner, pf, numVfs);
     const have = pf.files.networkManager;
     const inPlace = file.want === null ? have === undefined : sameText(have, file.want);
     return inPlace ? "" : persistFilesScript([file]);

@@ -594,6 +594,16 @@ describe("SriovNic and NetworkManager: a drop-in keeps the PF and its VFs unmana
         assert.deepStrictEqual(calls().filter((c) => c.startsWith("nmcli")), ["nmcli general reload conf"]);
         assert.deepStrictEqual((await provider.read(r.id, r.outs!)).props!.drift, []);
 
+        // A guest takes VF 0 through vfio-pci: its netdev goes away, and comes back by the same name
+        // when the guest lets it go. The drop-in keeps naming it: no drift, nothing to rewrite.
+        const vf0Net = path.join(pf.bind[0], "0000:41:10.0", "net");
+        fs.renameSync(vf0Net, vf0Net + ".held");
+        try {
+            assert.deepStrictEqual((await provider.read(r.id, r.outs!)).props!.drift, [], "a VF held by a guest changed the drop-in");
+        } finally {
+            fs.renameSync(vf0Net + ".held", vf0Net);
+        }
+
         fs.writeFileSync(onHost(DROP_IN), text.replace(";interface-name:enp65s0v1", ""));
         assert.deepStrictEqual((await provider.read(r.id, r.outs!)).props!.drift, [`${DROP_IN} was changed`]);
         fs.rmSync(onHost(DROP_IN));
