@@ -7,7 +7,7 @@
 #   reset [NAME...]  fresh copy-on-write overlays and data disks (of those hosts; default all); running hosts restart on them
 #   reboot NAME      reboot through the guest, wait until SSH answers again
 #   ssh NAME [cmd]   root shell or command on a host
-# Environment: KVMTUNE_LAB_FLAVORS=2:trixie (host 2 on the Debian 13 flavor; default all bookworm),
+# Environment: KVMTUNE_LAB_FLAVORS (INDEX:FLAVOR,...; default 2:trixie: lab2 on Debian 13, the rest bookworm; empty: all bookworm),
 #   KVMTUNE_LAB_PORT_BASE (default 2200: labN on 2200+N), KVMTUNE_LAB_STATE (default REPO/.lab).
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 HOST_SH="$LAB_DIR/host.sh"

@@ -22,15 +22,16 @@ die() { printf '[lab] error: %s\n' "$*" >&2; exit 1; }
 need_root() { [ "$(id -u)" = 0 ] || die "the lab needs root (debootstrap, chroot)"; }
 
 # Image flavors: lab/image/flavors/NAME/ (flavor.env, packages.txt, rootfs/) on top of the files
-# every flavor shares (lab/image/packages.txt, lab/image/rootfs/). Every host is bookworm unless
-# KVMTUNE_LAB_FLAVORS names it: "2:trixie" (comma-separated INDEX:FLAVOR), so a new flavor is
-# opt-in and CI and other checkouts keep Debian 12 until its suites are proven.
+# every flavor shares (lab/image/packages.txt, lab/image/rootfs/). KVMTUNE_LAB_FLAVORS names each
+# host's flavor (comma-separated INDEX:FLAVOR); a host it does not name is bookworm. Unset, it is
+# "2:trixie": lab1 runs Debian 12 and lab2 Debian 13 (issue 16: the suites of host 1's CI group run
+# there, the e2e suite on both). Set it empty for an all-bookworm lab.
 FLAVORS_DIR="$LAB_DIR/image/flavors"
 DEFAULT_FLAVOR=bookworm
 lab_flavors() { find "$FLAVORS_DIR" -mindepth 1 -maxdepth 1 -type d -printf '%f\n' | LC_ALL=C sort; }
 check_flavor() { [ -f "$FLAVORS_DIR/${1:-}/flavor.env" ] || die "no lab image flavor '${1:-}' (have: $(lab_flavors | tr '\n' ' '))"; }
 host_flavor() { # INDEX
-  local item flavor="$DEFAULT_FLAVOR" list="${KVMTUNE_LAB_FLAVORS:-}"
+  local item flavor="$DEFAULT_FLAVOR" list="${KVMTUNE_LAB_FLAVORS-2:trixie}"
   for item in ${list//,/ }; do
     [[ "$item" =~ ^([0-9]+):([a-z0-9-]+)$ ]] || die "KVMTUNE_LAB_FLAVORS: '$item' is not INDEX:FLAVOR (e.g. 2:trixie)"
     check_flavor "${BASH_REMATCH[2]}"

@@ -23,20 +23,26 @@ describe("lab flavors, ports and image cache (lib.sh, no VM)", function () {
     });
     afterEach(() => fs.rmSync(root, { recursive: true, force: true }));
 
-    const lib = (script: string, extra: Record<string, string> = {}) => {
-        const env = { ...process.env, KVMTUNE_LAB_STATE: path.join(root, "state"), XDG_CACHE_HOME: path.join(root, "cache"), KVMTUNE_LAB_FLAVORS: "", KVMTUNE_LAB_PORT_BASE: "2200", ...extra };
+    /** `extra`: variables to set; null unsets one (the default flavors apply when KVMTUNE_LAB_FLAVORS is unset). */
+    const lib = (script: string, extra: Record<string, string | null> = {}) => {
+        const env: NodeJS.ProcessEnv = { ...process.env, KVMTUNE_LAB_STATE: path.join(root, "state"), XDG_CACHE_HOME: path.join(root, "cache"), KVMTUNE_LAB_FLAVORS: "", KVMTUNE_LAB_PORT_BASE: "2200" };
+        for (const [k, v] of Object.entries(extra)) {
+            if (v === null) delete env[k];
+            else env[k] = v;
+        }
         return spawnSync("bash", ["-c", `source ${JSON.stringify(path.join(lab, "lib.sh"))}; ${script}`], { env, encoding: "utf8" });
     };
-    const out = (script: string, extra: Record<string, string> = {}) => {
+    const out = (script: string, extra: Record<string, string | null> = {}) => {
         const r = lib(script, extra);
         assert.strictEqual(r.status, 0, r.stderr);
         return r.stdout.trim();
     };
     const cache = () => path.join(root, "cache", "kvmtune", "lab", "images");
 
-    it("every host is bookworm unless KVMTUNE_LAB_FLAVORS names it", () => {
-        assert.strictEqual(out("host_flavor 1; host_flavor 2"), "bookworm\nbookworm");
-        assert.strictEqual(out("host_flavor 1; host_flavor 2", { KVMTUNE_LAB_FLAVORS: "2:trixie" }), "bookworm\ntrixie");
+    it("lab2 is trixie by default, every host bookworm that KVMTUNE_LAB_FLAVORS does not name", () => {
+        assert.strictEqual(out("host_flavor 1; host_flavor 2; host_flavor 3", { KVMTUNE_LAB_FLAVORS: null }), "bookworm\ntrixie\nbookworm");
+        assert.strictEqual(out("host_flavor 1; host_flavor 2", { KVMTUNE_LAB_FLAVORS: "" }), "bookworm\nbookworm");
+        assert.strictEqual(out("host_flavor 1; host_flavor 2", { KVMTUNE_LAB_FLAVORS: "1:trixie" }), "trixie\nbookworm");
         const bad = lib("host_flavor 2", { KVMTUNE_LAB_FLAVORS: "2:sid" });
         assert.notStrictEqual(bad.status, 0);
         assert.match(bad.stderr, /no lab image flavor 'sid' \(have: bookworm trixie \)/);
