@@ -65,6 +65,17 @@ function enableStep(f: PersistedFile & { enables: string }): string {
     return `if [ ! -L ${shellQuote(f.path)} ]; then ${enableUnitCommand(shellQuote(f.enables))} >/dev/null || exit 1; reload_systemd=1; fi`;
 }
 
+/** The host has `f` as wanted: absent when it must be, else the same text (trailing newlines aside). */
+export function fileInPlace(f: Pick<PersistedFile, "want">, have: string | null | undefined): boolean {
+    if (f.want === null) return have === null || have === undefined;
+    return have !== null && have !== undefined && have.replace(/\n+$/, "") === f.want.replace(/\n+$/, "");
+}
+
+/** The step that brings one file to `f` (persistFilesScript), or "" when the host has it as wanted. */
+export function fileStepIfChanged(f: PersistedFile, have: string | null | undefined): string {
+    return fileInPlace(f, have) ? "" : persistFilesScript([f]);
+}
+
 /**
  * The script that brings the host's persistence files to `files`: writes, removals and enablement
  * links in list order (removals of enablement links are left to the unit's own removal), then one

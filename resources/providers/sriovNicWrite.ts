@@ -4,7 +4,7 @@
  */
 import type { PersistedFile } from "../host/drift";
 import { atomicWriteScript, managedHeader, removeFileScript } from "../host/files";
-import { persistFilesScript } from "../host/persist";
+import { fileInPlace, fileStepIfChanged, persistFilesScript } from "../host/persist";
 import { networkManagerUnmanagedFile } from "../host/platform";
 import { beforeLibvirtLine, disableUnitCommand, enableUnitCommand, SYSTEMD_RELOAD } from "../host/platformSteps";
 import { shellQuote } from "../host/quote";
@@ -138,7 +138,7 @@ export function bootUnit(owner: string, pf: string): string {
 }
 
 /** The dump drops a file's trailing newlines: compare contents without them. */
-const sameText = (a: string | undefined, b: string) => a !== undefined && a.replace(/\n+$/, "") === b.replace(/\n+$/, "");
+const sameText = (a: string | undefined, b: string) => fileInPlace({ want: b }, a);
 
 /**
  * Writes the boot unit and script (persist), or removes them (persist off; ownership is the claim
@@ -200,8 +200,5 @@ export function dropInRemoval(pf: string): string {
 
 /** The drop-in's step through persist.ts, or "" when the host has it as wanted (absent, or the same text). */
 export function dropInScript(owner: string, pf: Pick<PfState, "name" | "devices" | "networkManager" | "files">, numVfs: number): string {
-    const file = networkManagerDropIn(owner, pf, numVfs);
-    const have = pf.files.networkManager;
-    const inPlace = file.want === null ? have === undefined : sameText(have, file.want);
-    return inPlace ? "" : persistFilesScript([file]);
+    return fileStepIfChanged(networkManagerDropIn(owner, pf, numVfs), pf.files.networkManager);
 }

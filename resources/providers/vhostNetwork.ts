@@ -38,7 +38,7 @@ import { defineXml, virshCommand } from "../libvirt/virsh";
 import { checkWithPlan, diffProps, stateOnlyUpdate } from "../policy";
 import { found, gone, stateOf } from "../state";
 import { inputsFrom } from "../validate";
-import { persistFilesScript } from "../host/persist";
+import { fileStepIfChanged, persistFilesScript } from "../host/persist";
 import { dropInPath, hookPath, hookScript, MODULES_CONTENT, MODULES_FILE, networkManagerDropIn, POLICY, vhostNetworkClaim, VhostNetworkInputs, vhostNetworkSchema } from "./vhostNetworkSchema";
 import { NetworkHostView, observe, trimmed } from "./vhostNetworkRead";
 import { checkAgainstHost, driftOf, markOf, runningGuestsOn, same, TOPOLOGY, wantedNetwork } from "./vhostNetworkChecks";
@@ -77,7 +77,8 @@ async function converge(remote: Remote, i: VhostNetworkInputs, owner: string, vi
 
     // NetworkManager told to leave the bridge and uplink alone before libvirt makes the bridge.
     const dropIn = networkManagerDropIn(owner, i, view.networkManager);
-    if (view.networkManagerFile !== (dropIn.want === null ? null : trimmed(dropIn.want))) script.push(persistFilesScript([dropIn]));
+    const dropInStep = fileStepIfChanged(dropIn, view.networkManagerFile);
+    if (dropInStep) script.push(dropInStep);
 
     // 3. The running network: restarted only when its shape differs, never under running guests.
     let active = net.active;

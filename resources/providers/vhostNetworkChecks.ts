@@ -2,6 +2,7 @@
  * VhostNetwork's wanted network, its checks against the host before anything changes, and the
  * drift report (what differs between the declaration and the host).
  */
+import { fileInPlace } from "../host/persist";
 import type { Remote } from "../host/remote";
 import { parseDomainXml } from "../libvirt/domain";
 import type { GuestDefaults, NetworkSpec } from "../libvirt/network";
@@ -119,9 +120,8 @@ export function driftOf(i: VhostNetworkInputs, view: NetworkHostView, owner: str
     const hook = i.persist && i.uplink !== undefined ? trimmed(hookScript(owner, { ...i, uplink: i.uplink })) : null;
     if (view.hookFile !== hook) out.push(hook === null ? `${hookPath(i.name)} is left over` : `${hookPath(i.name)} is ${view.hookFile === null ? "missing" : "changed"}`);
     const dropIn = networkManagerDropIn(owner, i, view.networkManager);
-    const wantDropIn = dropIn.want === null ? null : trimmed(dropIn.want);
-    if (view.networkManagerFile !== wantDropIn) {
-        out.push(wantDropIn === null ? `${dropIn.path} is left over (NetworkManager does not run)` : `${dropIn.path} is ${view.networkManagerFile === null ? "missing" : "changed"}: NetworkManager may take the bridge or its uplink`);
+    if (!fileInPlace(dropIn, view.networkManagerFile)) {
+        out.push(dropIn.want === null ? `${dropIn.path} is left over (NetworkManager does not run)` : `${dropIn.path} is ${view.networkManagerFile === null ? "missing" : "changed"}: NetworkManager may take the bridge or its uplink`);
     }
     return out;
 }
